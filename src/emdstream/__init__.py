@@ -1,0 +1,19 @@
+"""emdstream: stream detector frames into EMD v0.2 (HDF5) files while they are produced.
+
+    with EMDWriter("scan.emd", frame_shape=(256, 256), dtype="uint16", scan_shape=(128, 128)) as w:
+        for frame in detector:
+            w.put(frame)
+    f = emdstream.open("scan.emd")
+"""
+from .dims import Dim
+from .errors import (EMDStreamError, QueueFullError, WriterClosedError, WriterError,
+                     WriterFullError)
+from .reader import EMDDataset, EMDFile, open
+from .recover import RecoveryReport, recover
+from .writer import EMDWriter
+
+__version__ = "0.1.0"
+
+__all__ = ["Dim", "EMDDataset", "EMDFile", "EMDStreamError", "EMDWriter", "QueueFullError",
+           "RecoveryReport", "WriterClosedError", "WriterError", "WriterFullError", "open",
+           "recover", "__version__"]

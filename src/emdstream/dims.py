@@ -1,0 +1,94 @@
+"""Dimension vectors (``dim1..dimN``) of an EMD v0.2 data group."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Dim:
+    """One axis of a dataset: its name, units and either a linear scale or explicit values.
+
+    ``Dim("scan_y", "[nm]", scale=0.5)`` gives ``offset + scale * i`` for each index ``i``;
+    ``Dim("energy", "[eV]", values=[...])`` gives the values as they are.
+    """
+
+    name: str
+    units: str = "[px]"
+    scale: float = 1.0
+    offset: float = 0.0
+    values: Optional[Sequence[float]] = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not isinstance(self.units, str):
+            raise TypeError(f"Dim name and units must be str, got {self.name!r}, {self.units!r}")
+        if self.values is not None:
+            arr = np.asarray(self.values)
+            if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.number):
+                raise TypeError(f"Dim {self.name!r}: values must be a 1-D numeric sequence")
+            object.__setattr__(self, "values", arr)
+
+    def vector(self, length: int) -> np.ndarray:
+        """The 1-D vector of this axis for ``length`` points."""
+        if self.values is not None:
+            if len(self.values) < length:
+                raise ValueError(
+                    f"Dim {self.name!r} has {len(self.values)} values, axis needs {length}")
+            return np.asarray(self.values[:length])
+        return self.offset + self.scale * np.arange(length, dtype=np.float64)
+
+    def to_json(self) -> dict:
+        """A JSON-able description (used to rebuild a growing axis at close or recovery)."""
+        out = {"name": self.name, "units": self.units, "scale": self.scale, "offset": self.offset}
+        if self.values is not None:
+            out["values"] = np.asarray(self.values).tolist()
+        return out
+
+    @classmethod
+    def from_json(cls, spec: dict) -> "Dim":
+        return cls(**spec)
+
+
+def default_dims(ndim: int, n_frame_axes: int = 2) -> list[Dim]:
+    """Index vectors for each axis: scan/frame-number axes first, then the detector axes in [px]."""
+    frame_names = ["detector_y", "detector_x"][-n_frame_axes:] if n_frame_axes <= 2 else [
+        f"detector_{i}" for i in range(n_frame_axes)]
+    n_outer = ndim - n_frame_axes
+    if n_outer == 1:
+        outer = [Dim("frame", "[index]")]
+    elif n_outer == 2:
+        outer = [Dim("scan_y", "[index]"), Dim("scan_x", "[index]")]
+    else:
+        outer = [Dim(f"scan_{i}", "[index]") for i in range(n_outer)]
+    return outer + [Dim(n, "[px]") for n in frame_names]
+
+
+def resolve_dims(dims: Optional[Sequence[Dim]], shape: tuple[int, ...], n_frame_axes: int,
+                 growing_axis0: bool) -> list[Dim]:
+    """Check user dims against the data shape (one per axis), or make default ones."""
+    if dims is None:
+        return default_dims(len(shape), n_frame_axes)
+    dims = list(dims)
+    if len(dims) != len(shape):
+        raise ValueError(f"dims: expected {len(shape)} (one per data axis {shape}), got {len(dims)}")
+    for axis, dim in enumerate(dims):
+        if not isinstance(dim, Dim):
+            raise TypeError(f"dims[{axis}] must be an emdstream.Dim, got {type(dim).__name__}")
+        if dim.values is not None:
+            if axis == 0 and growing_axis0:
+                raise ValueError("dims[0] of an open-ended stream must use scale/offset, not values")
+            if len(dim.values) != shape[axis]:
+                raise ValueError(f"dims[{axis}] {dim.name!r}: {len(dim.values)} values for an "
+                                 f"axis of length {shape[axis]}")
+    return dims
+
+
+def dims_to_json(dims: Sequence[Dim]) -> str:
+    return json.dumps([d.to_json() for d in dims])
+
+
+def dims_from_json(text: str) -> list[Dim]:
+    return [Dim.from_json(spec) for spec in json.loads(text)]

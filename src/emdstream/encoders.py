@@ -1,0 +1,132 @@
+"""Chunk encoders: compress a whole chunk outside HDF5 into exactly the bytes its HDF5 filter decodes.
+
+Each encoder pairs the dataset-creation keywords (the stock HDF5 / hdf5plugin filter a reader will
+use) with an ``encode`` that produces a chunk for ``Dataset.id.write_direct_chunk``. Encoders run in a
+thread pool, so each uses a library that releases the GIL while compressing:
+
+* ``bslz4``: the ``bitshuffle`` package (the reference implementation of HDF5 filter 32008), framed
+  with the 12-byte header the filter expects (big-endian uncompressed size, block size in bytes).
+* ``zstd``: ``numcodecs.Zstd`` (libzstd) -> a plain zstd frame, what filter 32015 decodes.
+* ``blosc-lz4``: ``numcodecs.Blosc`` (c-blosc 1.x, the library HDF5 filter 32001 is built on; the
+  ``blosc2`` package writes a newer chunk format that filter 32001 refuses).
+* ``gzip``: HDF5's built-in byte-shuffle (done with NumPy) then deflate via ``zlib``.
+* ``None``: the raw bytes of the chunk.
+"""
+from __future__ import annotations
+
+import struct
+import zlib
+from typing import Any, Optional
+
+import hdf5plugin
+import numpy as np
+
+COMPRESSIONS = ("bslz4", "zstd", "blosc-lz4", "gzip", None)
+
+
+class ChunkEncoder:
+    """Base: no filter; the chunk's raw bytes."""
+
+    name: Optional[str] = None
+
+    def dataset_options(self) -> dict[str, Any]:
+        """Keywords for ``h5py.Group.create_dataset`` that declare the matching HDF5 filter."""
+        return {}
+
+    def encode(self, chunk: np.ndarray) -> bytes:
+        """Bytes of the C-contiguous ``chunk`` as stored on disk."""
+        return np.ascontiguousarray(chunk).data
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class BitshuffleLZ4(ChunkEncoder):
+    name = "bslz4"
+    BLOCK_BYTES = 8192  # bitshuffle's default block: 8 KiB per block of elements
+
+    def dataset_options(self) -> dict[str, Any]:
+        return dict(hdf5plugin.Bitshuffle(cname="lz4"))
+
+    def encode(self, chunk: np.ndarray) -> bytes:
+        import bitshuffle
+
+        block_elems = max(8, (self.BLOCK_BYTES // chunk.itemsize) // 8 * 8)
+        body = bitshuffle.compress_lz4(np.ascontiguousarray(chunk).reshape(-1), block_elems)
+        header = struct.pack(">QI", chunk.nbytes, block_elems * chunk.itemsize)
+        return header + body.tobytes()
+
+
+class Zstd(ChunkEncoder):
+    name = "zstd"
+
+    def __init__(self, level: int = 3):
+        from numcodecs import Zstd as _Zstd
+
+        self.level = level
+        self._codec = _Zstd(level=level)
+
+    def dataset_options(self) -> dict[str, Any]:
+        return dict(hdf5plugin.Zstd(clevel=self.level))
+
+    def encode(self, chunk: np.ndarray) -> bytes:
+        return self._codec.encode(np.ascontiguousarray(chunk))
+
+
+class BloscLZ4(ChunkEncoder):
+    name = "blosc-lz4"
+
+    def __init__(self, level: int = 5):
+        from numcodecs import Blosc
+
+        self.level = level
+        self._blosc = Blosc
+        self._codec = Blosc(cname="lz4", clevel=level, shuffle=Blosc.SHUFFLE, blocksize=0)
+
+    def dataset_options(self) -> dict[str, Any]:
+        return dict(hdf5plugin.Blosc(cname="lz4", clevel=self.level,
+                                     shuffle=hdf5plugin.Blosc.SHUFFLE))
+
+    def encode(self, chunk: np.ndarray) -> bytes:
+        return self._codec.encode(np.ascontiguousarray(chunk))
+
+
+class GzipShuffle(ChunkEncoder):
+    name = "gzip"
+
+    def __init__(self, level: int = 4):
+        self.level = level
+
+    def dataset_options(self) -> dict[str, Any]:
+        return dict(compression="gzip", compression_opts=self.level, shuffle=True)
+
+    def encode(self, chunk: np.ndarray) -> bytes:
+        flat = np.ascontiguousarray(chunk).reshape(-1)
+        # HDF5 shuffle filter: all first bytes of each element, then all second bytes, ...
+        shuffled = flat.view(np.uint8).reshape(-1, flat.itemsize).T.copy()
+        return zlib.compress(shuffled.data, self.level)
+
+
+_ENCODERS = {"bslz4": BitshuffleLZ4, "zstd": Zstd, "blosc-lz4": BloscLZ4, "gzip": GzipShuffle,
+             None: ChunkEncoder, "none": ChunkEncoder}
+
+
+def get_encoder(compression: Optional[str]) -> ChunkEncoder:
+    """The encoder for a compression name (see ``COMPRESSIONS``); ValueError for unknown names."""
+    try:
+        return _ENCODERS[compression]()
+    except (KeyError, TypeError):
+        raise ValueError(f"compression must be one of {COMPRESSIONS}, got {compression!r}") from None
+
+
+def describe_filters(dataset) -> str:
+    """Human-readable name of the filters of an h5py dataset, e.g. ``bitshuffle+lz4``."""
+    names = {"32008": "bitshuffle+lz4", "32015": "zstd", "32001": "blosc", "32026": "blosc2",
+             "gzip": "gzip", "shuffle": "shuffle", "lzf": "lzf", "fletcher32": "fletcher32"}
+    plist = dataset.id.get_create_plist()
+    found = []
+    for i in range(plist.get_nfilters()):
+        code, _flags, _opts, label = plist.get_filter(i)
+        found.append(names.get(str(code), names.get(label.decode(errors="replace"), str(code)))
+                     if code not in (1, 2) else ("gzip" if code == 1 else "shuffle"))
+    return "+".join(found) if found else "none"

@@ -1,0 +1,21 @@
+"""Exceptions raised to the producer."""
+
+
+class EMDStreamError(Exception):
+    """Base class of emdstream's own errors."""
+
+
+class WriterError(EMDStreamError):
+    """The writer thread failed (disk full, file removed, ...); ``__cause__`` holds the original."""
+
+
+class WriterClosedError(EMDStreamError):
+    """``put`` or ``comment`` on a writer that is closed."""
+
+
+class QueueFullError(EMDStreamError):
+    """``put`` with ``on_full="raise"`` while the queue is full; the frame was not accepted."""
+
+
+class WriterFullError(EMDStreamError):
+    """``put`` after all pre-allocated frames (``n_frames`` or the whole scan) were put."""

@@ -1,0 +1,40 @@
+"""Checking frames at ``put``: shape, dtype (lossless casts only) and a private copy."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+class FrameSpec:
+    """The shape and dtype every frame of a stream must have."""
+
+    def __init__(self, shape: tuple[int, ...], dtype: np.dtype):
+        self.shape = tuple(int(n) for n in shape)
+        self.dtype = np.dtype(dtype)
+        if not self.shape or any(n < 1 for n in self.shape):
+            raise ValueError(f"frame_shape must be a non-empty tuple of positive ints, got {shape}")
+        if self.dtype.kind not in "biuf":
+            raise TypeError(f"dtype must be a numeric (bool, int, uint, float) type, got {self.dtype}")
+        self.nbytes = int(np.prod(self.shape)) * self.dtype.itemsize
+
+    def checked_copy(self, frame: Any) -> np.ndarray:
+        """A C-contiguous copy of ``frame`` in the stream's dtype, or ValueError/TypeError.
+
+        The copy lets the caller reuse its buffer at once. Casts are accepted only when lossless
+        (``np.can_cast(..., "safe")``, e.g. uint8 into uint16); complex into real, float into int
+        or wider into narrower ints are refused.
+        """
+        if not isinstance(frame, np.ndarray):
+            if not hasattr(frame, "__array__") and not hasattr(frame, "__array_interface__") \
+                    and not isinstance(frame, memoryview):
+                raise TypeError(f"frame must be a numpy array (or array-like with __array__), "
+                                f"got {type(frame).__name__}")
+            frame = np.asarray(frame)
+        if frame.shape != self.shape:
+            raise ValueError(f"frame shape {frame.shape} does not match the writer's "
+                             f"frame_shape {self.shape}")
+        if frame.dtype != self.dtype and not np.can_cast(frame.dtype, self.dtype, "safe"):
+            raise TypeError(f"frame dtype {frame.dtype} cannot be stored losslessly as the writer's "
+                            f"dtype {self.dtype}; convert it explicitly if that is intended")
+        return np.array(frame, dtype=self.dtype, order="C", copy=True)

@@ -1,0 +1,86 @@
+"""``emdstream info``: what an EMD file holds, as a dict (for ``--json``) or readable text."""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from .encoders import describe_filters
+from .reader import EMDFile
+
+
+def describe(f: EMDFile) -> dict[str, Any]:
+    """Datasets (shape, dtype, chunks, compression, ratio, dims, counts), metadata, comments."""
+    datasets = {}
+    for name, ds in f.datasets.items():
+        data = ds.data
+        stored = data.id.get_storage_size()
+        raw = data.size * data.dtype.itemsize
+        datasets[name] = {
+            "shape": list(data.shape), "dtype": str(data.dtype),
+            "chunks": list(data.chunks) if data.chunks else None,
+            "compression": describe_filters(data),
+            "stored_bytes": int(stored), "raw_bytes": int(raw),
+            "ratio": round(raw / stored, 3) if stored else None,
+            "frames_written": ds.frames_written, "frames_dropped": ds.frames_dropped,
+            "complete": ds.complete,
+            "dims": [{"axis": i + 1, "name": d.name, "units": d.units, "length": len(d.values),
+                      "first": _num(d.values[0]) if len(d.values) else None,
+                      "last": _num(d.values[-1]) if len(d.values) else None}
+                     for i, d in enumerate(ds.dims)],
+        }
+    return {"path": f.path, "emd_version": list(f.version), "datasets": datasets,
+            "metadata": {g: {k: _jsonable(v) for k, v in attrs.items()}
+                         for g, attrs in f.metadata.items()},
+            "comments": [{"time": k, "text": t} for k, t in f.comments]}
+
+
+def format_text(info: dict[str, Any]) -> str:
+    out = [f"{info['path']}  (EMD v{info['emd_version'][0]}.{info['emd_version'][1]})"]
+    for name, d in info["datasets"].items():
+        state = "complete" if d["complete"] else "IN PROGRESS / not finalized"
+        ratio = f"{d['ratio']:.2f}x" if d["ratio"] else "n/a"
+        out += [f"/data/{name}  [{state}]",
+                f"  data    {tuple(d['shape'])} {d['dtype']}, chunks {tuple(d['chunks'] or ())}, "
+                f"{d['compression']}, ratio {ratio} ({d['stored_bytes'] / 1e6:.1f} MB stored)",
+                f"  frames  {d['frames_written']} written, {d['frames_dropped']} dropped"]
+        for dim in d["dims"]:
+            span = (f"{dim['first']:g} .. {dim['last']:g}" if isinstance(dim["first"], (int, float))
+                    else "")
+            out.append(f"  dim{dim['axis']}    {dim['name']!s:<12} {dim['units']!s:<8} "
+                       f"{dim['length']:>6} points  {span}")
+    for group, attrs in info["metadata"].items():
+        out.append(f"/{group}" + ("" if attrs else "  (empty)"))
+        out += [f"  {k} = {v}" for k, v in attrs.items()]
+    out.append("/comments")
+    out += [f"  {c['time']}  {c['text']}" for c in info["comments"]]
+    return "\n".join(out)
+
+
+def follow(path: str, interval: float = 1.0, out=print, stop_after: float | None = None) -> None:
+    """Print the frame count of a file being written until its writer finishes."""
+    start = time.monotonic()
+    with EMDFile(path, live=True) as f:
+        last = None
+        while True:
+            f.refresh()
+            counts = {n: ds.frames_written for n, ds in f.datasets.items()}
+            done = all(ds.complete for ds in f.datasets.values())
+            if counts != last:
+                out(f"{time.strftime('%H:%M:%S')}  " + ", ".join(
+                    f"{n}: {c} frames" for n, c in counts.items()))
+                last = counts
+            if done or (stop_after is not None and time.monotonic() - start > stop_after):
+                return
+            time.sleep(interval)
+
+
+def _num(v):
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def _jsonable(v):
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    return _num(v)

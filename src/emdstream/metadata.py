@@ -1,0 +1,56 @@
+"""Metadata groups (/microscope, /user, /sample) and timestamped comments."""
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Any, Mapping, Optional
+
+import numpy as np
+
+METADATA_GROUPS = ("microscope", "user", "sample")
+
+
+def check_metadata(group: str, values: Optional[Mapping[str, Any]]) -> dict[str, Any]:
+    """Return ``values`` as a dict of HDF5-storable attributes, or raise TypeError naming the bad key.
+
+    Allowed: numbers, strings, bools and numeric (or bool) arrays / lists.
+    """
+    if values is None:
+        return {}
+    if not isinstance(values, Mapping):
+        raise TypeError(f"{group}: metadata must be a mapping of name -> value, "
+                        f"got {type(values).__name__}")
+    checked = {}
+    for key, value in values.items():
+        if not isinstance(key, str) or not key:
+            raise TypeError(f"{group}: metadata keys must be non-empty str, got {key!r}")
+        checked[key] = _storable(group, key, value)
+    return checked
+
+
+def _storable(group: str, key: str, value: Any) -> Any:
+    if isinstance(value, (str, bool, np.bool_)):
+        return value
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return value
+    if isinstance(value, (list, tuple, np.ndarray)):
+        arr = np.asarray(value)
+        if arr.dtype.kind in "biuf" and arr.size > 0:
+            return arr
+    raise TypeError(f"{group}[{key!r}]: unsupported metadata value of type {type(value).__name__} "
+                    f"({value!r:.60}); use a number, str, bool or numeric array")
+
+
+def utc_key(when: Optional[_dt.datetime] = None) -> str:
+    """EMD comment key for a moment, e.g. ``2026-11-24 15:01:29 (UTC)``."""
+    when = when or _dt.datetime.now(_dt.timezone.utc)
+    return when.astimezone(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S (UTC)")
+
+
+def unique_key(key: str, taken) -> str:
+    """``key``, or ``key #2``, ``key #3``... so two comments in the same second both survive."""
+    if key not in taken:
+        return key
+    n = 2
+    while f"{key} #{n}" in taken:
+        n += 1
+    return f"{key} #{n}"

@@ -1,0 +1,49 @@
+"""Finishing a file whose writer was killed: clear the SWMR flags, trim, write dims and comments."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import h5py
+
+from . import layout
+from .filelock import writer_holds
+from .superblock import clear_consistency_flags
+
+RECOVERED = ("emdstream: recovered after the writer stopped without closing; "
+             "{written} frames valid, {dropped} dropped")
+
+
+@dataclass
+class RecoveryReport:
+    path: str
+    changed: bool
+    frames_written: dict[str, int] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        if not self.changed:
+            return f"{self.path}: already a finished EMD file; nothing changed"
+        counts = ", ".join(f"/data/{k}: {n} frames" for k, n in self.frames_written.items())
+        return f"{self.path}: recovered ({counts})"
+
+
+def recover(path: str | os.PathLike) -> RecoveryReport:
+    """Turn a file left by a killed writer into a finished EMD file; a finished file is untouched."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no such file: {path}")
+    if not h5py.is_hdf5(path):
+        raise ValueError(f"{path} is not an HDF5 file")
+    with h5py.File(path, "r", swmr=True) as f:
+        names = layout.stream_names(f)
+    if not names:
+        return RecoveryReport(path, changed=False)
+    if writer_holds(path):
+        raise RuntimeError(f"{path} is being written by a running process (or open in one); "
+                           f"recover it after that process has ended")
+    clear_consistency_flags(path)
+    report = RecoveryReport(path, changed=True)
+    with layout.open_for_finalize(path) as f:
+        for name in names:
+            report.frames_written[name], _ = layout.finalize(f, name, RECOVERED)
+    return report

@@ -1,0 +1,245 @@
+"""EMDWriter: the producer's side of the stream (``put`` -> bounded queue -> writer thread)."""
+from __future__ import annotations
+
+import atexit
+import os
+import queue
+import threading
+from typing import Any, Mapping, Optional, Sequence
+
+import numpy as np
+
+from . import layout
+from .chunking import ChunkGeometry
+from .dims import Dim, resolve_dims
+from .encoders import get_encoder
+from .errors import QueueFullError, WriterClosedError, WriterFullError
+from .frames import FrameSpec
+from .metadata import METADATA_GROUPS, check_metadata, utc_key
+from .writer_thread import Close, WriterThread, describe_failure
+
+ON_FULL = ("block", "raise", "drop")
+_POLL = 0.05  # seconds between checks of the writer thread while put/close wait
+_open_writers: "set[EMDWriter]" = set()  # closed at interpreter exit if forgotten
+
+
+class EMDWriter:
+    """Stream frames into an EMD v0.2 file from a writer thread.
+
+    Frames are put one at a time; each is checked and copied at once, so ``put`` returns without
+    waiting for disk I/O while the queue has room. ``put`` is safe from several threads: frames
+    land in the order the ``put`` calls acquire the writer's lock.
+
+    Args:
+        path: the ``.emd`` file to create.
+        frame_shape, dtype: of every frame.
+        n_frames: pre-allocate this many frames; None (default) grows as frames come.
+        scan_shape: data shape is ``scan_shape + frame_shape``; frames fill it in C order.
+        compression: "bslz4" (default), "zstd", "blosc-lz4", "gzip" or None.
+        dims: one ``Dim`` per data axis; default index vectors (``[px]`` for frame axes).
+        name: the group ``/data/<name>``.
+        microscope, user, sample: metadata (numbers, str, bool, numeric arrays).
+        chunk_frames: frames per chunk (default: about 2 MiB per chunk).
+        queue_frames: queue capacity (default: about 256 MiB of frames, at least 2 chunks).
+        on_full: what ``put`` does when the queue is full: "block" (default), "raise"
+            (QueueFullError, frame not taken) or "drop" (frame counted in ``frames_dropped``,
+            its slot keeps the fill value and is listed in the file).
+        flush_seconds, flush_frames: make written frames durable (and counted in the file) at
+            least this often; default every 1 s.
+        workers: compression threads (default: one per core).
+        fillvalue: value of slots without a frame (default: dtype max for ints, NaN for floats).
+        overwrite: replace an existing file (default: refuse).
+    """
+
+    def __init__(self, path: str | os.PathLike, frame_shape: Sequence[int], dtype: Any = "uint16",
+                 n_frames: Optional[int] = None, scan_shape: Optional[Sequence[int]] = None,
+                 compression: Optional[str] = "bslz4", dims: Optional[Sequence[Dim]] = None,
+                 name: str = "dataset_1", microscope: Optional[Mapping[str, Any]] = None,
+                 user: Optional[Mapping[str, Any]] = None, sample: Optional[Mapping[str, Any]] = None,
+                 chunk_frames: Optional[int] = None, queue_frames: Optional[int] = None,
+                 on_full: str = "block", flush_seconds: Optional[float] = 1.0,
+                 flush_frames: Optional[int] = None, workers: Optional[int] = None,
+                 fillvalue: Any = None, overwrite: bool = False):
+        self.path = os.fspath(path)
+        self.spec = FrameSpec(tuple(frame_shape), dtype)
+        if on_full not in ON_FULL:
+            raise ValueError(f"on_full must be one of {ON_FULL}, got {on_full!r}")
+        if not isinstance(name, str) or not name or "/" in name:
+            raise ValueError(f"name must be a non-empty str without '/', got {name!r}")
+        if flush_seconds is None and flush_frames is None:
+            raise ValueError("set flush_seconds or flush_frames: a stream that never flushes "
+                             "loses everything in a crash")
+        self.geometry = ChunkGeometry(self.spec.shape, self.spec.dtype.itemsize, n_frames,
+                                      tuple(scan_shape) if scan_shape else None, chunk_frames)
+        encoder = get_encoder(compression)
+        shape = self.geometry.initial_shape()
+        n_outer = len(shape) - len(self.spec.shape)
+        self.dims = resolve_dims(dims, shape, len(self.spec.shape), self.geometry.growing)
+        metadata = {g: check_metadata(g, v)
+                    for g, v in zip(METADATA_GROUPS, (microscope, user, sample))}
+        self.fillvalue = _default_fill(self.spec.dtype) if fillvalue is None else fillvalue
+        self._check_path(overwrite)
+        self.name = name
+        self.compression = compression
+        self.on_full = on_full
+        queue_frames = queue_frames or max(2 * self.geometry.k,
+                                           (256 << 20) // max(1, self.spec.nbytes))
+        self._queue: queue.Queue = queue.Queue(maxsize=queue_frames)
+        self._lock = threading.Lock()
+        self._slots = 0
+        self.frames_dropped = 0
+        self.queue_high_water = 0
+        self._closed = False
+        first = (f"emdstream: acquisition started, frames {self.spec.shape} {self.spec.dtype}, "
+                 f"{'open-ended' if self.geometry.growing else f'{self.geometry.capacity} frames'}"
+                 f"{', scan ' + 'x'.join(map(str, self.geometry.scan_shape)) if n_outer > 1 else ''}"
+                 f", compression {compression}")
+        h5file = layout.create_skeleton(
+            self.path, name, shape, self.geometry.maxshape(), self.geometry.chunk_shape,
+            self.spec.dtype, self.fillvalue, encoder.dataset_options(), self.dims, metadata, first)
+        h5file.swmr_mode = True
+        self._thread = WriterThread(h5file, name, self.geometry, self.fillvalue, encoder,
+                                    self._queue, workers, flush_frames, flush_seconds)
+        self._thread.start()
+        _open_writers.add(self)
+
+    def _check_path(self, overwrite: bool) -> None:
+        folder = os.path.dirname(os.path.abspath(self.path))
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(f"cannot create {self.path}: directory {folder} does not exist")
+        if os.path.exists(self.path) and not overwrite:
+            raise FileExistsError(f"{self.path} already exists; pass overwrite=True to replace it")
+
+    # --- producing -----------------------------------------------------------------------------
+    def put(self, frame: Any) -> bool:
+        """Queue one frame (copied). Returns False if it was dropped (``on_full="drop"``)."""
+        self._raise_if_unusable()
+        copy = self.spec.checked_copy(frame)
+        with self._lock:
+            self._raise_if_unusable()
+            if self.geometry.capacity is not None and self._slots >= self.geometry.capacity:
+                raise WriterFullError(f"all {self.geometry.capacity} pre-allocated frames of "
+                                      f"{self.path} have been put")
+            item = (self._slots, copy)
+            if self.on_full == "block":
+                self._blocking_put(item)
+            else:
+                try:
+                    self._queue.put_nowait(item)
+                except queue.Full:
+                    if self.on_full == "raise":
+                        raise QueueFullError(f"queue of {self._queue.maxsize} frames is full "
+                                             f"(writer behind); frame not accepted") from None
+                    self._slots += 1
+                    self.frames_dropped += 1
+                    return False
+            self._slots += 1
+            self.queue_high_water = max(self.queue_high_water, self._queue.qsize())
+        return True
+
+    def _blocking_put(self, item) -> None:
+        while True:
+            try:
+                self._queue.put(item, timeout=_POLL)
+                return
+            except queue.Full:
+                self._raise_if_unusable()
+
+    def comment(self, text: str) -> str:
+        """Add a timestamped entry to /comments (kept in the file from the next flush on)."""
+        if not isinstance(text, str):
+            raise TypeError(f"comment text must be str, got {type(text).__name__}")
+        self._raise_if_unusable()
+        key = utc_key()
+        self._thread.add_comment(key, text)
+        return key
+
+    def _raise_if_unusable(self) -> None:
+        if self._thread.error is not None:
+            raise describe_failure(self._thread)
+        if self._closed:
+            raise WriterClosedError(f"writer for {self.path} is closed")
+
+    # --- state -------------------------------------------------------------------------------
+    @property
+    def frames_put(self) -> int:
+        """Frames accepted by ``put`` so far (dropped ones not counted)."""
+        return self._slots - self.frames_dropped
+
+    @property
+    def frames_written(self) -> int:
+        """Frames durably in the file (after close: all frames put)."""
+        if self._thread.frames_written_final is not None:
+            return self._thread.frames_written_final
+        return self._thread.frames_written
+
+    @property
+    def queue_size(self) -> int:
+        return self._queue.maxsize
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # --- closing -------------------------------------------------------------------------------
+    def close(self, comment: Optional[str] = None) -> None:
+        """Write the remaining frames, finalize dims and comments, close the file. Idempotent.
+
+        Re-raises a writer-thread error (after releasing the file).
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            closing = comment or "emdstream: acquisition finished"
+            closing += f"; {{written}} frames written, {{dropped}} dropped"
+            if self.geometry.capacity is not None and self._slots < self.geometry.capacity:
+                closing += f" (stopped early: {self._slots} of {self.geometry.capacity} frame slots used)"
+            close_msg = Close(self._slots, closing)
+            while self._thread.error is None:
+                try:
+                    self._queue.put(close_msg, timeout=_POLL)
+                    break
+                except queue.Full:
+                    continue
+        while not self._thread.finished.wait(_POLL):
+            pass
+        _open_writers.discard(self)
+        if self._thread.error is not None:
+            raise describe_failure(self._thread)
+
+    def __enter__(self) -> "EMDWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+            return
+        try:
+            self.close(comment=f"emdstream: acquisition aborted by {exc_type.__name__}: {exc}")
+        except Exception:
+            pass  # the producer's own exception is the one to see
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return (f"<EMDWriter {self.path!r} {state}: {self.frames_put} put, "
+                f"{self.frames_written} written, {self.frames_dropped} dropped>")
+
+
+def _default_fill(dtype: np.dtype):
+    if dtype.kind == "f":
+        return np.nan
+    if dtype.kind in "iu":
+        return np.iinfo(dtype).max
+    return False
+
+
+@atexit.register
+def _close_forgotten_writers() -> None:
+    """A writer the producer never closed is finished at interpreter exit, not left hanging."""
+    for writer in list(_open_writers):
+        try:
+            writer.close(comment="emdstream: closed at interpreter exit (close() was not called)")
+        except Exception as exc:  # nothing to raise to at exit; say it
+            import sys
+            print(f"emdstream: closing {writer.path} at exit failed: {exc}", file=sys.stderr)
