@@ -3,12 +3,9 @@ import shutil
 import subprocess
 import sys
 
-import h5py
 import hdf5plugin
 import numpy as np
 import pytest
-
-import emdstream
 
 COMPRESSIONS = ["bslz4", "zstd", "blosc-lz4", "gzip", None]
 

@@ -4,9 +4,9 @@ import subprocess
 import h5py
 import numpy as np
 import pytest
+from conftest import COMPRESSIONS, detector_frames, h5dump_env, requires_h5dump
 
 from emdstream import Dim, EMDWriter
-from conftest import COMPRESSIONS, detector_frames, h5dump_env, requires_h5dump
 
 # (label, frame_shape, writer kwargs, n frames) -> data of 2, 3 and 4 dimensions
 LAYOUTS = [

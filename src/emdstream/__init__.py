@@ -6,8 +6,7 @@
     f = emdstream.open("scan.emd")
 """
 from .dims import Dim
-from .errors import (EMDStreamError, QueueFullError, WriterClosedError, WriterError,
-                     WriterFullError)
+from .errors import EMDStreamError, QueueFullError, WriterClosedError, WriterError, WriterFullError
 from .reader import EMDDataset, EMDFile, open
 from .recover import RecoveryReport, recover
 from .writer import EMDWriter

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Optional
 
 import numpy as np
 
@@ -48,7 +49,7 @@ class Dim:
         return out
 
     @classmethod
-    def from_json(cls, spec: dict) -> "Dim":
+    def from_json(cls, spec: dict) -> Dim:
         return cls(**spec)
 
 

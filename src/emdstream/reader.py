@@ -142,14 +142,14 @@ class EMDFile:
     def close(self) -> None:
         self.h5.close()
 
-    def __enter__(self) -> "EMDFile":
+    def __enter__(self) -> EMDFile:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
 
 
-def open(path: str | os.PathLike, live: bool = False) -> EMDFile:  # noqa: A001 (like h5py.File)
+def open(path: str | os.PathLike, live: bool = False) -> EMDFile:
     """Open an EMD file for reading; ``live=True`` for a file still being written."""
     return EMDFile(path, live=live)
 

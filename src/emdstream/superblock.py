@@ -14,38 +14,39 @@ SIGNATURE = b"\x89HDF\r\n\x1a\n"
 _MASK = 0xFFFFFFFF
 
 
+def _rot(x: int, k: int) -> int:
+    return ((x << k) | (x >> (32 - k))) & _MASK
+
+
+def _mix(a: int, b: int, c: int) -> tuple[int, int, int]:
+    # lookup3's mix(): six rounds "a -= c; a ^= rot(c, r); c += b", the roles cycling a -> b -> c
+    for r in (4, 6, 8, 16, 19, 4):
+        a = ((a - c) & _MASK) ^ _rot(c, r)
+        c = (c + b) & _MASK
+        a, b, c = b, c, a
+    return a, b, c
+
+
+def _final(a: int, b: int, c: int) -> int:
+    # lookup3's final(): seven rounds "c ^= b; c -= rot(b, r)", the roles cycling c -> a -> b
+    for r in (14, 11, 25, 16, 4, 14, 24):
+        c = ((c ^ b) - _rot(b, r)) & _MASK
+        a, b, c = b, c, a
+    return b  # seven role shifts: the variable in b's place holds c
+
+
 def lookup3(data: bytes, initval: int = 0) -> int:
     """Bob Jenkins' lookup3 ``hashlittle``, as HDF5 uses it for metadata checksums."""
-
-    def rot(x: int, k: int) -> int:
-        return ((x << k) | (x >> (32 - k))) & _MASK
-
-    length = len(data)
-    a = b = c = (0xDEADBEEF + length + initval) & _MASK
+    a = b = c = (0xDEADBEEF + len(data) + initval) & _MASK
     pos = 0
-    while length - pos > 12:
+    while len(data) - pos > 12:
         x, y, z = struct.unpack_from("<III", data, pos)
-        a, b, c = (a + x) & _MASK, (b + y) & _MASK, (c + z) & _MASK
-        a = (a - c) & _MASK; a ^= rot(c, 4); c = (c + b) & _MASK   # noqa: E702
-        b = (b - a) & _MASK; b ^= rot(a, 6); a = (a + c) & _MASK   # noqa: E702
-        c = (c - b) & _MASK; c ^= rot(b, 8); b = (b + a) & _MASK   # noqa: E702
-        a = (a - c) & _MASK; a ^= rot(c, 16); c = (c + b) & _MASK  # noqa: E702
-        b = (b - a) & _MASK; b ^= rot(a, 19); a = (a + c) & _MASK  # noqa: E702
-        c = (c - b) & _MASK; c ^= rot(b, 4); b = (b + a) & _MASK   # noqa: E702
+        a, b, c = _mix((a + x) & _MASK, (b + y) & _MASK, (c + z) & _MASK)
         pos += 12
-    tail = data[pos:]
-    if not tail:
+    if pos == len(data):
         return c
-    x, y, z = struct.unpack("<III", tail.ljust(12, b"\0"))
-    a, b, c = (a + x) & _MASK, (b + y) & _MASK, (c + z) & _MASK
-    c ^= b; c = (c - rot(b, 14)) & _MASK  # noqa: E702
-    a ^= c; a = (a - rot(c, 11)) & _MASK  # noqa: E702
-    b ^= a; b = (b - rot(a, 25)) & _MASK  # noqa: E702
-    c ^= b; c = (c - rot(b, 16)) & _MASK  # noqa: E702
-    a ^= c; a = (a - rot(c, 4)) & _MASK   # noqa: E702
-    b ^= a; b = (b - rot(a, 14)) & _MASK  # noqa: E702
-    c ^= b; c = (c - rot(b, 24)) & _MASK  # noqa: E702
-    return c
+    x, y, z = struct.unpack("<III", data[pos:].ljust(12, b"\0"))
+    return _final((a + x) & _MASK, (b + y) & _MASK, (c + z) & _MASK)
 
 
 def _find_superblock(fh) -> int:

@@ -5,7 +5,8 @@ import atexit
 import os
 import queue
 import threading
-from typing import Any, Mapping, Optional, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, Optional
 
 import numpy as np
 
@@ -20,7 +21,7 @@ from .writer_thread import Close, WriterThread, describe_failure
 
 ON_FULL = ("block", "raise", "drop")
 _POLL = 0.05  # seconds between checks of the writer thread while put/close wait
-_open_writers: "set[EMDWriter]" = set()  # closed at interpreter exit if forgotten
+_open_writers: set[EMDWriter] = set()  # closed at interpreter exit if forgotten
 
 
 class EMDWriter:
@@ -94,11 +95,20 @@ class EMDWriter:
                  f"{'open-ended' if self.geometry.growing else f'{self.geometry.capacity} frames'}"
                  f"{', scan ' + 'x'.join(map(str, self.geometry.scan_shape)) if n_outer > 1 else ''}"
                  f", compression {compression}")
+        # Built under a temporary name and renamed once in SWMR mode, so that at every moment
+        # the path is either absent (or the old file) or a file that survives a kill -9.
+        partial = f"{self.path}.emdstream-partial"
         h5file = layout.create_skeleton(
-            self.path, name, shape, self.geometry.maxshape(), self.geometry.chunk_shape,
+            partial, name, shape, self.geometry.maxshape(), self.geometry.chunk_shape,
             self.spec.dtype, self.fillvalue, encoder.dataset_options(), self.dims, metadata, first)
-        h5file.swmr_mode = True
-        self._thread = WriterThread(h5file, name, self.geometry, self.fillvalue, encoder,
+        try:
+            h5file.swmr_mode = True
+            os.replace(partial, self.path)
+        except BaseException:
+            h5file.close()
+            os.remove(partial)
+            raise
+        self._thread = WriterThread(h5file, self.path, name, self.geometry, self.fillvalue, encoder,
                                     self._queue, workers, flush_frames, flush_seconds)
         self._thread.start()
         _open_writers.add(self)
@@ -192,7 +202,7 @@ class EMDWriter:
                 return
             self._closed = True
             closing = comment or "emdstream: acquisition finished"
-            closing += f"; {{written}} frames written, {{dropped}} dropped"
+            closing += "; {written} frames written, {dropped} dropped"
             if self.geometry.capacity is not None and self._slots < self.geometry.capacity:
                 closing += f" (stopped early: {self._slots} of {self.geometry.capacity} frame slots used)"
             close_msg = Close(self._slots, closing)
@@ -208,7 +218,7 @@ class EMDWriter:
         if self._thread.error is not None:
             raise describe_failure(self._thread)
 
-    def __enter__(self) -> "EMDWriter":
+    def __enter__(self) -> EMDWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

@@ -33,12 +33,12 @@ class Close:
 
 
 class WriterThread(threading.Thread):
-    def __init__(self, h5file: h5py.File, name: str, geometry: ChunkGeometry, fillvalue,
+    def __init__(self, h5file: h5py.File, path: str, name: str, geometry: ChunkGeometry, fillvalue,
                  encoder: ChunkEncoder, frames: queue.Queue, workers: Optional[int],
                  flush_frames: Optional[int], flush_seconds: Optional[float]):
         super().__init__(name=f"emdstream-writer-{name}", daemon=True)
         self.file = h5file
-        self.path = h5file.filename
+        self.path = path
         self.name = name
         self.geometry = geometry
         self.fillvalue = fillvalue
@@ -51,7 +51,8 @@ class WriterThread(threading.Thread):
         self.state = h5file[f"{layout.STATE_GROUP}/{name}"]
         self._identity = _file_identity(self.path)
         self._lock_fd: Optional[int] = filelock.hold(self.path)
-        self.committed = 0          # slots 0..committed-1 are durably in the file
+        self.committed = 0  # slots 0..committed-1 have been handed to HDF5
+        self.durable = 0    # ... and were flushed and recorded in the file as valid
         self.dropped: list[int] = []  # dropped slots seen so far (gaps in the slots put)
         self._dropped_logged = 0
         self._comments: list[tuple[str, str]] = []
@@ -67,9 +68,9 @@ class WriterThread(threading.Thread):
 
     @property
     def frames_written(self) -> int:
-        """Frames durably in the file (dropped slots not counted)."""
-        committed = self.committed
-        return committed - sum(1 for s in self.dropped[:] if s < committed)
+        """Frames durably in the file and counted there (dropped slots not counted)."""
+        durable = self.durable
+        return durable - sum(1 for s in self.dropped[:] if s < durable)
 
     # --- the thread ------------------------------------------------------------------------
     def run(self) -> None:
@@ -173,6 +174,7 @@ class WriterThread(threading.Thread):
         self.file.flush()
         self.state["committed_slots"][()] = self.committed
         self.file.flush()
+        self.durable = self.committed
         self._since_flush = 0
 
     def _check_file_still_there(self) -> None:

@@ -1,0 +1,118 @@
+"""kill -9 of a real producer process at random moments: the file keeps every flushed frame,
+says truthfully how many are valid, and `recover` turns it into a finished EMD file."""
+import hashlib
+import os
+import random
+import subprocess
+import sys
+import time
+
+import h5py
+import numpy as np
+import pytest
+from reliability_child import SHAPE, expected_frame
+
+import emdstream
+
+CHILD = os.path.join(os.path.dirname(__file__), "reliability_child.py")
+
+
+def start_child(path, mode, *opts):
+    return subprocess.Popen([sys.executable, CHILD, path, mode, *opts], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def frames_in(path, n, mode):
+    with h5py.File(path, "r", swmr=True) as f:
+        data = f["data/dataset_1/data"]
+        flat = data[()].reshape((-1,) + SHAPE) if mode == "scan" else data[:n]
+    return flat[:n]
+
+
+def check_frames(got, n):
+    for i in range(n):
+        np.testing.assert_array_equal(got[i], expected_frame(i), err_msg=f"frame {i}")
+
+
+def sha(path):
+    return hashlib.sha256(open(path, "rb").read()).hexdigest()
+
+
+@pytest.mark.parametrize("mode", ["scan", "stack", "open"])
+def test_kill_9_at_random_moments_loses_no_flushed_frame(tmp_path, mode):
+    rng = random.Random(f"crash-{mode}")
+    for run in range(6):
+        path = str(tmp_path / f"{mode}{run}.emd")
+        child = start_child(path, mode, "flush=0.05")
+        assert child.stdout.readline().strip() == "started", child.stderr.read()
+        time.sleep(rng.uniform(0.0, 0.8))
+        child.kill()
+        child.wait()
+        # opens (SWMR read) and says how many frames are valid; they are all there
+        with emdstream.open(path, live=True) as f:
+            ds = f["dataset_1"]
+            assert not ds.complete
+            n = ds.frames_written
+        check_frames(frames_in(path, n, mode), n)
+        report = emdstream.recover(path)
+        assert report.changed and report.frames_written["dataset_1"] == n
+        with h5py.File(path, "r") as f:  # plain read works after recovery
+            group = f["data/dataset_1"]
+            assert group.attrs["frames_written"] == n and group.attrs["complete"]
+            if mode != "scan":
+                assert group["data"].shape[0] == n and group["dim1"].shape == (n,)
+            assert any("recovered" in str(v) and f"{n} frames" in str(v)
+                       for v in f["comments"].attrs.values())
+        check_frames(frames_in(path, n, mode), n)
+        before = sha(path)
+        assert not emdstream.recover(path).changed  # recovering a finished file changes nothing
+        assert sha(path) == before
+
+
+def test_kill_9_early_leaves_no_broken_file(tmp_path):
+    """Killed while the file is being created: the path is absent or a valid file, never broken."""
+    for run, delay in enumerate([0.0, 0.05, 0.1, 0.2, 0.3, 0.4]):
+        path = str(tmp_path / f"early{run}.emd")
+        child = start_child(path, "open", "flush=0.05")
+        time.sleep(delay)
+        child.kill()
+        child.wait()
+        if os.path.exists(path):
+            with emdstream.open(path, live=True) as f:
+                n = f["dataset_1"].frames_written
+            check_frames(frames_in(path, n, "open"), n)
+            emdstream.recover(path)
+            assert emdstream.open(path)["dataset_1"].frames_written == n
+
+
+def test_recovered_file_opens_in_readers(tmp_path):
+    import ncempy.io
+    from rsciio.emd import file_reader
+
+    path = str(tmp_path / "r.emd")
+    child = start_child(path, "stack", "flush=0.05")
+    child.stdout.readline()
+    while "put 201" not in child.stdout.readline():
+        pass
+    time.sleep(0.2)
+    child.kill()
+    child.wait()
+    n = emdstream.recover(path).frames_written["dataset_1"]
+    assert n >= 200
+    got = ncempy.io.read(path)["data"]
+    assert got.shape == (n,) + SHAPE
+    check_frames(got, n)
+    assert np.asarray(file_reader(path)[0]["data"]).shape == SHAPE[::-1] + (n,)
+
+
+def test_recover_refuses_a_file_a_live_writer_holds(tmp_path):
+    path = str(tmp_path / "live.emd")
+    child = start_child(path, "open", "flush=0.05")
+    child.stdout.readline()
+    try:
+        with pytest.raises(RuntimeError, match="being written"):
+            emdstream.recover(path)
+    finally:
+        child.kill()
+        child.wait()
+    assert emdstream.recover(path).changed
