@@ -12,6 +12,7 @@ from typing import Optional
 import numpy as np
 
 DEFAULT_CHUNK_BYTES = 2 * 1024 * 1024  # 2 MiB: see benchmarks/bench_write.py --chunk-sweep
+MAX_DEFAULT_CHUNK_FRAMES = 1024  # tiny frames: bound the padding of a partial last chunk
 
 
 class ChunkGeometry:
@@ -32,7 +33,7 @@ class ChunkGeometry:
         self.capacity = math.prod(self.scan_shape) if self.scan_shape else n_frames
         frame_bytes = math.prod(self.frame_shape) * itemsize
         if chunk_frames is None:
-            chunk_frames = max(1, DEFAULT_CHUNK_BYTES // frame_bytes)
+            chunk_frames = min(MAX_DEFAULT_CHUNK_FRAMES, max(1, DEFAULT_CHUNK_BYTES // frame_bytes))
         if chunk_frames < 1:
             raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
         self.k = min(int(chunk_frames), self.row_length or int(chunk_frames))
@@ -99,7 +100,7 @@ class PendingChunk:
         k = chunk_shape[-len(self.frames[0][1].shape) - 1]
         frame_shape = self.frames[0][1].shape
         if len(self.frames) == k:
-            block = np.stack([f for _, f in self.frames])
+            block = np.stack([f for _, f in self.frames]).astype(dtype, copy=False)
         else:
             block = np.full((k,) + frame_shape, fillvalue, dtype=dtype)
             for position, frame in self.frames:

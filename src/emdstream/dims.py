@@ -26,6 +26,8 @@ class Dim:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not isinstance(self.units, str):
             raise TypeError(f"Dim name and units must be str, got {self.name!r}, {self.units!r}")
+        object.__setattr__(self, "scale", float(self.scale))
+        object.__setattr__(self, "offset", float(self.offset))
         if self.values is not None:
             arr = np.asarray(self.values)
             if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.number):

@@ -35,6 +35,8 @@ class EncoderPool:
             if job is None:
                 return
             fut, fn, args = job
+            if not fut.set_running_or_notify_cancel():  # cancelled after a writer error
+                continue
             try:
                 fut.set_result(fn(*args))
             except BaseException as exc:  # reaches the writer thread via the future

@@ -11,7 +11,8 @@ class FrameSpec:
 
     def __init__(self, shape: tuple[int, ...], dtype: np.dtype):
         self.shape = tuple(int(n) for n in shape)
-        self.dtype = np.dtype(dtype)
+        # stored in native byte order (big-endian frames are converted exactly)
+        self.dtype = np.dtype(dtype).newbyteorder("=")
         if not self.shape or any(n < 1 for n in self.shape):
             raise ValueError(f"frame_shape must be a non-empty tuple of positive ints, got {shape}")
         if self.dtype.kind not in "biuf":
@@ -34,7 +35,16 @@ class FrameSpec:
         if frame.shape != self.shape:
             raise ValueError(f"frame shape {frame.shape} does not match the writer's "
                              f"frame_shape {self.shape}")
-        if frame.dtype != self.dtype and not np.can_cast(frame.dtype, self.dtype, "safe"):
+        if frame.dtype != self.dtype and not lossless_cast(frame.dtype, self.dtype):
             raise TypeError(f"frame dtype {frame.dtype} cannot be stored losslessly as the writer's "
                             f"dtype {self.dtype}; convert it explicitly if that is intended")
         return np.array(frame, dtype=self.dtype, order="C", copy=True)
+
+
+def lossless_cast(src: np.dtype, dst: np.dtype) -> bool:
+    """``np.can_cast(src, dst, "safe")``, minus int64/uint64 -> float64, which rounds above 2**53."""
+    if not np.can_cast(src, dst, "safe"):
+        return False
+    if src.kind in "iu" and dst.kind == "f":
+        return np.iinfo(src).bits <= np.finfo(dst).nmant + 1
+    return True

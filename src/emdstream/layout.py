@@ -29,7 +29,7 @@ STATE_GROUP = "emdstream"
 def create_skeleton(path: str, name: str, shape: tuple[int, ...], maxshape: tuple, chunks: tuple,
                     dtype: np.dtype, fillvalue: Any, dataset_options: Mapping[str, Any],
                     dims: Sequence[Dim], metadata: Mapping[str, Mapping[str, Any]],
-                    first_comment: str) -> h5py.File:
+                    first_comment: tuple[str, str]) -> h5py.File:
     """Create the file with every object the stream will touch; returns it open for writing."""
     f = h5py.File(path, "w", libver=LIBVER)
     try:
@@ -40,12 +40,14 @@ def create_skeleton(path: str, name: str, shape: tuple[int, ...], maxshape: tupl
         group.create_dataset("data", shape=shape, maxshape=maxshape, chunks=chunks, dtype=dtype,
                              fillvalue=fillvalue, **dataset_options)
         for axis, dim in enumerate(dims):
-            _write_dim(group, axis, dim, shape[axis], resizable=(axis == 0 and maxshape[0] is None))
+            growing = axis == 0 and maxshape[0] is None
+            # a stack's axis-0 vector is rewritten at its final length by finalize
+            _write_dim(group, axis, dim, 0 if growing else shape[axis], resizable=growing)
         for meta_group in METADATA_GROUPS:
             g = f.create_group(meta_group)
             for key, value in metadata.get(meta_group, {}).items():
                 g.attrs[key] = value
-        f.create_group("comments").attrs[utc_key()] = first_comment
+        f.create_group("comments").attrs[first_comment[0]] = first_comment[1]
         state = f.create_group(f"{STATE_GROUP}/{name}")
         state.attrs["dims"] = dims_to_json(dims)
         # data= allocates storage now: a lazily allocated scalar is unreadable after a crash
@@ -65,7 +67,8 @@ def _write_dim(group: h5py.Group, axis: int, dim: Dim, length: int, resizable: b
         del group[key]
     values = dim.vector(length)
     if resizable:
-        ds = group.create_dataset(key, data=values, maxshape=(None,), chunks=(max(1, min(length, 65536)),))
+        ds = group.create_dataset(key, data=values, maxshape=(None,),
+                                  chunks=(max(1024, min(length, 65536)),))
     else:
         ds = group.create_dataset(key, data=values)
     ds.attrs["name"] = dim.name
@@ -123,7 +126,7 @@ def finalize(f: h5py.File, name: str, closing_comment: str) -> tuple[int, int]:
 
     ``f`` must be open read-write without SWMR. A stack of frames (resizable axis 0) is trimmed
     to the committed slots; a scan keeps its shape, unwritten or dropped frames holding the fill
-    value. ``closing_comment`` may use ``{written}`` and ``{dropped}``.
+    value. The closing comment gets the counts appended.
     """
     group = f[f"data/{name}"]
     state = f[f"{STATE_GROUP}/{name}"]
@@ -135,7 +138,7 @@ def finalize(f: h5py.File, name: str, closing_comment: str) -> tuple[int, int]:
         _write_dim(group, 0, dims_from_json(state.attrs["dims"])[0], committed, resizable=True)
     for key, text in read_log(state):
         add_comment(f, key, text)
-    add_comment(f, utc_key(), closing_comment.format(written=written, dropped=dropped.size))
+    add_comment(f, utc_key(), f"{closing_comment}; {written} frames written, {dropped.size} dropped")
     group.attrs["frames_written"] = np.int64(written)
     group.attrs["frames_dropped"] = np.int64(dropped.size)
     if dropped.size:

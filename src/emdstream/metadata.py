@@ -29,16 +29,20 @@ def check_metadata(group: str, values: Optional[Mapping[str, Any]]) -> dict[str,
 
 
 def _storable(group: str, key: str, value: Any) -> Any:
-    if isinstance(value, (str, bool, np.bool_)):
-        return value
-    if isinstance(value, (int, float, np.integer, np.floating)):
-        return value
-    if isinstance(value, (list, tuple, np.ndarray)):
-        arr = np.asarray(value)
-        if arr.dtype.kind in "biuf" and arr.size > 0:
-            return arr
+    if isinstance(value, str):
+        if "\x00" not in value:
+            return value
+    elif isinstance(value, (bool, np.bool_, int, float, np.integer, np.floating, list, tuple,
+                            np.ndarray)):
+        try:
+            arr = np.asarray(value)
+        except (ValueError, OverflowError):  # ragged lists
+            arr = None
+        if arr is not None and arr.dtype.kind in "biuf" and arr.size > 0:
+            return value if arr.ndim == 0 and not isinstance(value, (list, tuple)) else arr
     raise TypeError(f"{group}[{key!r}]: unsupported metadata value of type {type(value).__name__} "
-                    f"({value!r:.60}); use a number, str, bool or numeric array")
+                    f"({value!r:.60}); use a number (within 64 bits), str (without NUL), bool or "
+                    f"a non-empty numeric array")
 
 
 def utc_key(when: Optional[_dt.datetime] = None) -> str:

@@ -10,8 +10,7 @@ from . import layout
 from .filelock import writer_holds
 from .superblock import clear_consistency_flags
 
-RECOVERED = ("emdstream: recovered after the writer stopped without closing; "
-             "{written} frames valid, {dropped} dropped")
+RECOVERED = "emdstream: recovered after the writer stopped without closing"
 
 
 @dataclass

@@ -16,7 +16,7 @@ from .dims import Dim, resolve_dims
 from .encoders import get_encoder
 from .errors import QueueFullError, WriterClosedError, WriterFullError
 from .frames import FrameSpec
-from .metadata import METADATA_GROUPS, check_metadata, utc_key
+from .metadata import METADATA_GROUPS, check_metadata, unique_key, utc_key
 from .writer_thread import Close, WriterThread, describe_failure
 
 ON_FULL = ("block", "raise", "drop")
@@ -98,15 +98,22 @@ class EMDWriter:
         # Built under a temporary name and renamed once in SWMR mode, so that at every moment
         # the path is either absent (or the old file) or a file that survives a kill -9.
         partial = f"{self.path}.emdstream-partial"
-        h5file = layout.create_skeleton(
-            partial, name, shape, self.geometry.maxshape(), self.geometry.chunk_shape,
-            self.spec.dtype, self.fillvalue, encoder.dataset_options(), self.dims, metadata, first)
+        first_key = utc_key()
+        self._comment_keys = {first_key}
+        try:
+            h5file = layout.create_skeleton(
+                partial, name, shape, self.geometry.maxshape(), self.geometry.chunk_shape,
+                self.spec.dtype, self.fillvalue, encoder.dataset_options(), self.dims, metadata,
+                (first_key, first))
+        except BaseException:
+            _remove_if_exists(partial)
+            raise
         try:
             h5file.swmr_mode = True
             os.replace(partial, self.path)
         except BaseException:
             h5file.close()
-            os.remove(partial)
+            _remove_if_exists(partial)
             raise
         self._thread = WriterThread(h5file, self.path, name, self.geometry, self.fillvalue, encoder,
                                     self._queue, workers, flush_frames, flush_seconds)
@@ -156,12 +163,16 @@ class EMDWriter:
                 self._raise_if_unusable()
 
     def comment(self, text: str) -> str:
-        """Add a timestamped entry to /comments (kept in the file from the next flush on)."""
+        """Add a timestamped entry to /comments (kept in the file from the next flush on).
+
+        Returns its key; a second comment in the same second gets a ``#2`` suffix."""
         if not isinstance(text, str):
             raise TypeError(f"comment text must be str, got {type(text).__name__}")
-        self._raise_if_unusable()
-        key = utc_key()
-        self._thread.add_comment(key, text)
+        with self._lock:
+            self._raise_if_unusable()
+            key = unique_key(utc_key(), self._comment_keys)
+            self._comment_keys.add(key)
+            self._thread.add_comment(key, text)
         return key
 
     def _raise_if_unusable(self) -> None:
@@ -234,6 +245,13 @@ class EMDWriter:
         state = "closed" if self._closed else "open"
         return (f"<EMDWriter {self.path!r} {state}: {self.frames_put} put, "
                 f"{self.frames_written} written, {self.frames_dropped} dropped>")
+
+
+def _remove_if_exists(path: str) -> None:
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
 
 
 def _default_fill(dtype: np.dtype):
