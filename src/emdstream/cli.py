@@ -1,12 +1,21 @@
-"""The ``emdstream`` command: simulate, info, recover (verify and preview where installed)."""
+"""The ``emdstream`` command: simulate, info, recover, verify and preview.
+
+Each command has a handler ``fn(args) -> exit code``. User mistakes (a missing or wrong input file,
+an existing output file, a bad option) end in one line ``emdstream <cmd>: error: <cause>`` on stderr
+and exit code 2.
+"""
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
-from typing import Optional, Sequence
+import textwrap
+from collections.abc import Sequence
+from typing import Optional
 
 from .encoders import COMPRESSIONS
+from .errors import EMDStreamError
 
 EPILOG = """examples:
   emdstream simulate                         # 64x64 scan of 128x128 frames -> simulated.emd
@@ -16,7 +25,40 @@ EPILOG = """examples:
   emdstream info scan.emd --json
   emdstream info live.emd --follow           # frame count while it is being written
   emdstream recover crashed.emd              # finish a file whose writer was killed
+  emdstream verify scan.emd                  # EMD v0.2 conformance; exit 1 and one line per problem
+  emdstream verify scan.emd --readers        # ... and load it with ncempy, rosettasciio, h5py
+  emdstream preview scan.emd                 # scan.png: mean diffraction + virtual bright field
+  emdstream preview scan.emd -o view.png --overwrite
 """
+
+# what a mistake of the user raises; shown as one line, exit code 2
+USER_ERRORS = (FileNotFoundError, FileExistsError, IsADirectoryError, PermissionError, ValueError,
+               TypeError, KeyError, ImportError, OSError)
+
+
+def examples(command: str) -> str:
+    """The lines of ``EPILOG`` for one command."""
+    lines = [line for line in EPILOG.splitlines() if line.startswith(f"  emdstream {command}")]
+    return "examples:\n" + "\n".join(lines) + "\n"
+
+
+def add_subcommand(subparsers, name: str, summary: str, description: Optional[str] = None,
+                   ) -> argparse.ArgumentParser:
+    """A subcommand parser with its examples as epilog (used by the command modules too)."""
+    return subparsers.add_parser(name, help=summary, epilog=examples(name),
+                                 description=textwrap.fill(description or summary, 78),
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def check_output(path: str, overwrite: bool) -> None:
+    """FileExistsError / FileNotFoundError / IsADirectoryError unless ``path`` can be written."""
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{path} is a directory; give a file name")
+    if os.path.exists(path) and not overwrite:
+        raise FileExistsError(f"{path} already exists; use --overwrite to replace it")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"cannot create {path}: directory {folder} does not exist")
 
 
 def _shape(text: str) -> tuple[int, ...]:
@@ -29,6 +71,18 @@ def _shape(text: str) -> tuple[int, ...]:
     return shape
 
 
+def _positive(kind):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
+        return value
+    return parse
+
+
 def _compression(text: str) -> Optional[str]:
     value = None if text.lower() == "none" else text
     if value not in COMPRESSIONS:
@@ -37,80 +91,117 @@ def _compression(text: str) -> Optional[str]:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="emdstream", description="Stream detector frames into EMD v0.2 (HDF5) files.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    sim = sub.add_parser("simulate", help="run a simulated 4D-STEM acquisition into a file",
-                         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+# --- simulate, info, recover -----------------------------------------------------------------------
+def _add_simulate(sub) -> None:
+    sim = add_subcommand(sub, "simulate", "run a simulated 4D-STEM acquisition into a file",
+                         "Stream a simulated 4D-STEM scan (Poisson counts, a bright disk over a "
+                         "lattice) into an EMD file, like a live acquisition; prints a report.")
     sim.add_argument("path", nargs="?", default="simulated.emd",
                      help="output file (default: simulated.emd)")
     sim.add_argument("--scan", type=_shape, default=(64, 64), metavar="YxX",
                      help="scan positions (default 64x64)")
     sim.add_argument("--frame-shape", type=_shape, default=(128, 128), metavar="HxW",
                      help="detector frame size (default 128x128)")
-    sim.add_argument("--frames", type=int, default=None, metavar="N",
+    sim.add_argument("--frames", type=_positive(int), default=None, metavar="N",
                      help="stop after N frames (a scan stopped early)")
     sim.add_argument("--compression", type=_compression, default="bslz4",
                      help="bslz4 (default), zstd, blosc-lz4, gzip or none")
     sim.add_argument("--dtype", default="uint16", help="frame dtype (default uint16)")
-    sim.add_argument("--fps", type=float, default=None,
-                     help="pace frames like a detector; a writer that cannot keep up drops frames")
+    sim.add_argument("--fps", type=_positive(float), default=None,
+                     help="pace frames like a detector; a writer that cannot keep up drops frames "
+                          "(exit code 1 if any were dropped)")
+    sim.add_argument("--queue-frames", type=_positive(int), default=None, metavar="N",
+                     help="writer queue capacity in frames (default: about 256 MiB of frames)")
     sim.add_argument("--quiet", action="store_true", help="no progress bar")
     sim.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    sim.set_defaults(handler=_simulate)
 
-    info = sub.add_parser("info", help="print what an EMD file holds")
-    info.add_argument("path")
+
+def _simulate(args) -> int:
+    from .simulate import simulate
+
+    check_output(args.path, args.overwrite)
+    options = {"queue_frames": args.queue_frames} if args.queue_frames else {}
+    report = simulate(args.path, scan_shape=args.scan, frame_shape=args.frame_shape,
+                      dtype=args.dtype, compression=args.compression, n_frames=args.frames,
+                      fps=args.fps, progress=False if args.quiet else None,
+                      overwrite=args.overwrite, **options)
+    print(report)
+    return 1 if report.frames_dropped else 0
+
+
+def _add_info(sub) -> None:
+    info = add_subcommand(sub, "info", "print what an EMD file holds",
+                          "Print an EMD file's datasets (shape, chunks, compression, dims with "
+                          "ranges and units, frame counts), metadata and comments in time order.")
+    info.add_argument("path", help="the EMD file")
     info.add_argument("--json", action="store_true", help="machine-readable output")
     info.add_argument("--follow", action="store_true",
-                      help="print the frame count while the file is being written")
-    info.add_argument("--interval", type=float, default=1.0, help="seconds between --follow polls")
+                      help="print the frame count while the file is being written, until the "
+                           "writer finishes (exit 1 if it stopped without finishing)")
+    info.add_argument("--interval", type=_positive(float), default=1.0,
+                      help="seconds between --follow polls (default 1)")
+    info.set_defaults(handler=_info)
 
-    rec = sub.add_parser("recover", help="finish a file whose writer was killed")
-    rec.add_argument("path")
+
+def _info(args) -> int:
+    from .info import describe, follow, format_text
+    from .reader import EMDFile, needs_swmr, require_emd
+
+    require_emd(args.path)
+    if args.follow:
+        return 0 if follow(args.path, args.interval) else 1
+    with EMDFile(args.path, live=needs_swmr(args.path)) as f:
+        info = describe(f)
+    print(json.dumps(info, indent=2) if args.json else format_text(info))
+    return 0
+
+
+def _add_recover(sub) -> None:
+    rec = add_subcommand(sub, "recover", "finish a file whose writer was killed",
+                         "Finish a file whose writer stopped without closing it (killed, crashed): "
+                         "clear HDF5's write flags, trim it, write dims and a comment. "
+                         "A finished file is left as it is.")
+    rec.add_argument("path", help="the EMD file")
+    rec.set_defaults(handler=_recover)
+
+
+def _recover(args) -> int:
+    from .reader import require_emd
+    from .recover import recover
+
+    require_emd(args.path)
+    print(recover(args.path))
+    return 0
+
+
+def _add_optional_commands(sub) -> None:
+    """Commands living in their own modules register themselves (``add_command(subparsers)``)."""
+    for module_name in ("verify", "preview"):
+        try:
+            module = __import__(f"emdstream.{module_name}", fromlist=["add_command"])
+        except ModuleNotFoundError as exc:
+            if exc.name == f"emdstream.{module_name}":
+                continue  # not installed
+            raise
+        module.add_command(sub)
+
+
+# --- entry point -----------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="emdstream", description="Stream detector frames into EMD v0.2 (HDF5) files.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_simulate(sub)
+    _add_info(sub)
+    _add_recover(sub)
     _add_optional_commands(sub)
     return parser
 
 
-def _add_optional_commands(sub) -> None:
-    """Commands living in their own modules register themselves here (verify, preview)."""
-    for module_name in ("verify", "preview"):
-        try:
-            module = __import__(f"emdstream.{module_name}", fromlist=["add_command"])
-        except ImportError:
-            continue
-        if hasattr(module, "add_command"):
-            module.add_command(sub)
-
-
 def run(args: argparse.Namespace) -> int:
-    if args.command == "simulate":
-        from .simulate import simulate
-
-        progress = False if args.quiet else None
-        report = simulate(args.path, scan_shape=args.scan, frame_shape=args.frame_shape,
-                          dtype=args.dtype, compression=args.compression, n_frames=args.frames,
-                          fps=args.fps, progress=progress, overwrite=args.overwrite)
-        print(report)
-        return 1 if report.frames_dropped else 0
-    if args.command == "info":
-        from .info import describe, follow, format_text
-        from .reader import EMDFile
-
-        if args.follow:
-            follow(args.path, args.interval)
-            return 0
-        with EMDFile(args.path, live=True) as f:
-            info = describe(f)
-        print(json.dumps(info, indent=2) if args.json else format_text(info))
-        return 0
-    if args.command == "recover":
-        from .recover import recover
-
-        print(recover(args.path))
-        return 0
+    """Run the command's handler; returns its exit code."""
     return args.handler(args)
 
 
@@ -119,13 +210,24 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return run(args)
-    except (FileNotFoundError, FileExistsError, ValueError, TypeError, OSError,
-            RuntimeError) as exc:
-        print(f"emdstream {args.command}: error: {exc}", file=sys.stderr)
+    except BrokenPipeError:  # e.g. `emdstream info big.emd | head`: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except EMDStreamError as exc:  # the writer failed (disk full, ...): not the user's mistake
+        _say(args.command, exc)
+        return 1
+    except USER_ERRORS as exc:
+        _say(args.command, exc)
         return 2
     except KeyboardInterrupt:
         print(f"emdstream {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _say(command: str, exc: BaseException) -> None:
+    from .reader import one_line
+
+    print(f"emdstream {command}: error: {one_line(exc)}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from .encoders import describe_filters
+from .filelock import writer_holds
 from .reader import EMDFile
 
 
@@ -58,22 +59,36 @@ def format_text(info: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-def follow(path: str, interval: float = 1.0, out=print, stop_after: float | None = None) -> None:
-    """Print the frame count of a file being written until its writer finishes."""
+def follow(path: str, interval: float = 1.0, out=print, stop_after: float | None = None,
+           grace: float = 2.0) -> bool:
+    """Print the frame count of a file being written (reopened at every poll) until its writer
+    finishes: True then. False when the writer stopped without finishing (no process has held the
+    file for ``grace`` seconds while it is unfinished) or after ``stop_after`` seconds."""
     start = time.monotonic()
+    orphaned_since = None
+    last = None
     with EMDFile(path, live=True) as f:
-        last = None
         while True:
-            f.refresh()
             counts = {n: ds.frames_written for n, ds in f.datasets.items()}
-            done = all(ds.complete for ds in f.datasets.values())
             if counts != last:
                 out(f"{time.strftime('%H:%M:%S')}  " + ", ".join(
                     f"{n}: {c} frames" for n, c in counts.items()))
                 last = counts
-            if done or (stop_after is not None and time.monotonic() - start > stop_after):
-                return
+            if all(ds.complete for ds in f.datasets.values()):
+                return True
+            f.close()  # an open reader would look like a writer to writer_holds
+            now = time.monotonic()
+            if writer_holds(path):
+                orphaned_since = None
+            elif orphaned_since is None:
+                orphaned_since = now
+            elif now - orphaned_since >= grace:
+                out(f"the writer stopped without finishing {path}; run: emdstream recover {path}")
+                return False
+            if stop_after is not None and now - start > stop_after:
+                return False
             time.sleep(interval)
+            f.refresh()
 
 
 def _num(v):

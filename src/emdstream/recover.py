@@ -4,10 +4,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-import h5py
-
 from . import layout
 from .filelock import writer_holds
+from .reader import check_path, open_h5, require_emd_like
 from .superblock import clear_consistency_flags
 
 RECOVERED = "emdstream: recovered after the writer stopped without closing"
@@ -29,20 +28,31 @@ class RecoveryReport:
 def recover(path: str | os.PathLike) -> RecoveryReport:
     """Turn a file left by a killed writer into a finished EMD file; a finished file is untouched."""
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"no such file: {path}")
-    if not h5py.is_hdf5(path):
-        raise ValueError(f"{path} is not an HDF5 file")
-    with h5py.File(path, "r", swmr=True) as f:
+    check_path(path)
+    try:
+        f = open_h5(path)
+    except OSError as exc:
+        if "truncated file" not in str(exc):
+            raise
+        # the writer's last write failed (disk full, size limit): extend to the recorded end
+        _refuse_if_held(path)
+        clear_consistency_flags(path)
+        f = open_h5(path)
+    with f:
+        require_emd_like(f)
         names = layout.stream_names(f)
     if not names:
         return RecoveryReport(path, changed=False)
-    if writer_holds(path):
-        raise RuntimeError(f"{path} is being written by a running process (or open in one); "
-                           f"recover it after that process has ended")
+    _refuse_if_held(path)
     clear_consistency_flags(path)
     report = RecoveryReport(path, changed=True)
     with layout.open_for_finalize(path) as f:
         for name in names:
             report.frames_written[name], _ = layout.finalize(f, name, RECOVERED)
     return report
+
+
+def _refuse_if_held(path: str) -> None:
+    if writer_holds(path):
+        raise RuntimeError(f"{path} is being written by a running process (or open in one); "
+                           f"recover it after that process has ended")

@@ -6,8 +6,9 @@ import math
 import os
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator, Optional
+from typing import Optional
 
 import numpy as np
 
@@ -116,9 +117,9 @@ def simulate(path: str, scan_shape=(64, 64), frame_shape=(128, 128), dtype="uint
                        sample={"name": "simulated lattice"},
                        user={"software": "emdstream simulate"}, **writer_options)
     show = sys.stderr.isatty() if progress is None else progress
-    bar = tqdm(total=total, unit="frame", disable=not show, file=sys.stderr, smoothing=0.1)
     start = time.perf_counter()
-    with writer:
+    with tqdm(total=total, unit="frame", disable=not show, file=sys.stderr, smoothing=0.1) as bar, \
+            writer:
         for i, frame in enumerate(source):
             if i >= total:
                 break
@@ -129,7 +130,6 @@ def simulate(path: str, scan_shape=(64, 64), frame_shape=(128, 128), dtype="uint
         if fps is not None:
             writer.comment(f"paced at {fps} frames/s")
     seconds = time.perf_counter() - start
-    bar.close()
     return SimulationReport(path, writer.frames_put, writer.frames_written, writer.frames_dropped,
                             writer.queue_high_water, writer.queue_size,
                             writer.frames_put * int(np.prod(frame_shape)) * np.dtype(dtype).itemsize,

@@ -213,7 +213,6 @@ class EMDWriter:
                 return
             self._closed = True
             closing = comment or "emdstream: acquisition finished"
-            closing += "; {written} frames written, {dropped} dropped"
             if self.geometry.capacity is not None and self._slots < self.geometry.capacity:
                 closing += f" (stopped early: {self._slots} of {self.geometry.capacity} frame slots used)"
             close_msg = Close(self._slots, closing)
