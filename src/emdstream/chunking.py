@@ -81,28 +81,31 @@ class ChunkGeometry:
         return tuple(int(i) for i in outer) + (col * self.k,) + zeros
 
 
-class PendingChunk:
-    """Frames collected for one chunk; ``assemble`` builds the full chunk array (in a pool thread)."""
+class ChunkBuffer:
+    """A reusable chunk-shaped array that frames are copied into, once, at ``put``."""
 
-    def __init__(self, chunk_id: int, first_slot: int, end_slot: int):
-        self.chunk_id = chunk_id
-        self.first_slot = first_slot
-        self.end_slot = end_slot
-        self.frames: list[tuple[int, np.ndarray]] = []
+    def __init__(self, k: int, frame_shape: tuple[int, ...], dtype: np.dtype):
+        self.array = np.empty((k,) + tuple(frame_shape), dtype=dtype)
+        self.filled = np.zeros(k, dtype=bool)
+        self.chunk_id = -1
+        self.first_slot = 0
+        self.end_slot = 0
 
-    def add(self, position: int, frame: np.ndarray) -> None:
-        self.frames.append((position, frame))
+    def start(self, chunk_id: int, first_slot: int, end_slot: int) -> None:
+        self.chunk_id, self.first_slot, self.end_slot = chunk_id, first_slot, end_slot
+        self.filled[:] = False
 
-    def last_slot_end(self) -> int:
-        return self.first_slot + self.frames[-1][0] + 1 if self.frames else self.first_slot
+    def put(self, position: int, frame: np.ndarray) -> None:
+        np.copyto(self.array[position], frame, casting="unsafe")  # lossless: checked at put
+        self.filled[position] = True
 
-    def assemble(self, chunk_shape: tuple[int, ...], dtype: np.dtype, fillvalue) -> np.ndarray:
-        k = chunk_shape[-len(self.frames[0][1].shape) - 1]
-        frame_shape = self.frames[0][1].shape
-        if len(self.frames) == k:
-            block = np.stack([f for _, f in self.frames]).astype(dtype, copy=False)
-        else:
-            block = np.full((k,) + frame_shape, fillvalue, dtype=dtype)
-            for position, frame in self.frames:
-                block[position] = frame
-        return block.reshape(chunk_shape)
+    def filled_end(self) -> int:
+        """The slot after the last frame put in this chunk."""
+        positions = np.flatnonzero(self.filled)
+        return self.first_slot + int(positions[-1]) + 1 if positions.size else self.first_slot
+
+    def complete(self, fillvalue) -> np.ndarray:
+        """The chunk's frames with the fill value where no frame was put (dropped, or past the end)."""
+        if not self.filled.all():
+            self.array[~self.filled] = fillvalue
+        return self.array

@@ -111,7 +111,7 @@ def _add_simulate(sub) -> None:
                      help="pace frames like a detector; a writer that cannot keep up drops frames "
                           "(exit code 1 if any were dropped)")
     sim.add_argument("--queue-frames", type=_positive(int), default=None, metavar="N",
-                     help="writer queue capacity in frames (default: about 256 MiB of frames)")
+                     help="writer queue capacity in frames (default: about 64 MiB of frames)")
     sim.add_argument("--quiet", action="store_true", help="no progress bar")
     sim.add_argument("--overwrite", action="store_true", help="replace an existing file")
     sim.set_defaults(handler=_simulate)

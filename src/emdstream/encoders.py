@@ -33,8 +33,8 @@ class ChunkEncoder:
         """Keywords for ``h5py.Group.create_dataset`` that declare the matching HDF5 filter."""
         return {}
 
-    def encode(self, chunk: np.ndarray) -> bytes:
-        """Bytes of the C-contiguous ``chunk`` as stored on disk."""
+    def encode(self, chunk: np.ndarray):
+        """The bytes of ``chunk`` as stored on disk (any buffer ``write_direct_chunk`` takes)."""
         return np.ascontiguousarray(chunk).data
 
     def __repr__(self) -> str:
@@ -53,8 +53,10 @@ class BitshuffleLZ4(ChunkEncoder):
 
         block_elems = max(8, (self.BLOCK_BYTES // chunk.itemsize) // 8 * 8)
         body = bitshuffle.compress_lz4(np.ascontiguousarray(chunk).reshape(-1), block_elems)
-        header = struct.pack(">QI", chunk.nbytes, block_elems * chunk.itemsize)
-        return header + body.tobytes()
+        out = np.empty(12 + body.nbytes, dtype=np.uint8)  # header + body, copied once
+        struct.pack_into(">QI", out, 0, chunk.nbytes, block_elems * chunk.itemsize)
+        out[12:] = body.view(np.uint8)
+        return out
 
 
 class Zstd(ChunkEncoder):

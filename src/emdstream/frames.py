@@ -1,4 +1,4 @@
-"""Checking frames at ``put``: shape, dtype (lossless casts only) and a private copy."""
+"""Checking frames at ``put``: shape, dtype (lossless casts only); the copy happens in the chunk buffer."""
 from __future__ import annotations
 
 from typing import Any
@@ -19,10 +19,10 @@ class FrameSpec:
             raise TypeError(f"dtype must be a numeric (bool, int, uint, float) type, got {self.dtype}")
         self.nbytes = int(np.prod(self.shape)) * self.dtype.itemsize
 
-    def checked_copy(self, frame: Any) -> np.ndarray:
-        """A C-contiguous copy of ``frame`` in the stream's dtype, or ValueError/TypeError.
+    def checked(self, frame: Any) -> np.ndarray:
+        """``frame`` as an array (not copied) once its shape and dtype fit, or ValueError/TypeError.
 
-        The copy lets the caller reuse its buffer at once. Casts are accepted only when lossless
+        Casts are accepted only when lossless
         (``np.can_cast(..., "safe")``, e.g. uint8 into uint16); complex into real, float into int
         or wider into narrower ints are refused.
         """
@@ -38,7 +38,7 @@ class FrameSpec:
         if frame.dtype != self.dtype and not lossless_cast(frame.dtype, self.dtype):
             raise TypeError(f"frame dtype {frame.dtype} cannot be stored losslessly as the writer's "
                             f"dtype {self.dtype}; convert it explicitly if that is intended")
-        return np.array(frame, dtype=self.dtype, order="C", copy=True)
+        return frame
 
 
 def lossless_cast(src: np.dtype, dst: np.dtype) -> bool:

@@ -11,6 +11,7 @@ from typing import Any, Optional
 import numpy as np
 
 from . import layout
+from .assembler import ChunkAssembler
 from .chunking import ChunkGeometry
 from .dims import Dim, resolve_dims
 from .encoders import get_encoder
@@ -20,6 +21,9 @@ from .metadata import METADATA_GROUPS, check_metadata, unique_key, utc_key
 from .writer_thread import Close, WriterThread, describe_failure
 
 ON_FULL = ("block", "raise", "drop")
+# Chunk buffers are reused, but each is first touched once: a larger default costs page faults
+# up front in short runs (benchmarks/bench_write.py) for burst absorption few setups need.
+DEFAULT_QUEUE_BYTES = 64 << 20
 _POLL = 0.05  # seconds between checks of the writer thread while put/close wait
 _open_writers: set[EMDWriter] = set()  # closed at interpreter exit if forgotten
 
@@ -41,7 +45,8 @@ class EMDWriter:
         name: the group ``/data/<name>``.
         microscope, user, sample: metadata (numbers, str, bool, numeric arrays).
         chunk_frames: frames per chunk (default: about 2 MiB per chunk).
-        queue_frames: queue capacity (default: about 256 MiB of frames, at least 2 chunks).
+        queue_frames: frames that may wait for compression and writing (default: about 64 MiB
+            of frames), rounded up to whole chunks, at least 2; this bounds the memory used.
         on_full: what ``put`` does when the queue is full: "block" (default), "raise"
             (QueueFullError, frame not taken) or "drop" (frame counted in ``frames_dropped``,
             its slot keeps the fill value and is listed in the file).
@@ -84,12 +89,11 @@ class EMDWriter:
         self.compression = compression
         self.on_full = on_full
         queue_frames = queue_frames or max(2 * self.geometry.k,
-                                           (256 << 20) // max(1, self.spec.nbytes))
-        self._queue: queue.Queue = queue.Queue(maxsize=queue_frames)
-        self._lock = threading.Lock()
+                                           DEFAULT_QUEUE_BYTES // max(1, self.spec.nbytes))
+        self._assembler = ChunkAssembler(self.geometry, self.spec.dtype, self.fillvalue,
+                                         -(-queue_frames // self.geometry.k), queue.SimpleQueue())
+        self._lock = threading.Lock()  # one put (or close) at a time: file order = call order
         self._slots = 0
-        self.frames_dropped = 0
-        self.queue_high_water = 0
         self._closed = False
         first = (f"emdstream: acquisition started, frames {self.spec.shape} {self.spec.dtype}, "
                  f"{'open-ended' if self.geometry.growing else f'{self.geometry.capacity} frames'}"
@@ -115,8 +119,8 @@ class EMDWriter:
             h5file.close()
             _remove_if_exists(partial)
             raise
-        self._thread = WriterThread(h5file, self.path, name, self.geometry, self.fillvalue, encoder,
-                                    self._queue, workers, flush_frames, flush_seconds)
+        self._thread = WriterThread(h5file, self.path, name, self.geometry, encoder, self._assembler,
+                                    workers, flush_frames, flush_seconds)
         self._thread.start()
         _open_writers.add(self)
 
@@ -129,38 +133,39 @@ class EMDWriter:
 
     # --- producing -----------------------------------------------------------------------------
     def put(self, frame: Any) -> bool:
-        """Queue one frame (copied). Returns False if it was dropped (``on_full="drop"``)."""
+        """Copy one frame into the stream. Returns False if it was dropped (``on_full="drop"``)."""
         self._raise_if_unusable()
-        copy = self.spec.checked_copy(frame)
+        frame = self.spec.checked(frame)
         with self._lock:
             self._raise_if_unusable()
-            if self.geometry.capacity is not None and self._slots >= self.geometry.capacity:
+            slot = self._slots
+            if self.geometry.capacity is not None and slot >= self.geometry.capacity:
                 raise WriterFullError(f"all {self.geometry.capacity} pre-allocated frames of "
                                       f"{self.path} have been put")
-            item = (self._slots, copy)
-            if self.on_full == "block":
-                self._blocking_put(item)
-            else:
-                try:
-                    self._queue.put_nowait(item)
-                except queue.Full:
-                    if self.on_full == "raise":
-                        raise QueueFullError(f"queue of {self._queue.maxsize} frames is full "
-                                             f"(writer behind); frame not accepted") from None
+            if self._assembler.needs_buffer(slot):
+                buffer = self._free_buffer()
+                if buffer is None:  # on_full="drop"
+                    self._assembler.drop(slot)
                     self._slots += 1
-                    self.frames_dropped += 1
                     return False
+                self._assembler.begin_chunk(slot, buffer)
+            self._assembler.add(slot, frame)
             self._slots += 1
-            self.queue_high_water = max(self.queue_high_water, self._queue.qsize())
         return True
 
-    def _blocking_put(self, item) -> None:
+    def _free_buffer(self):
+        """A chunk buffer for the next chunk, following ``on_full`` when the writer is behind."""
+        if self.on_full != "block":
+            buffer = self._assembler.acquire(timeout=0)
+            if buffer is None and self.on_full == "raise":
+                raise QueueFullError(f"queue of {self.queue_size} frames is full (writer behind); "
+                                     f"frame not accepted")
+            return buffer
         while True:
-            try:
-                self._queue.put(item, timeout=_POLL)
-                return
-            except queue.Full:
-                self._raise_if_unusable()
+            buffer = self._assembler.acquire(timeout=_POLL)
+            if buffer is not None:
+                return buffer
+            self._raise_if_unusable()
 
     def comment(self, text: str) -> str:
         """Add a timestamped entry to /comments (kept in the file from the next flush on).
@@ -188,6 +193,16 @@ class EMDWriter:
         return self._slots - self.frames_dropped
 
     @property
+    def frames_dropped(self) -> int:
+        """Frames refused by ``put`` with ``on_full="drop"``; their slots hold the fill value."""
+        return len(self._assembler.dropped)
+
+    @property
+    def queue_high_water(self) -> int:
+        """Most frames ever waiting for (or in) compression and writing at once."""
+        return self._assembler.buffers_high_water * self.geometry.k
+
+    @property
     def frames_written(self) -> int:
         """Frames durably in the file (after close: all frames put)."""
         if self._thread.frames_written_final is not None:
@@ -196,7 +211,8 @@ class EMDWriter:
 
     @property
     def queue_size(self) -> int:
-        return self._queue.maxsize
+        """Frames the queue holds at most (whole chunk buffers)."""
+        return self._assembler.n_buffers * self.geometry.k
 
     @property
     def closed(self) -> bool:
@@ -215,13 +231,9 @@ class EMDWriter:
             closing = comment or "emdstream: acquisition finished"
             if self.geometry.capacity is not None and self._slots < self.geometry.capacity:
                 closing += f" (stopped early: {self._slots} of {self.geometry.capacity} frame slots used)"
-            close_msg = Close(self._slots, closing)
-            while self._thread.error is None:
-                try:
-                    self._queue.put(close_msg, timeout=_POLL)
-                    break
-                except queue.Full:
-                    continue
+            if self._thread.error is None:
+                self._assembler.finish()
+                self._assembler.chunks.put(Close(self._slots, list(self._assembler.dropped), closing))
         while not self._thread.finished.wait(_POLL):
             pass
         _open_writers.discard(self)

@@ -1,9 +1,10 @@
 """The writer thread: the only code that touches the HDF5 file while frames stream in.
 
-It takes frames from the queue, collects them into chunks, has the encoder pool compress the
-chunks, writes finished chunks in order with ``write_direct_chunk``, and every flush interval makes
-what it wrote durable and records it in the state group (see ``layout``). On close it finalizes the
-file; on an error it stops and keeps the error for the producer.
+It takes full chunks from the queue, has the encoder pool compress them, writes them in order
+with ``write_direct_chunk`` and gives their buffers back. Every flush interval it makes what it
+wrote durable (with the partly filled chunk, for slow streams) and records the count in the state
+group (see ``layout``), in that order. On close it finalizes the file; on an error it stops and
+keeps the error for the producer.
 """
 from __future__ import annotations
 
@@ -15,45 +16,45 @@ import time
 from typing import Optional
 
 import h5py
-import numpy as np
 
 from . import filelock, layout
-from .chunking import ChunkGeometry, PendingChunk
+from .assembler import ChunkAssembler
+from .chunking import ChunkBuffer, ChunkGeometry
 from .encoder_pool import EncoderPool
 from .encoders import ChunkEncoder
 from .errors import WriterError
 
 
 class Close:
-    """Queue message: no more frames; ``total_slots`` frames were put or dropped."""
+    """Queue message: no more frames; ``total_slots`` slots were used (frames put or dropped)."""
 
-    def __init__(self, total_slots: int, closing_comment: str):
+    def __init__(self, total_slots: int, dropped: list[int], closing_comment: str):
         self.total_slots = total_slots
+        self.dropped = dropped
         self.closing_comment = closing_comment
 
 
 class WriterThread(threading.Thread):
-    def __init__(self, h5file: h5py.File, path: str, name: str, geometry: ChunkGeometry, fillvalue,
-                 encoder: ChunkEncoder, frames: queue.Queue, workers: Optional[int],
+    def __init__(self, h5file: h5py.File, path: str, dataset_name: str, geometry: ChunkGeometry,
+                 encoder: ChunkEncoder, assembler: ChunkAssembler, workers: Optional[int],
                  flush_frames: Optional[int], flush_seconds: Optional[float]):
-        super().__init__(name=f"emdstream-writer-{name}", daemon=True)
+        super().__init__(name=f"emdstream-writer-{dataset_name}", daemon=True)
         self.file = h5file
         self.path = path
-        self.name = name
+        self.dataset_name = dataset_name
         self.geometry = geometry
-        self.fillvalue = fillvalue
         self.encoder = encoder
-        self.frames = frames
+        self.assembler = assembler
+        self.chunks = assembler.chunks
         self.workers = workers
         self.flush_frames = flush_frames
         self.flush_seconds = flush_seconds
-        self.data = h5file[f"data/{name}/data"]
-        self.state = h5file[f"{layout.STATE_GROUP}/{name}"]
-        self._identity = _file_identity(self.path)
-        self._lock_fd: Optional[int] = filelock.hold(self.path)
+        self.data = h5file[f"data/{dataset_name}/data"]
+        self.state = h5file[f"{layout.STATE_GROUP}/{dataset_name}"]
+        self._identity = _file_identity(path)
+        self._lock_fd: Optional[int] = filelock.hold(path)
         self.committed = 0  # slots 0..committed-1 have been handed to HDF5
         self.durable = 0    # ... and were flushed and recorded in the file as valid
-        self.dropped: list[int] = []  # dropped slots seen so far (gaps in the slots put)
         self._dropped_logged = 0
         self._comments: list[tuple[str, str]] = []
         self._comments_lock = threading.Lock()
@@ -70,14 +71,12 @@ class WriterThread(threading.Thread):
     def frames_written(self) -> int:
         """Frames durably in the file and counted there (dropped slots not counted)."""
         durable = self.durable
-        return durable - sum(1 for s in self.dropped[:] if s < durable)
+        return durable - sum(1 for s in self.assembler.dropped[:] if s < durable)
 
     # --- the thread ------------------------------------------------------------------------
     def run(self) -> None:
         self._pool = EncoderPool(self.workers)
         self._inflight: collections.deque = collections.deque()
-        self._current: Optional[PendingChunk] = None
-        self._next_slot = 0
         self._since_flush = 0
         try:
             close = self._stream()
@@ -94,15 +93,17 @@ class WriterThread(threading.Thread):
         while True:
             timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
             try:
-                item = self.frames.get(timeout=timeout)
+                # with chunks in flight, take only what is already there, else write the oldest
+                item = self.chunks.get_nowait() if self._inflight else self.chunks.get(timeout=timeout)
             except queue.Empty:
                 item = None
+                self._write_ready(block=True)
             if isinstance(item, Close):
                 return item
             if item is not None:
-                self._place(*item)
+                self._submit(*item)
                 self._write_ready(block=len(self._inflight) > 2 * self._pool.workers)
-                self._since_flush += 1
+                self._since_flush += self.geometry.k
             due_frames = self.flush_frames and self._since_flush >= self.flush_frames
             if due_frames or (deadline is not None and time.monotonic() >= deadline):
                 self._flush()
@@ -111,38 +112,20 @@ class WriterThread(threading.Thread):
     def _next_deadline(self) -> Optional[float]:
         return None if self.flush_seconds is None else time.monotonic() + self.flush_seconds
 
-    def _place(self, slot: int, frame: np.ndarray) -> None:
-        if slot > self._next_slot:
-            self.dropped.extend(range(self._next_slot, slot))
-        self._next_slot = slot + 1
-        chunk_id, position = self.geometry.locate(slot)
-        if self._current is not None and self._current.chunk_id != chunk_id:
-            self._submit(self._current, self._current.end_slot)
-        if self._current is None:
-            self._current = PendingChunk(chunk_id, *self.geometry.chunk_slots(chunk_id))
-        self._current.add(position, frame)
-        if slot + 1 == self._current.end_slot:
-            self._submit(self._current, self._current.end_slot)
-
-    def _submit(self, chunk: PendingChunk, end: int) -> None:
-        fut = self._pool.submit(self._encode, chunk)
-        self._inflight.append((chunk.chunk_id, end, fut))
-        if chunk is self._current:
-            self._current = None
-
-    def _encode(self, chunk: PendingChunk) -> bytes:
-        block = chunk.assemble(self.geometry.chunk_shape, self.data.dtype, self.fillvalue)
-        return self.encoder.encode(block)
+    def _submit(self, buffer: ChunkBuffer, end: int) -> None:
+        fut = self._pool.submit(self.encoder.encode, buffer.array.reshape(self.geometry.chunk_shape))
+        self._inflight.append((buffer, end, fut))
 
     def _write_ready(self, block: bool) -> None:
         """Write finished chunks in order; with ``block``, wait for the oldest one at least."""
         while self._inflight and (block or self._inflight[0][2].done()):
-            chunk_id, end, fut = self._inflight.popleft()
-            self._write_chunk(chunk_id, fut.result())
+            buffer, end, fut = self._inflight.popleft()
+            self._write_chunk(buffer.chunk_id, fut.result())
+            self.assembler.release(buffer)
             self.committed = max(self.committed, end)
             block = False
 
-    def _write_chunk(self, chunk_id: int, payload: bytes) -> None:
+    def _write_chunk(self, chunk_id: int, payload) -> None:
         offset = self.geometry.chunk_offset(chunk_id)
         if self.geometry.growing and offset[0] + self.geometry.k > self.data.shape[0]:
             grow = self.geometry.grow_frames
@@ -154,20 +137,32 @@ class WriterThread(threading.Thread):
         while self._inflight:
             self._write_ready(block=True)
 
-    def _flush(self) -> None:
+    def _flush(self, final: Optional[Close] = None) -> None:
         """Make every frame received so far durable, then record the count (in that order)."""
         self._drain()
-        partial = self._current
-        if partial is not None and partial.last_slot_end() > self.committed:
-            self._write_chunk(partial.chunk_id, self._encode(partial))
-            self.committed = partial.last_slot_end()
+        if final is None:
+            snap = self.assembler.snapshot(with_partial=True)
+            dropped = snap.dropped
+            if snap.handed_end <= self.committed:  # every full chunk handed over is written
+                if snap.partial is not None:
+                    chunk = snap.partial.reshape(self.geometry.chunk_shape)
+                    self._write_chunk(snap.partial_id, self.encoder.encode(chunk))
+                    self.committed = max(self.committed, snap.partial_end)
+                else:  # slots after the last chunk were all dropped
+                    self.committed = max(self.committed, snap.slots)
+        else:
+            dropped = final.dropped
+            self.committed = max(self.committed, final.total_slots)
         self._check_file_still_there()
-        new_drops = self.dropped[self._dropped_logged:]
+        self._record(dropped)
+
+    def _record(self, dropped: list[int]) -> None:
+        new_drops = dropped[self._dropped_logged:]
         if new_drops:
             ds = self.state["dropped_frames"]
             ds.resize((ds.shape[0] + len(new_drops),))
             ds[-len(new_drops):] = new_drops
-            self._dropped_logged = len(self.dropped)
+            self._dropped_logged = len(dropped)
         with self._comments_lock:
             comments, self._comments = self._comments, []
         layout.append_log(self.state, comments)
@@ -183,17 +178,12 @@ class WriterThread(threading.Thread):
                                     f"written to it")
 
     def _finish(self, close: Close) -> None:
-        if close.total_slots > self._next_slot:
-            self.dropped.extend(range(self._next_slot, close.total_slots))
-        if self._current is not None:
-            self._submit(self._current, self._current.last_slot_end())
-        self._drain()
-        self.committed = max(self.committed, close.total_slots)
-        self._flush()
+        self._flush(final=close)
         self.file.close()
         self._release_lock()
         with layout.open_for_finalize(self.path) as f:
-            self.frames_written_final, _ = layout.finalize(f, self.name, close.closing_comment)
+            self.frames_written_final, _ = layout.finalize(f, self.dataset_name,
+                                                           close.closing_comment)
 
     def _abandon(self) -> None:
         """After an error: release the file; what the last flush recorded stays valid."""

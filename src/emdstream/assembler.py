@@ -1,0 +1,126 @@
+"""The producer's side of the queue: frames are copied once, into reusable chunk buffers.
+
+``put`` copies each frame straight into its slot of the current chunk buffer; a full chunk is
+handed to the writer thread through an (unbounded) queue. The number of buffers is bounded, so
+a writer that falls behind shows up as no free buffer when a new chunk starts: that is where
+back-pressure happens. The writer returns each buffer once its chunk is in the file, and may take
+a snapshot of the partly filled chunk so slow streams are durable every flush interval too.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from .chunking import ChunkBuffer, ChunkGeometry
+
+
+@dataclass
+class Snapshot:
+    """What the producer has handed over or filled so far (taken under the assembler's lock)."""
+
+    handed_end: int                 # every slot below this is in a chunk handed to the writer
+    slots: int                      # slots assigned so far (frames put or dropped)
+    dropped: list[int]
+    partial_id: Optional[int] = None
+    partial_end: int = 0
+    partial: Optional[np.ndarray] = None  # a copy, fill value where no frame was put
+
+
+class ChunkAssembler:
+    def __init__(self, geometry: ChunkGeometry, dtype: np.dtype, fillvalue, n_buffers: int,
+                 chunks: queue.SimpleQueue):
+        self.geometry = geometry
+        self.dtype = dtype
+        self.fillvalue = fillvalue
+        self.n_buffers = max(2, n_buffers)
+        self.chunks = chunks
+        self.lock = threading.Lock()  # guards the fields below; never held while waiting
+        self._free: queue.SimpleQueue = queue.SimpleQueue()
+        self._allocated = 0
+        self.current: Optional[ChunkBuffer] = None
+        self.handed_end = 0
+        self.slots = 0
+        self.dropped: list[int] = []
+        self.buffers_high_water = 0
+
+    # --- buffers ---------------------------------------------------------------------------
+    def acquire(self, timeout: Optional[float]) -> Optional[ChunkBuffer]:
+        """A free buffer, a new one while fewer than ``n_buffers`` exist, or None after ``timeout``
+        (0: do not wait)."""
+        try:
+            return self._free.get_nowait()
+        except queue.Empty:
+            pass
+        if self._allocated < self.n_buffers:
+            self._allocated += 1
+            return ChunkBuffer(self.geometry.k, self.geometry.frame_shape, self.dtype)
+        if not timeout:
+            return None
+        try:
+            return self._free.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def release(self, buffer: ChunkBuffer) -> None:
+        """The writer is done with a buffer: its chunk is in the file."""
+        self._free.put(buffer)
+
+    def buffers_in_use(self) -> int:
+        return self._allocated - self._free.qsize()
+
+    # --- frames ----------------------------------------------------------------------------
+    def needs_buffer(self, slot: int) -> bool:
+        chunk_id, _ = self.geometry.locate(slot)
+        return self.current is None or self.current.chunk_id != chunk_id
+
+    def begin_chunk(self, slot: int, buffer: ChunkBuffer) -> None:
+        """Hand over the current chunk (if a drop skipped its end) and start ``buffer`` at slot."""
+        chunk_id, _ = self.geometry.locate(slot)
+        with self.lock:
+            if self.current is not None:
+                self._hand_over(self.current.end_slot)
+            buffer.start(chunk_id, *self.geometry.chunk_slots(chunk_id))
+            self.current = buffer
+        self.buffers_high_water = max(self.buffers_high_water, self.buffers_in_use())
+
+    def add(self, slot: int, frame: np.ndarray) -> None:
+        """Copy a checked frame into its slot (the current chunk must hold it)."""
+        _, position = self.geometry.locate(slot)
+        with self.lock:
+            self.current.put(position, frame)
+            self.slots = slot + 1
+            if slot + 1 == self.current.end_slot:
+                self._hand_over(self.current.end_slot)
+
+    def drop(self, slot: int) -> None:
+        with self.lock:
+            self.dropped.append(slot)
+            self.slots = slot + 1
+
+    def finish(self) -> None:
+        """No more frames: hand over the partly filled last chunk."""
+        with self.lock:
+            if self.current is not None:
+                self._hand_over(self.current.filled_end())
+
+    def _hand_over(self, end: int) -> None:
+        self.current.complete(self.fillvalue)
+        self.chunks.put((self.current, end))
+        self.handed_end = end
+        self.current = None
+
+    # --- the writer's view -------------------------------------------------------------------
+    def snapshot(self, with_partial: bool) -> Snapshot:
+        with self.lock:
+            snap = Snapshot(self.handed_end, self.slots, list(self.dropped))
+            cur = self.current
+            if with_partial and cur is not None and cur.filled.any():
+                snap.partial_id = cur.chunk_id
+                snap.partial_end = cur.filled_end()
+                snap.partial = np.where(cur.filled.reshape((-1,) + (1,) * (cur.array.ndim - 1)),
+                                        cur.array, np.asarray(self.fillvalue, cur.array.dtype))
+        return snap
