@@ -31,13 +31,12 @@ class Snapshot:
 
 
 class ChunkAssembler:
-    def __init__(self, geometry: ChunkGeometry, dtype: np.dtype, fillvalue, n_buffers: int,
-                 chunks: queue.SimpleQueue):
+    def __init__(self, geometry: ChunkGeometry, dtype: np.dtype, fillvalue, n_buffers: int):
         self.geometry = geometry
         self.dtype = dtype
         self.fillvalue = fillvalue
         self.n_buffers = max(2, n_buffers)
-        self.chunks = chunks
+        self.chunks: queue.SimpleQueue = queue.SimpleQueue()  # (buffer, end slot), then Close
         self.lock = threading.Lock()  # guards the fields below; never held while waiting
         self._free: queue.SimpleQueue = queue.SimpleQueue()
         self._allocated = 0

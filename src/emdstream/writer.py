@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import atexit
 import os
-import queue
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Any, Optional
@@ -91,22 +90,29 @@ class EMDWriter:
         queue_frames = queue_frames or max(2 * self.geometry.k,
                                            DEFAULT_QUEUE_BYTES // max(1, self.spec.nbytes))
         self._assembler = ChunkAssembler(self.geometry, self.spec.dtype, self.fillvalue,
-                                         -(-queue_frames // self.geometry.k), queue.SimpleQueue())
+                                         -(-queue_frames // self.geometry.k))
         self._lock = threading.Lock()  # one put (or close) at a time: file order = call order
         self._slots = 0
         self._closed = False
+        h5file = self._create_file(encoder, shape, metadata, n_outer)
+        self._thread = WriterThread(h5file, self.path, name, self.geometry, encoder, self._assembler,
+                                    workers, flush_frames, flush_seconds)
+        self._thread.start()
+        _open_writers.add(self)
+
+    def _create_file(self, encoder, shape, metadata, n_outer: int):
+        """The file, in SWMR mode. It is built under a temporary name and renamed once in SWMR
+        mode, so that at every moment the path is absent (or the old file) or survives a kill -9."""
         first = (f"emdstream: acquisition started, frames {self.spec.shape} {self.spec.dtype}, "
                  f"{'open-ended' if self.geometry.growing else f'{self.geometry.capacity} frames'}"
                  f"{', scan ' + 'x'.join(map(str, self.geometry.scan_shape)) if n_outer > 1 else ''}"
-                 f", compression {compression}")
-        # Built under a temporary name and renamed once in SWMR mode, so that at every moment
-        # the path is either absent (or the old file) or a file that survives a kill -9.
+                 f", compression {self.compression}")
         partial = f"{self.path}.emdstream-partial"
         first_key = utc_key()
         self._comment_keys = {first_key}
         try:
             h5file = layout.create_skeleton(
-                partial, name, shape, self.geometry.maxshape(), self.geometry.chunk_shape,
+                partial, self.name, shape, self.geometry.maxshape(), self.geometry.chunk_shape,
                 self.spec.dtype, self.fillvalue, encoder.dataset_options(), self.dims, metadata,
                 (first_key, first))
         except BaseException:
@@ -119,10 +125,7 @@ class EMDWriter:
             h5file.close()
             _remove_if_exists(partial)
             raise
-        self._thread = WriterThread(h5file, self.path, name, self.geometry, encoder, self._assembler,
-                                    workers, flush_frames, flush_seconds)
-        self._thread.start()
-        _open_writers.add(self)
+        return h5file
 
     def _check_path(self, overwrite: bool) -> None:
         folder = os.path.dirname(os.path.abspath(self.path))
