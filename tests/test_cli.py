@@ -164,8 +164,9 @@ def test_info_follow_ends_when_the_writer_was_killed(tmp_path):
 
 
 # --- simulate -----------------------------------------------------------------------------------------
-REPORT = re.compile(r"(\d+) frames \(.* in ([\d.]+) s: .*\n  (writer kept up|writer fell behind: "
-                    r"(\d+) frames DROPPED); queue high-water mark (\d+) of (\d+)")
+REPORT = re.compile(r"(\d+) frames \(.* in ([\d.]+) s: .*\n.*in put\(\) and close\(\).*\n"
+                    r"  (writer kept up|writer fell behind: (\d+) frames DROPPED); "
+                    r"queue high-water mark (\d+) of (\d+)")
 
 
 def test_simulate_fps_paces_and_reports_counts(tmp_path):

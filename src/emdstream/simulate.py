@@ -76,6 +76,7 @@ class SimulationReport:
     bytes_raw: int
     seconds: float
     file_bytes: int
+    writer_seconds: float = 0.0  # of ``seconds``: spent in put() and close(), the rest simulating
 
     @property
     def gbytes_per_s(self) -> float:
@@ -89,6 +90,9 @@ class SimulationReport:
                 f"  {self.frames_written} frames ({self.bytes_raw / 1e6:.1f} MB raw, "
                 f"{self.file_bytes / 1e6:.1f} MB on disk, ratio {ratio:.1f}x) in {self.seconds:.2f} s: "
                 f"{self.frames_written / self.seconds:.0f} frames/s, {self.gbytes_per_s:.3f} GB/s\n"
+                f"  of that, {self.writer_seconds:.2f} s in put() and close() "
+                f"({self.bytes_raw / max(self.writer_seconds, 1e-9) / 1e9:.2f} GB/s), the rest "
+                f"generating frames\n"
                 f"  {kept_up}; queue high-water mark {self.queue_high_water} of {self.queue_size}")
 
 
@@ -118,6 +122,7 @@ def simulate(path: str, scan_shape=(64, 64), frame_shape=(128, 128), dtype="uint
                        user={"software": "emdstream simulate"}, **writer_options)
     show = sys.stderr.isatty() if progress is None else progress
     start = time.perf_counter()
+    in_writer = 0.0
     with tqdm(total=total, unit="frame", disable=not show, file=sys.stderr, smoothing=0.1) as bar, \
             writer:
         for i, frame in enumerate(source):
@@ -125,15 +130,19 @@ def simulate(path: str, scan_shape=(64, 64), frame_shape=(128, 128), dtype="uint
                 break
             if fps is not None:
                 _wait_until(start + i / fps)
+            t = time.perf_counter()
             writer.put(frame)
+            in_writer += time.perf_counter() - t
             bar.update(1)
         if fps is not None:
             writer.comment(f"paced at {fps} frames/s")
+        closing = time.perf_counter()
     seconds = time.perf_counter() - start
+    in_writer += time.perf_counter() - closing  # close(): the last chunks and finalizing
     return SimulationReport(path, writer.frames_put, writer.frames_written, writer.frames_dropped,
                             writer.queue_high_water, writer.queue_size,
                             writer.frames_put * int(np.prod(frame_shape)) * np.dtype(dtype).itemsize,
-                            seconds, os.path.getsize(path))
+                            seconds, os.path.getsize(path), in_writer)
 
 
 def _wait_until(t: float) -> None:
