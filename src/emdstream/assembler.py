@@ -8,6 +8,7 @@ a snapshot of the partly filled chunk so slow streams are durable every flush in
 """
 from __future__ import annotations
 
+import bisect
 import queue
 import threading
 from dataclasses import dataclass
@@ -71,34 +72,35 @@ class ChunkAssembler:
     def buffers_in_use(self) -> int:
         return self._allocated - self._free.qsize()
 
-    # --- frames ----------------------------------------------------------------------------
-    def needs_buffer(self, slot: int) -> bool:
-        chunk_id, _ = self.geometry.locate(slot)
-        return self.current is None or self.current.chunk_id != chunk_id
-
-    def begin_chunk(self, slot: int, buffer: ChunkBuffer) -> None:
-        """Hand over the current chunk (if a drop skipped its end) and start ``buffer`` at slot."""
-        chunk_id, _ = self.geometry.locate(slot)
+    # --- frames (the caller serializes these) -------------------------------------------------
+    # A chunk is handed over as soon as its last slot is filled, and frames are only dropped
+    # when no chunk is current: so the current chunk, if any, always holds the next slot.
+    def begin_chunk(self, buffer: ChunkBuffer) -> None:
+        """Start ``buffer`` as the chunk holding the next slot."""
+        chunk_id, _ = self.geometry.locate(self.slots)
+        buffer.start(chunk_id, *self.geometry.chunk_slots(chunk_id))
         with self.lock:
-            if self.current is not None:
-                self._hand_over(self.current.end_slot)
-            buffer.start(chunk_id, *self.geometry.chunk_slots(chunk_id))
             self.current = buffer
         self.buffers_high_water = max(self.buffers_high_water, self.buffers_in_use())
 
-    def add(self, slot: int, frame: np.ndarray) -> None:
-        """Copy a checked frame into its slot (the current chunk must hold it)."""
-        _, position = self.geometry.locate(slot)
+    def add(self, frame: np.ndarray) -> None:
+        """Copy a checked frame into the next slot."""
         with self.lock:
-            self.current.put(position, frame)
-            self.slots = slot + 1
-            if slot + 1 == self.current.end_slot:
-                self._hand_over(self.current.end_slot)
+            cur = self.current
+            cur.put(self.slots - cur.first_slot, frame)
+            self.slots += 1
+            if self.slots == cur.end_slot:
+                self._hand_over(cur.end_slot)
 
-    def drop(self, slot: int) -> None:
+    def drop(self) -> None:
+        """The next slot gets no frame (``on_full="drop"``)."""
         with self.lock:
-            self.dropped.append(slot)
-            self.slots = slot + 1
+            self.dropped.append(self.slots)
+            self.slots += 1
+
+    def dropped_below(self, slot: int) -> int:
+        """How many dropped slots lie below ``slot`` (drops are recorded in order)."""
+        return bisect.bisect_left(self.dropped, slot)
 
     def finish(self) -> None:
         """No more frames: hand over the partly filled last chunk."""
@@ -113,11 +115,11 @@ class ChunkAssembler:
         self.current = None
 
     # --- the writer's view -------------------------------------------------------------------
-    def snapshot(self, with_partial: bool) -> Snapshot:
+    def snapshot(self) -> Snapshot:
         with self.lock:
             snap = Snapshot(self.handed_end, self.slots, list(self.dropped))
             cur = self.current
-            if with_partial and cur is not None and cur.filled.any():
+            if cur is not None and cur.filled.any():
                 snap.partial_id = cur.chunk_id
                 snap.partial_end = cur.filled_end()
                 snap.partial = np.where(cur.filled.reshape((-1,) + (1,) * (cur.array.ndim - 1)),

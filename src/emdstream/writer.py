@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import sys
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Any, Optional
@@ -74,6 +75,8 @@ class EMDWriter:
         if flush_seconds is None and flush_frames is None:
             raise ValueError("set flush_seconds or flush_frames: a stream that never flushes "
                              "loses everything in a crash")
+        _check_positive(flush_seconds=flush_seconds, flush_frames=flush_frames, workers=workers,
+                        queue_frames=queue_frames, chunk_frames=chunk_frames)
         self.geometry = ChunkGeometry(self.spec.shape, self.spec.dtype.itemsize, n_frames,
                                       tuple(scan_shape) if scan_shape else None, chunk_frames)
         encoder = get_encoder(compression)
@@ -92,7 +95,7 @@ class EMDWriter:
         self._assembler = ChunkAssembler(self.geometry, self.spec.dtype, self.fillvalue,
                                          -(-queue_frames // self.geometry.k))
         self._lock = threading.Lock()  # one put (or close) at a time: file order = call order
-        self._slots = 0
+        self._failure_reported = False
         self._closed = False
         h5file = self._create_file(encoder, shape, metadata, n_outer)
         self._thread = WriterThread(h5file, self.path, name, self.geometry, encoder, self._assembler,
@@ -140,20 +143,19 @@ class EMDWriter:
         self._raise_if_unusable()
         frame = self.spec.checked(frame)
         with self._lock:
-            self._raise_if_unusable()
-            slot = self._slots
-            if self.geometry.capacity is not None and slot >= self.geometry.capacity:
+            if self._closed:
+                raise WriterClosedError(f"writer for {self.path} is closed")
+            assembler = self._assembler
+            if self.geometry.capacity is not None and assembler.slots >= self.geometry.capacity:
                 raise WriterFullError(f"all {self.geometry.capacity} pre-allocated frames of "
                                       f"{self.path} have been put")
-            if self._assembler.needs_buffer(slot):
+            if assembler.current is None:
                 buffer = self._free_buffer()
                 if buffer is None:  # on_full="drop"
-                    self._assembler.drop(slot)
-                    self._slots += 1
+                    assembler.drop()
                     return False
-                self._assembler.begin_chunk(slot, buffer)
-            self._assembler.add(slot, frame)
-            self._slots += 1
+                assembler.begin_chunk(buffer)
+            assembler.add(frame)
         return True
 
     def _free_buffer(self):
@@ -193,7 +195,7 @@ class EMDWriter:
     @property
     def frames_put(self) -> int:
         """Frames accepted by ``put`` so far (dropped ones not counted)."""
-        return self._slots - self.frames_dropped
+        return self._assembler.slots - self.frames_dropped
 
     @property
     def frames_dropped(self) -> int:
@@ -228,19 +230,21 @@ class EMDWriter:
         Re-raises a writer-thread error (after releasing the file).
         """
         with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            closing = comment or "emdstream: acquisition finished"
-            if self.geometry.capacity is not None and self._slots < self.geometry.capacity:
-                closing += f" (stopped early: {self._slots} of {self.geometry.capacity} frame slots used)"
-            if self._thread.error is None:
+            if not self._closed:
+                self._closed = True
+                slots, capacity = self._assembler.slots, self.geometry.capacity
+                closing = comment or "emdstream: acquisition finished"
+                if capacity is not None and slots < capacity:
+                    closing += f" (stopped early: {slots} of {capacity} frame slots used)"
                 self._assembler.finish()
-                self._assembler.chunks.put(Close(self._slots, list(self._assembler.dropped), closing))
+                self._assembler.chunks.put(Close(slots, closing))
+        # every caller (a second close, the exit hook) waits until the file is finished
         while not self._thread.finished.wait(_POLL):
-            pass
+            if not self._thread.is_alive():
+                break
         _open_writers.discard(self)
-        if self._thread.error is not None:
+        if self._thread.error is not None and not self._failure_reported:
+            self._failure_reported = True  # once: a later close() is a no-op, as on success
             raise describe_failure(self._thread)
 
     def __enter__(self) -> EMDWriter:
@@ -252,13 +256,27 @@ class EMDWriter:
             return
         try:
             self.close(comment=f"emdstream: acquisition aborted by {exc_type.__name__}: {exc}")
-        except Exception:
-            pass  # the producer's own exception is the one to see
+        except Exception as close_error:  # the producer's exception propagates; it carries this
+            note = f"emdstream: closing {self.path} also failed: {close_error}"
+            if hasattr(exc, "add_note"):
+                exc.add_note(note)
+            else:
+                print(note, file=sys.stderr)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
         return (f"<EMDWriter {self.path!r} {state}: {self.frames_put} put, "
                 f"{self.frames_written} written, {self.frames_dropped} dropped>")
+
+
+def _check_positive(**values) -> None:
+    for label, value in values.items():
+        whole = label != "flush_seconds"
+        number = (int, np.integer) if whole else (int, float, np.integer, np.floating)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, number)
+                                  or not value > 0):
+            raise ValueError(f"{label} must be a positive {'int' if whole else 'number'} or None, "
+                             f"got {value!r}")
 
 
 def _remove_if_exists(path: str) -> None:
@@ -276,6 +294,10 @@ def _default_fill(dtype: np.dtype):
     return False
 
 
+# a forked child has the writers but not their threads: it must not wait for them at exit
+os.register_at_fork(after_in_child=_open_writers.clear)
+
+
 @atexit.register
 def _close_forgotten_writers() -> None:
     """A writer the producer never closed is finished at interpreter exit, not left hanging."""
@@ -283,5 +305,4 @@ def _close_forgotten_writers() -> None:
         try:
             writer.close(comment="emdstream: closed at interpreter exit (close() was not called)")
         except Exception as exc:  # nothing to raise to at exit; say it
-            import sys
             print(f"emdstream: closing {writer.path} at exit failed: {exc}", file=sys.stderr)

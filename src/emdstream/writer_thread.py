@@ -24,13 +24,14 @@ from .encoder_pool import EncoderPool
 from .encoders import ChunkEncoder
 from .errors import WriterError
 
+_FRAME_POLL = 0.05  # seconds: how often flush_frames is checked while no chunk arrives
+
 
 class Close:
     """Queue message: no more frames; ``total_slots`` slots were used (frames put or dropped)."""
 
-    def __init__(self, total_slots: int, dropped: list[int], closing_comment: str):
+    def __init__(self, total_slots: int, closing_comment: str):
         self.total_slots = total_slots
-        self.dropped = dropped
         self.closing_comment = closing_comment
 
 
@@ -71,27 +72,31 @@ class WriterThread(threading.Thread):
     def frames_written(self) -> int:
         """Frames durably in the file and counted there (dropped slots not counted)."""
         durable = self.durable
-        return durable - sum(1 for s in self.assembler.dropped[:] if s < durable)
+        return durable - self.assembler.dropped_below(durable)
 
     # --- the thread ------------------------------------------------------------------------
     def run(self) -> None:
-        self._pool = EncoderPool(self.workers)
+        self._pool: Optional[EncoderPool] = None
         self._inflight: collections.deque = collections.deque()
-        self._since_flush = 0
+        self._partial_written: Optional[tuple[int, int]] = None
         try:
+            self._pool = EncoderPool(self.workers)
             close = self._stream()
             self._finish(close)
         except BaseException as exc:
             self.error = exc
             self._abandon()
         finally:
-            self._pool.shutdown()
+            if self._pool is not None:
+                self._pool.shutdown()
             self.finished.set()
 
     def _stream(self) -> Close:
         deadline = self._next_deadline()
         while True:
             timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if self.flush_frames:  # frames fill chunks without waking this thread: look often
+                timeout = _FRAME_POLL if timeout is None else min(timeout, _FRAME_POLL)
             try:
                 # with chunks in flight, take only what is already there, else write the oldest
                 item = self.chunks.get_nowait() if self._inflight else self.chunks.get(timeout=timeout)
@@ -103,8 +108,8 @@ class WriterThread(threading.Thread):
             if item is not None:
                 self._submit(*item)
                 self._write_ready(block=len(self._inflight) > 2 * self._pool.workers)
-                self._since_flush += self.geometry.k
-            due_frames = self.flush_frames and self._since_flush >= self.flush_frames
+            due_frames = (self.flush_frames
+                          and self.assembler.slots - self.durable >= self.flush_frames)
             if due_frames or (deadline is not None and time.monotonic() >= deadline):
                 self._flush()
                 deadline = self._next_deadline()
@@ -140,21 +145,20 @@ class WriterThread(threading.Thread):
     def _flush(self, final: Optional[Close] = None) -> None:
         """Make every frame received so far durable, then record the count (in that order)."""
         self._drain()
-        if final is None:
-            snap = self.assembler.snapshot(with_partial=True)
-            dropped = snap.dropped
-            if snap.handed_end <= self.committed:  # every full chunk handed over is written
-                if snap.partial is not None:
-                    chunk = snap.partial.reshape(self.geometry.chunk_shape)
-                    self._write_chunk(snap.partial_id, self.encoder.encode(chunk))
-                    self.committed = max(self.committed, snap.partial_end)
-                else:  # slots after the last chunk were all dropped
-                    self.committed = max(self.committed, snap.slots)
-        else:
-            dropped = final.dropped
+        snap = self.assembler.snapshot()
+        if final is not None:
             self.committed = max(self.committed, final.total_slots)
+        elif snap.handed_end <= self.committed:  # every full chunk handed over is written
+            if snap.partial is None:  # slots after the last chunk were all dropped
+                self.committed = max(self.committed, snap.slots)
+            elif (snap.partial_id, snap.partial_end) != self._partial_written:
+                # a rewrite leaves the chunk's older copy as dead space: only when it grew
+                chunk = snap.partial.reshape(self.geometry.chunk_shape)
+                self._write_chunk(snap.partial_id, self.encoder.encode(chunk))
+                self._partial_written = (snap.partial_id, snap.partial_end)
+                self.committed = max(self.committed, snap.partial_end)
         self._check_file_still_there()
-        self._record(dropped)
+        self._record(snap.dropped)
 
     def _record(self, dropped: list[int]) -> None:
         new_drops = dropped[self._dropped_logged:]
@@ -170,7 +174,6 @@ class WriterThread(threading.Thread):
         self.state["committed_slots"][()] = self.committed
         self.file.flush()
         self.durable = self.committed
-        self._since_flush = 0
 
     def _check_file_still_there(self) -> None:
         if _file_identity(self.path) != self._identity:
@@ -180,10 +183,10 @@ class WriterThread(threading.Thread):
     def _finish(self, close: Close) -> None:
         self._flush(final=close)
         self.file.close()
-        self._release_lock()
-        with layout.open_for_finalize(self.path) as f:
+        with layout.open_for_finalize(self.path) as f:  # our flock stays: recover must wait
             self.frames_written_final, _ = layout.finalize(f, self.dataset_name,
                                                            close.closing_comment)
+        self._release_lock()
 
     def _abandon(self) -> None:
         """After an error: release the file; what the last flush recorded stays valid."""

@@ -1,0 +1,80 @@
+"""Closing from several places, forks, settings: the writer never hangs and never returns early."""
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import emdstream
+from emdstream import EMDWriter
+
+
+def test_second_close_waits_until_the_file_is_finished(tmp_path):
+    path = str(tmp_path / "double.emd")
+    w = EMDWriter(path, (128, 128), "uint16", compression="gzip")
+    frame = np.random.default_rng(0).poisson(3, (128, 128)).astype(np.uint16)
+    for _ in range(600):
+        w.put(frame)
+    first = threading.Thread(target=w.close)
+    first.start()
+    time.sleep(0.01)
+    w.close()  # while the first close is still writing
+    assert w.frames_written == 600  # finished, not merely "closed"
+    first.join(30)
+    with emdstream.open(path) as f:
+        assert f["dataset_1"].complete and f["dataset_1"].frames_written == 600
+
+
+FORK = """
+import os, sys, time, numpy as np, emdstream
+w = emdstream.EMDWriter({path!r}, (8, 8), "uint16")
+w.put(np.zeros((8, 8), np.uint16))
+pid = os.fork()
+if pid == 0:
+    sys.exit(0)  # the normal exit path: atexit hooks run in the child
+deadline = time.monotonic() + 10
+while not os.waitpid(pid, os.WNOHANG)[0]:
+    if time.monotonic() > deadline:
+        os.kill(pid, 9)
+        sys.exit("the forked child hung at exit")
+    time.sleep(0.05)
+w.close()
+print("frames", w.frames_written)
+"""
+
+
+def test_forked_child_exits_without_waiting_for_the_parents_writer(tmp_path):
+    path = str(tmp_path / "fork.emd")
+    out = subprocess.run([sys.executable, "-c", FORK.format(path=path)], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "frames 1" in out.stdout
+    assert emdstream.open(path)["dataset_1"].frames_written == 1
+
+
+@pytest.mark.parametrize("option", [dict(workers=0), dict(workers=-1), dict(workers="2"),
+                                    dict(flush_seconds=0), dict(flush_frames=0),
+                                    dict(queue_frames=-5), dict(chunk_frames=1.5)])
+def test_bad_settings_are_refused_before_the_file_exists(tmp_path, option):
+    path = str(tmp_path / "bad.emd")
+    with pytest.raises(ValueError, match=next(iter(option))):
+        EMDWriter(path, (8, 8), "uint16", **option)
+    assert not os.path.exists(path)
+
+
+def test_flush_frames_alone_makes_a_partial_chunk_durable(tmp_path):
+    path = str(tmp_path / "ff.emd")
+    w = EMDWriter(path, (8, 8), "uint16", flush_seconds=None, flush_frames=10)
+    for i in range(25):  # one chunk of 1024 frames, far from full
+        w.put(np.full((8, 8), i, np.uint16))
+    deadline = time.monotonic() + 5
+    while w.frames_written < 20 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    with emdstream.open(path, live=True) as f:
+        n = f["dataset_1"].frames_written
+        assert n >= 20
+        np.testing.assert_array_equal(f["dataset_1"].data[:n, 0, 0], np.arange(n))
+    w.close()
