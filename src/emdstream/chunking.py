@@ -40,7 +40,7 @@ class ChunkGeometry:
         self.grow_frames = grow_frames or max(self.k * 16, (256 << 20) // frame_bytes // self.k * self.k)
         outer = (1,) * (len(self.scan_shape) - 1) if self.scan_shape else ()
         self.chunk_shape = outer + (self.k,) + self.frame_shape
-        self.frames_per_row_chunks = math.ceil(self.row_length / self.k) if self.row_length else None
+        self.chunks_per_row = math.ceil(self.row_length / self.k) if self.row_length else None
 
     @property
     def growing(self) -> bool:
@@ -61,13 +61,13 @@ class ChunkGeometry:
         if self.row_length is None:
             return slot // self.k, slot % self.k
         row, inner = divmod(slot, self.row_length)
-        return row * self.frames_per_row_chunks + inner // self.k, inner % self.k
+        return row * self.chunks_per_row + inner // self.k, inner % self.k
 
     def chunk_slots(self, chunk_id: int) -> tuple[int, int]:
         """First slot and end slot (exclusive) of a chunk."""
         if self.row_length is None:
             return chunk_id * self.k, (chunk_id + 1) * self.k
-        row, col = divmod(chunk_id, self.frames_per_row_chunks)
+        row, col = divmod(chunk_id, self.chunks_per_row)
         first = row * self.row_length + col * self.k
         return first, min(first + self.k, (row + 1) * self.row_length)
 
@@ -76,7 +76,7 @@ class ChunkGeometry:
         zeros = (0,) * len(self.frame_shape)
         if self.row_length is None:
             return (chunk_id * self.k,) + zeros
-        row, col = divmod(chunk_id, self.frames_per_row_chunks)
+        row, col = divmod(chunk_id, self.chunks_per_row)
         outer = np.unravel_index(row, self.scan_shape[:-1]) if self.scan_shape else ()
         return tuple(int(i) for i in outer) + (col * self.k,) + zeros
 
@@ -104,8 +104,7 @@ class ChunkBuffer:
         positions = np.flatnonzero(self.filled)
         return self.first_slot + int(positions[-1]) + 1 if positions.size else self.first_slot
 
-    def complete(self, fillvalue) -> np.ndarray:
-        """The chunk's frames with the fill value where no frame was put (dropped, or past the end)."""
+    def complete(self, fillvalue) -> None:
+        """Put the fill value where no frame was put (dropped, or past the end)."""
         if not self.filled.all():
             self.array[~self.filled] = fillvalue
-        return self.array

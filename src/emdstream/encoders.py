@@ -82,7 +82,6 @@ class BloscLZ4(ChunkEncoder):
         from numcodecs import Blosc
 
         self.level = level
-        self._blosc = Blosc
         self._codec = Blosc(cname="lz4", clevel=level, shuffle=Blosc.SHUFFLE, blocksize=0)
 
     def dataset_options(self) -> dict[str, Any]:
@@ -118,7 +117,8 @@ def get_encoder(compression: Optional[str]) -> ChunkEncoder:
     try:
         return _ENCODERS[compression]()
     except (KeyError, TypeError):
-        raise ValueError(f"compression must be one of {COMPRESSIONS}, got {compression!r}") from None
+        raise ValueError(f"compression must be one of {COMPRESSIONS} ('none' = None), "
+                         f"got {compression!r}") from None
 
 
 def describe_filters(dataset) -> str:
