@@ -2,6 +2,7 @@
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 from reliability_child import expected_frame
@@ -63,3 +64,22 @@ def test_info_follow_shows_the_count_grow(tmp_path):
     assert follow.returncode == 0, follow.stderr
     counts = [int(line.split(": ")[1].split()[0]) for line in follow.stdout.splitlines()]
     assert len(counts) >= 3 and counts == sorted(counts) and counts[-1] == 1500
+
+
+def test_live_reader_in_the_writers_own_process_does_not_break_close(tmp_path):
+    path = str(tmp_path / "inproc.emd")
+    w = emdstream.EMDWriter(path, (8, 8), "uint16", flush_seconds=0.02)
+    for i in range(10):
+        w.put(np.full((8, 8), i, np.uint16))
+    live = emdstream.open(path, live=True)
+    deadline = time.monotonic() + 5
+    while live["dataset_1"].frames_written < 10 and time.monotonic() < deadline:
+        time.sleep(0.02)
+        live.refresh()
+    assert live["dataset_1"].frames_written == 10
+    w.close()  # finalizing needs the file to itself: the live reader steps aside
+    live.refresh()
+    ds = live["dataset_1"]
+    assert ds.complete and ds.frames_written == 10
+    np.testing.assert_array_equal(ds.data[:, 0, 0], np.arange(10))
+    live.close()

@@ -5,11 +5,14 @@ Works on finished files and, with ``live=True``, on files still being written (H
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import os
 import re
+import threading
 import time
+import weakref
 from collections.abc import Iterator
 from typing import Optional
 
@@ -174,7 +177,10 @@ class EMDFile:
         if not os.path.exists(self.path):
             raise FileNotFoundError(f"no such file: {self.path}")
         self.live = live
-        self._load()
+        with _reopen_lock:
+            self._load()
+        if live:
+            _live_files.add(self)
 
     def _load(self) -> None:
         live = self.live
@@ -223,13 +229,15 @@ class EMDFile:
 
     def refresh(self, retries: int = 20) -> None:
         """Show what a live file holds now. The file is reopened, since the writer finalizes
-        it outside SWMR when it closes: take ``datasets`` anew after a refresh."""
+        it outside SWMR when it closes (and closes live readers in its own process for that):
+        take ``datasets`` anew after a refresh."""
         if not self.live:
             return
         for attempt in range(retries):
             self.h5.close()
             try:
-                self._load()
+                with _reopen_lock:
+                    self._load()
                 return
             except (OSError, KeyError, ValueError):  # caught mid-finalize: try again shortly
                 if attempt == retries - 1:
@@ -247,6 +255,22 @@ class EMDFile:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+# Live readers in the writer's own process: HDF5 will not reopen a file for finalizing while this
+# process holds it open, so the writer closes them for that moment (they reopen on ``refresh``).
+_live_files: weakref.WeakSet[EMDFile] = weakref.WeakSet()
+_reopen_lock = threading.RLock()
+
+
+@contextlib.contextmanager
+def live_readers_closed(path: str | os.PathLike) -> Iterator[None]:
+    """Close this process's live readers of ``path`` and keep them closed inside the block."""
+    with _reopen_lock:
+        for f in list(_live_files):
+            if f.h5 and os.path.exists(f.path) and os.path.samefile(f.path, path):
+                f.h5.close()
+        yield
 
 
 def open(path: str | os.PathLike, live: bool = False) -> EMDFile:

@@ -23,6 +23,7 @@ from .chunking import ChunkBuffer, ChunkGeometry
 from .encoder_pool import EncoderPool
 from .encoders import ChunkEncoder
 from .errors import WriterError
+from .reader import live_readers_closed
 
 _FRAME_POLL = 0.05  # seconds: how often flush_frames is checked while no chunk arrives
 
@@ -183,7 +184,8 @@ class WriterThread(threading.Thread):
     def _finish(self, close: Close) -> None:
         self._flush(final=close)
         self.file.close()
-        with layout.open_for_finalize(self.path) as f:  # our flock stays: recover must wait
+        # our flock stays: recover must wait; live readers in this process step aside
+        with live_readers_closed(self.path), layout.open_for_finalize(self.path) as f:
             self.frames_written_final, _ = layout.finalize(f, self.dataset_name,
                                                            close.closing_comment)
         self._release_lock()
