@@ -44,7 +44,8 @@ class EMDWriter:
         dims: one ``Dim`` per data axis; default index vectors (``[px]`` for frame axes).
         name: the group ``/data/<name>``.
         microscope, user, sample: metadata (numbers, str, bool, numeric arrays).
-        chunk_frames: frames per chunk (default: about 2 MiB per chunk).
+        chunk_frames: frames per chunk (default: about 2 MiB per chunk). For slow streams use about
+            frame rate x flush_seconds: a partly filled chunk is rewritten at every flush.
         queue_frames: frames that may wait for compression and writing (default: about 64 MiB
             of frames), rounded up to whole chunks, at least 2; this bounds the memory used.
         on_full: what ``put`` does when the queue is full: "block" (default), "raise"
