@@ -12,6 +12,7 @@ from typing import Optional
 
 import numpy as np
 
+from .chunking import DEFAULT_CHUNK_BYTES
 from .dims import Dim
 from .writer import EMDWriter
 
@@ -92,7 +93,7 @@ class SimulationReport:
                 f"{self.frames_written / self.seconds:.0f} frames/s, {self.gbytes_per_s:.3f} GB/s\n"
                 f"  of that, {self.writer_seconds:.2f} s in put() and close() "
                 f"({self.bytes_raw / max(self.writer_seconds, 1e-9) / 1e9:.2f} GB/s), the rest "
-                f"generating frames\n"
+                f"generating (and pacing) frames\n"
                 f"  {kept_up}; queue high-water mark {self.queue_high_water} of {self.queue_size}")
 
 
@@ -112,6 +113,11 @@ def simulate(path: str, scan_shape=(64, 64), frame_shape=(128, 128), dtype="uint
     total = len(source) if n_frames is None else min(n_frames, len(source))
     if fps is not None:
         writer_options.setdefault("on_full", "drop")
+        # a slow detector fills at most about one chunk per flush (see README: slow streams)
+        frame_bytes = int(np.prod(frame_shape)) * np.dtype(dtype).itemsize
+        per_flush = fps * writer_options.get("flush_seconds", 1.0)
+        writer_options.setdefault("chunk_frames", max(1, min(int(per_flush),
+                                                             DEFAULT_CHUNK_BYTES // frame_bytes)))
     dims = [Dim("scan_y", "[nm]", scale=0.5), Dim("scan_x", "[nm]", scale=0.5),
             Dim("k_y", "[px]"), Dim("k_x", "[px]")] if len(scan_shape) == 2 else None
     writer = EMDWriter(path, frame_shape, dtype, scan_shape=scan_shape, compression=compression,
