@@ -177,7 +177,7 @@ def _recover(args) -> int:
 
 def _add_optional_commands(sub) -> None:
     """Commands living in their own modules register themselves (``add_command(subparsers)``)."""
-    for module_name in ("verify", "preview"):
+    for module_name in ("verify", "preview", "convert"):
         try:
             module = __import__(f"emdstream.{module_name}", fromlist=["add_command"])
         except ModuleNotFoundError as exc:

@@ -164,6 +164,18 @@ class EMDDataset:
             return self.data[: self.frame_slots]
         return self.data[()]
 
+    def to_hyperspy(self, lazy: bool = False):
+        """A HyperSpy signal over this dataset (needs ``pip install 'emdstream[hyperspy]'``)."""
+        from .hyperspy_io import to_hyperspy
+
+        return to_hyperspy(self, lazy=lazy)
+
+    def to_py4dstem(self):
+        """A py4DSTEM DataCube of this dataset (needs ``pip install 'emdstream[py4dstem]'``)."""
+        from .py4dstem_io import to_py4dstem
+
+        return to_py4dstem(self)
+
     def __repr__(self) -> str:
         return (f"<EMDDataset {self.name!r} {self.data.shape} {self.data.dtype}, "
                 f"{self.frames_written} frames written{'' if self.complete else ' (in progress)'}>")
