@@ -12,7 +12,6 @@ dim vectors, group attributes, other members) is also kept verbatim in plain HDF
 """
 from __future__ import annotations
 
-import math
 import os
 import uuid
 from collections.abc import Iterator, Sequence
@@ -24,19 +23,12 @@ import h5py
 import hdf5plugin  # noqa: F401  (compressed chunks are read back when a dataset is contiguous)
 import numpy as np
 
-from .dims import Dim
 from .layout import LIBVER, STATE_GROUP
 from .metadata import METADATA_GROUPS
 from .reader import EMDDataset, open_h5
 
 BITSHUFFLE = 32008  # HDF5 filter id of bitshuffle(-LZ4)
 HIDDEN = "emdstream_v02"  # plain groups (no emd_group_type) that keep the v0.2 file for the way back
-R_UNITS = {"nm": ("nm", 1.0), "a": ("A", 1.0), "å": ("A", 1.0), "angstrom": ("A", 1.0),
-           "pm": ("A", 0.01), "um": ("nm", 1e3), "µm": ("nm", 1e3)}
-Q_UNITS = {"1/a": ("A^-1", 1.0), "a^-1": ("A^-1", 1.0), "1/å": ("A^-1", 1.0), "å^-1": ("A^-1", 1.0),
-           "1/nm": ("A^-1", 0.1), "nm^-1": ("A^-1", 0.1), "mrad": ("mrad", 1.0),
-           "rad": ("mrad", 1e3), "px": ("pixels", 1.0), "pixel": ("pixels", 1.0),
-           "pixels": ("pixels", 1.0), "index": ("pixels", 1.0)}
 
 
 @dataclass
@@ -52,8 +44,9 @@ class ConvertReport:
 
     def __str__(self) -> str:
         size = os.path.getsize(self.dst) / 1e6
-        return (f"{self.src} -> {self.dst}: EMD {self.version}, {', '.join(self.arrays)}; "
-                f"{self.chunks_copied} chunks copied as they were (not recompressed), {size:.1f} MB")
+        how = (f"{self.chunks_copied} chunks copied as they were (not recompressed)"
+               if self.chunks_copied else "data copied (contiguous)")
+        return f"{self.src} -> {self.dst}: EMD {self.version}, {', '.join(self.arrays)}; {how}, {size:.1f} MB"
 
 
 # --- axes --------------------------------------------------------------------------------------
@@ -77,34 +70,27 @@ def linear_axis(values: Sequence[float]) -> Optional[tuple[float, float]]:
     return float(v[0]), scale
 
 
-def py4dstem_calibration(dims: Sequence[Dim]) -> tuple[dict[str, Any], list[str]]:
-    """py4DSTEM calibration (R/Q pixel size and units) of 4-D dims (scan_y, scan_x, k_y, k_x), and
-    what could not be carried (py4DSTEM has one pixel size for both axes of a space)."""
-    cal: dict[str, Any] = {"R_pixel_size": 1.0, "R_pixel_units": "pixels",
-                           "Q_pixel_size": 1.0, "Q_pixel_units": "pixels", "QR_flip": False}
-    notes = []
-    for space, pair, table in (("R", dims[:2], R_UNITS), ("Q", dims[2:4], Q_UNITS)):
-        axes = [linear_axis(d.values) for d in pair]
-        units = {plain_units(d.units).lower() for d in pair}
-        names = " and ".join(d.name for d in pair)
-        if None in axes:
-            notes.append(f"{names}: not evenly spaced; {space} left in pixels")
-        elif len(units) != 1 or units.pop() not in table:
-            notes.append(f"{names}: units {pair[0].units!r}/{pair[1].units!r} not known to "
-                         f"py4DSTEM; {space} left in pixels")
-        elif not math.isclose(axes[0][1], axes[1][1], rel_tol=1e-6):
-            notes.append(f"{names}: different steps {axes[0][1]:g}, {axes[1][1]:g}; py4DSTEM has "
-                         f"one {space} pixel size, {space} left in pixels")
-        else:
-            py_units, factor = table[plain_units(pair[0].units).lower()]
-            cal[f"{space}_pixel_size"] = axes[0][1] * factor
-            cal[f"{space}_pixel_units"] = py_units
-    return cal, notes
+def frame_ndim(ds: EMDDataset) -> int:
+    """The number of frame axes of a dataset (0 for scalars, 1 for spectra, 2 for images)."""
+    grid = getattr(ds, "frame_grid", None)
+    if grid is not None:
+        return ds.data.ndim - len(grid)
+    n = ds.group.attrs.get("frame_ndim")
+    return int(n) if n is not None else min(2, ds.data.ndim - 1)
 
 
-def is_datacube(data: h5py.Dataset, frame_ndim: int = 2) -> bool:
-    """A py4DSTEM DataCube: a 2-D scan of 2-D frames."""
-    return data.ndim == 4 and frame_ndim == 2
+def file_metadata(ds: EMDDataset) -> dict[str, dict[str, Any]]:
+    """The /microscope, /user, /sample and /comments attributes of a dataset's file."""
+    f = ds.group.file
+    return {g: {k: plain_value(v) for k, v in f[g].attrs.items()}
+            for g in (*METADATA_GROUPS, "comments") if g in f}
+
+
+def plain_value(value: Any) -> Any:
+    """An HDF5 attribute value as a Python scalar or str (arrays stay arrays)."""
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    return value.item() if isinstance(value, np.generic) else value
 
 
 # --- chunks as they are ------------------------------------------------------------------------
@@ -160,7 +146,7 @@ def _chunk_offsets(ds: h5py.Dataset) -> Iterator[tuple[int, ...]]:
 def write_metadata(bundle: h5py.Group, name: str, values: dict[str, Any],
                    python_class: str = "Metadata") -> None:
     """One emdfile Metadata group (``type``-tagged datasets) in a ``metadatabundle``."""
-    group = bundle.create_group(_key(name))
+    group = bundle.create_group(link_name(name))
     group.attrs["emd_group_type"] = "metadata"
     group.attrs["python_class"] = python_class
     _write_items(group, values)
@@ -168,7 +154,7 @@ def write_metadata(bundle: h5py.Group, name: str, values: dict[str, Any],
 
 def _write_items(group: h5py.Group, values: dict[str, Any]) -> None:
     for key, value in values.items():
-        key = _key(key)
+        key = link_name(key)
         if isinstance(value, dict):
             sub = group.create_group(key)
             sub.attrs["type"] = "dict"
@@ -198,7 +184,7 @@ def read_metadata(group: h5py.Group) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, item in group.items():
         kind = _text(item.attrs.get("type", ""))
-        name = _unkey(key)
+        name = unlink_name(key)
         if kind == "dict":
             out[name] = read_metadata(item)
         elif kind in ("list_of_strings", "tuple_of_strings"):
@@ -206,19 +192,19 @@ def read_metadata(group: h5py.Group) -> dict[str, Any]:
         elif kind == "string":
             out[name] = _text(item[()])
         elif kind in ("number", "bool"):
-            out[name] = item[()]
+            out[name] = item[()].item()
         elif kind in ("array", "list", "tuple") and isinstance(item, h5py.Dataset) and item.size:
             out[name] = item[()]
     return out
 
 
-def _key(key: str) -> str:
+def link_name(key: str) -> str:
     """An HDF5 link name for any dict key (``/`` and a leading ``.`` escaped, ``%`` too)."""
     key = key.replace("%", "%25").replace("/", "%2F")
     return "%2E" + key[1:] if key.startswith(".") else key
 
 
-def _unkey(key: str) -> str:
+def unlink_name(key: str) -> str:
     return key.replace("%2F", "/").replace("%2E", ".").replace("%25", "%")
 
 
@@ -274,8 +260,11 @@ def to_emd1(src: str | os.PathLike, dst: str | os.PathLike, overwrite: bool = Fa
 
 def _write_array(group: h5py.Group, root: h5py.Group, name: str, meta: dict) -> int:
     data = group["data"]
-    dims = EMDDataset(group, None).dims
-    cube = is_datacube(data)
+    from .py4dstem_io import is_datacube, py4dstem_calibration
+
+    dataset = EMDDataset(group, None)
+    dims = dataset.dims
+    cube = is_datacube(data, frame_ndim(dataset))
     node = _node(root, name, "array", "DataCube" if cube else "Array")
     n_chunks = copy_data(data, node)
     node["data"].attrs["units"] = "pixel intensity" if cube else ""

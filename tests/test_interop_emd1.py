@@ -1,0 +1,186 @@
+"""emdstream convert: EMD v0.2 -> EMD 1.0 (emdfile layout) -> EMD v0.2, chunks as they were."""
+import h5py
+import numpy as np
+import pytest
+from conftest import detector_frames
+
+import emdstream
+from emdstream import Dim, EMDWriter
+from emdstream.cli import main
+from emdstream.emd1 import HIDDEN, read_metadata, to_emd02, to_emd1
+from emdstream.py4dstem_io import py4dstem_calibration
+
+SCAN_DIMS = [Dim("scan_y", "[nm]", scale=0.5), Dim("scan_x", "[nm]", scale=0.5, offset=2.0),
+             Dim("k_y", "[1/nm]", scale=0.2), Dim("k_x", "[1/nm]", scale=0.2)]
+META = dict(microscope={"high_tension_kV": 300.0, "camera_length_mm": 115.0, "tilt": [1.5, -2.0],
+                        "cold_feg": True, "scope/model": "Titan"},
+            sample={"name": "SrTiO3"}, user={"operator": "A. B.", "run": 7})
+
+
+def write_scan(path, compression="bslz4", frame_shape=(12, 10), scan=(3, 5)):
+    frames = detector_frames(scan[0] * scan[1], frame_shape)
+    with EMDWriter(path, frame_shape, "uint16", scan_shape=scan, compression=compression,
+                   dims=SCAN_DIMS, chunk_frames=4, **META) as w:
+        for frame in frames:
+            w.put(frame)
+        w.comment("beam blanked")
+    return frames.reshape(scan + frame_shape)
+
+
+def write_stack(path, frame_shape, n=9, compression="zstd"):
+    frames = detector_frames(n, (1,) + frame_shape if len(frame_shape) == 1 else frame_shape)
+    frames = frames.reshape((n,) + frame_shape)
+    with EMDWriter(path, frame_shape, "uint16", compression=compression, chunk_frames=4) as w:
+        for frame in frames:
+            w.put(frame)
+    return frames
+
+
+def fingerprint(path):
+    """Everything HDF5 holds, as comparable values: attributes with their dtypes, dataset types,
+    shapes, chunking, filter pipelines, fill values and each stored chunk's bytes."""
+    out = {}
+    with h5py.File(path, "r") as f:
+        def attrs(obj):
+            return {k: (repr(np.asarray(v).tolist()), np.asarray(v).dtype.str
+                        if np.asarray(v).dtype.kind != "O" else "O") for k, v in obj.attrs.items()}
+
+        def visit(name, obj):
+            entry = {"attrs": attrs(obj)}
+            if isinstance(obj, h5py.Dataset):
+                dcpl = obj.id.get_create_plist()
+                entry.update(dtype=obj.dtype.str, shape=obj.shape, maxshape=obj.maxshape,
+                             chunks=obj.chunks, fill=repr(obj.fillvalue),
+                             filters=[dcpl.get_filter(i)[:3] for i in range(dcpl.get_nfilters())])
+                if obj.chunks:
+                    entry["chunks_raw"] = {tuple(obj.id.get_chunk_info(i).chunk_offset):
+                                           obj.id.read_direct_chunk(
+                                               obj.id.get_chunk_info(i).chunk_offset)
+                                           for i in range(obj.id.get_num_chunks())}
+                else:
+                    entry["values"] = repr(np.asarray(obj[()]).tolist())
+            out[name] = entry
+        out["/"] = {"attrs": attrs(f)}
+        f.visititems(visit)
+    return out
+
+
+@pytest.mark.parametrize("compression", ["bslz4", "zstd", "blosc-lz4", "gzip", None], ids=str)
+def test_round_trip_is_exact_and_chunks_are_not_recompressed(tmp_path, compression):
+    src, emd1, back = (str(tmp_path / n) for n in ("scan.emd", "scan_emd1.h5", "back.emd"))
+    write_scan(src, compression)
+    report = to_emd1(src, emd1)
+    assert report.chunks_copied == 6 and report.arrays == ["dataset_1 4-D DataCube"]
+    to_emd02(emd1, back)
+    assert fingerprint(back) == fingerprint(src)
+    original = fingerprint(src)["data/dataset_1/data"]
+    converted = fingerprint(emd1)["dataset_1_root/dataset_1/data"]
+    for key in ("chunks_raw", "filters", "chunks", "dtype", "shape", "fill"):
+        assert converted[key] == original[key], key
+
+
+def test_emd1_layout_is_what_emdfile_and_py4dstem_read(tmp_path):
+    src, dst = str(tmp_path / "scan.emd"), str(tmp_path / "scan.h5")
+    want = write_scan(src)
+    to_emd1(src, dst)
+    with h5py.File(dst, "r") as f:
+        assert f.attrs["emd_group_type"] == "file"
+        assert (f.attrs["version_major"], f.attrs["version_minor"]) == (1, 0)
+        roots = [k for k in f if f[k].attrs.get("emd_group_type") == "root"]
+        assert roots == ["dataset_1_root"] and f["dataset_1_root"].attrs["python_class"] == "Root"
+        node = f["dataset_1_root/dataset_1"]
+        assert (node.attrs["emd_group_type"], node.attrs["python_class"]) == ("array", "DataCube")
+        np.testing.assert_array_equal(node["data"][()], want)
+        assert node["data"].attrs["units"] == "pixel intensity"
+        assert [node[f"dim{i}"].attrs["name"] for i in range(4)] == ["Rx", "Ry", "Qx", "Qy"]
+        assert [node[f"dim{i}"].attrs["units"] for i in range(4)] == ["nm", "nm", "A^-1", "A^-1"]
+        np.testing.assert_allclose(node["dim2"][()], [0, 0.02])  # [start, step], as emdfile
+        bundle = f["dataset_1_root/metadatabundle"]
+        assert bundle.attrs["emd_group_type"] == "metadatabundle"
+        cal = bundle["calibration"]
+        assert (cal.attrs["emd_group_type"], cal.attrs["python_class"]) == ("metadata", "Calibration")
+        cal = read_metadata(cal)
+        assert cal["R_pixel_size"] == 0.5 and cal["R_pixel_units"] == "nm"
+        assert cal["Q_pixel_size"] == pytest.approx(0.02) and cal["Q_pixel_units"] == "A^-1"
+        assert cal["_target_paths"] == ["/dataset_1"] and cal["_root_treepath"] == ""
+        micro = read_metadata(bundle["microscope"])
+        assert micro["high_tension_kV"] == 300.0 and micro["cold_feg"] is True
+        assert micro["scope/model"] == "Titan" and list(micro["tilt"]) == [1.5, -2.0]
+        assert read_metadata(bundle["sample"]) == {"name": "SrTiO3"}
+        assert any(v == "beam blanked" for v in read_metadata(bundle["comments"]).values())
+        # groups emdfile does not read (no emd_group_type of its own) keep the v0.2 file
+        assert node[HIDDEN].attrs["emd_group_type"] == 1 and "dim1" in node[HIDDEN]
+        assert f[f"dataset_1_root/{HIDDEN}"].attrs["version_minor"] == 2
+
+
+@pytest.mark.parametrize("frame_shape", [(8, 6), (40,)], ids=["images", "spectra"])
+def test_stacks_become_arrays_and_come_back(tmp_path, frame_shape):
+    src, dst, back = (str(tmp_path / n) for n in ("stack.emd", "stack.h5", "back.emd"))
+    frames = write_stack(src, frame_shape)
+    report = to_emd1(src, dst)
+    assert report.arrays == [f"dataset_1 {1 + len(frame_shape)}-D Array"]
+    with h5py.File(dst, "r") as f:
+        node = f["dataset_1_root/dataset_1"]
+        np.testing.assert_array_equal(node["data"][()], frames)
+        assert node["dim0"].attrs["name"] == "frame" and node["dim0"].attrs["units"] == "index"
+        assert "calibration" not in f["dataset_1_root/metadatabundle"]
+    to_emd02(dst, back)
+    assert fingerprint(back) == fingerprint(src)
+    ds = emdstream.open(back)["dataset_1"]
+    np.testing.assert_array_equal(ds.frames(), frames)
+
+
+def test_py4dstem_calibration_where_the_units_allow():
+    cal, notes = py4dstem_calibration(SCAN_DIMS)
+    assert (cal["R_pixel_size"], cal["R_pixel_units"]) == (0.5, "nm")
+    assert cal["Q_pixel_size"] == pytest.approx(0.02) and cal["Q_pixel_units"] == "A^-1"
+    assert notes == []
+    cal, notes = py4dstem_calibration([Dim("y", "[pm]", scale=50), Dim("x", "[pm]", scale=50),
+                                       Dim("ky", "[mrad]", scale=0.1), Dim("kx", "[mrad]", scale=0.1)])
+    assert (cal["R_pixel_size"], cal["R_pixel_units"]) == (0.5, "A")
+    assert (cal["Q_pixel_size"], cal["Q_pixel_units"]) == (0.1, "mrad")
+    uneven = Dim("kx", "[mrad]", values=[0, 1, 3, 4])
+    cal, notes = py4dstem_calibration([Dim("y", "[nm]", scale=1), Dim("x", "[nm]", scale=2),
+                                       Dim("ky", "[mrad]", values=[0, 1, 2, 3]), uneven])
+    assert cal["R_pixel_units"] == cal["Q_pixel_units"] == "pixels"
+    assert "different steps" in notes[0] and "not evenly spaced" in notes[1]
+    cal, notes = py4dstem_calibration([Dim("y", "[s]"), Dim("x", "[s]"), Dim("a", "[px]"),
+                                       Dim("b", "[px]")])
+    assert cal["R_pixel_units"] == "pixels" and "not known to py4DSTEM" in notes[0]
+
+
+def test_cli_convert_both_ways_and_user_mistakes(tmp_path, capsys):
+    src, dst, back = (str(tmp_path / n) for n in ("scan.emd", "scan.h5", "back.emd"))
+    write_scan(src)
+    assert main(["convert", src, dst, "--to", "emd1"]) == 0
+    assert "EMD 1.0, dataset_1 4-D DataCube; 6 chunks copied as they were" in capsys.readouterr().out
+    assert main(["convert", dst, back]) == 0  # direction from the input's version
+    assert "EMD 0.2" in capsys.readouterr().out
+    assert fingerprint(back) == fingerprint(src)
+    (tmp_path / "text.h5").write_text("not hdf5")
+    for argv, message in [
+        ([src, dst], "already exists; use --overwrite"),
+        ([dst, str(tmp_path / "x.h5"), "--to", "emd1"], "already EMD 1.0"),
+        ([src, str(tmp_path / "x.emd"), "--to", "emd02"], "is EMD v0.2 already"),
+        ([str(tmp_path / "missing.emd"), str(tmp_path / "x.h5")], "no such file"),
+        ([str(tmp_path / "text.h5"), str(tmp_path / "x.h5")], "not an HDF5 file"),
+        ([src, src, "--overwrite"], "is the input file"),
+    ]:
+        assert main(["convert", *argv]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("emdstream convert: error: ") and message in err, err
+        assert err.count("\n") == 1
+    assert not (tmp_path / "x.h5").exists() and not (tmp_path / "x.emd").exists()
+    assert main(["convert", src, dst, "--overwrite"]) == 0
+
+
+def test_unfinished_file_is_refused(tmp_path):
+    src = str(tmp_path / "live.emd")
+    w = EMDWriter(src, (8, 8), "uint16", n_frames=4)
+    try:
+        w.put(np.zeros((8, 8), np.uint16))
+        with pytest.raises(ValueError, match="still being written"):
+            to_emd1(src, str(tmp_path / "out.h5"))
+    finally:
+        w.close()
+    assert not (tmp_path / "out.h5").exists()
