@@ -12,6 +12,7 @@ dim vectors, group attributes, other members) is also kept verbatim in plain HDF
 """
 from __future__ import annotations
 
+import math
 import os
 import uuid
 from collections.abc import Iterator, Sequence
@@ -76,7 +77,14 @@ def frame_ndim(ds: EMDDataset) -> int:
     if grid is not None:
         return ds.data.ndim - len(grid)
     n = ds.group.attrs.get("frame_ndim")
-    return int(n) if n is not None else min(2, ds.data.ndim - 1)
+    if n is not None:
+        return int(n)
+    # older files do not record it: the frame axes leave as many slots as frames were counted
+    shape, slots = ds.data.shape, getattr(ds, "frame_slots", None)
+    for n in (2, 1, 0):
+        if len(shape) > n and math.prod(shape[:len(shape) - n]) == slots:
+            return n
+    return min(2, len(shape) - 1)
 
 
 def file_metadata(ds: EMDDataset) -> dict[str, dict[str, Any]]:

@@ -92,7 +92,8 @@ def _array(ds, lazy: bool):
         import dask.array as da
     except ImportError as exc:
         raise ImportError("lazy=True needs dask: pip install 'emdstream[dask]'") from exc
-    return da.from_array(data, chunks=data.chunks or "auto")[rows]
+    meta = np.empty((0,) * data.ndim, data.dtype)  # else dask reads a slice to learn the type
+    return da.from_array(data, chunks=data.chunks or "auto", meta=meta)[rows]
 
 
 def _axis(dim, size: int) -> dict[str, Any]:
