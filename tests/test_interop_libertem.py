@@ -1,0 +1,37 @@
+"""LiberTEM opens emdstream files as HDF5 datasets (the README's recipe).
+
+Needs `pip install -e '.[test,libertem]'` (`nox -s libertem`); skipped where LiberTEM is missing.
+"""
+import hdf5plugin  # noqa: F401  (the inline executor reads bslz4 chunks in this process)
+import numpy as np
+import pytest
+from conftest import detector_frames
+
+from emdstream import Dim, EMDWriter
+
+pytestmark = [pytest.mark.libertem,
+              pytest.mark.filterwarnings("ignore:Loading compressed HDF5:RuntimeWarning")]
+lt = pytest.importorskip("libertem.api", reason="LiberTEM not installed here")
+
+
+@pytest.mark.parametrize("compression", ["bslz4", "gzip"])
+def test_libertem_reads_a_scan(tmp_path, compression):
+    from libertem.udf.sum import SumUDF
+    from libertem.udf.sumsigudf import SumSigUDF
+
+    path = str(tmp_path / "scan.emd")
+    frames = detector_frames(12, (10, 8))
+    with EMDWriter(path, (10, 8), "uint16", scan_shape=(3, 4), compression=compression,
+                   dims=[Dim("scan_y", "[nm]"), Dim("scan_x", "[nm]"), Dim("k_y"), Dim("k_x")]) as w:
+        for frame in frames:
+            w.put(frame)
+    want = frames.reshape(3, 4, 10, 8).astype(np.float64)
+    with lt.Context.make_with("inline") as ctx:
+        ds = ctx.load("hdf5", path=path, ds_path="/data/dataset_1/data")
+        assert tuple(ds.shape) == (3, 4, 10, 8)
+        np.testing.assert_array_equal(ctx.run_udf(dataset=ds, udf=SumUDF())["intensity"].data,
+                                      want.sum(axis=(0, 1)))
+        vbf = ctx.run_udf(dataset=ds, udf=SumSigUDF())["intensity"].data
+        np.testing.assert_array_equal(vbf, want.sum(axis=(2, 3)))  # one value per scan position
+        auto = ctx.load("auto", path=path)
+        assert tuple(auto.shape) == (3, 4, 10, 8)
