@@ -5,14 +5,16 @@
             w.put(frame)
     f = emdstream.open("scan.emd")
 """
+from .acquisition import Acquisition
 from .dims import Dim
 from .errors import EMDStreamError, QueueFullError, WriterClosedError, WriterError, WriterFullError
 from .reader import EMDDataset, EMDFile, open
 from .recover import RecoveryReport, recover
+from .stream import Stream, StreamWriter
 from .writer import EMDWriter
 
 __version__ = "0.1.0"
 
-__all__ = ["Dim", "EMDDataset", "EMDFile", "EMDStreamError", "EMDWriter", "QueueFullError",
+__all__ = ["Acquisition", "Dim", "Stream", "StreamWriter", "EMDDataset", "EMDFile", "EMDStreamError", "EMDWriter", "QueueFullError",
            "RecoveryReport", "WriterClosedError", "WriterError", "WriterFullError", "open",
            "recover", "__version__"]

@@ -29,15 +29,21 @@ class Snapshot:
     partial_id: Optional[int] = None
     partial_end: int = 0
     partial: Optional[np.ndarray] = None  # a copy, fill value where no frame was put
+    partial_values: Optional[np.ndarray] = None  # a copy of the value rows
 
 
 class ChunkAssembler:
-    def __init__(self, geometry: ChunkGeometry, dtype: np.dtype, fillvalue, n_buffers: int):
+    """One stream's chunks: frames copied into buffers, full chunks put on the file's queue as
+    ``(stream index, buffer, end slot)``."""
+
+    def __init__(self, geometry: ChunkGeometry, dtype: np.dtype, fillvalue, n_buffers: int,
+                 chunks: queue.SimpleQueue, stream_index: int = 0):
         self.geometry = geometry
         self.dtype = dtype
         self.fillvalue = fillvalue
         self.n_buffers = max(2, n_buffers)
-        self.chunks: queue.SimpleQueue = queue.SimpleQueue()  # (buffer, end slot), then Close
+        self.chunks = chunks  # the file's one queue, shared by its streams
+        self.stream_index = stream_index
         self.lock = threading.Lock()  # guards the fields below; never held while waiting
         self._free: queue.SimpleQueue = queue.SimpleQueue()
         self._allocated = 0
@@ -83,11 +89,11 @@ class ChunkAssembler:
             self.current = buffer
         self.buffers_high_water = max(self.buffers_high_water, self.buffers_in_use())
 
-    def add(self, frame: np.ndarray) -> None:
-        """Copy a checked frame into the next slot."""
+    def add(self, frame: np.ndarray, when: float, columns=()) -> None:
+        """Copy a checked frame (and its per-frame values) into the next slot."""
         with self.lock:
             cur = self.current
-            cur.put(self.slots - cur.first_slot, frame)
+            cur.put(self.slots - cur.first_slot, frame, when, columns)
             self.slots += 1
             if self.slots == cur.end_slot:
                 self._hand_over(cur.end_slot)
@@ -110,7 +116,7 @@ class ChunkAssembler:
 
     def _hand_over(self, end: int) -> None:
         self.current.complete(self.fillvalue)
-        self.chunks.put((self.current, end))
+        self.chunks.put((self.stream_index, self.current, end))
         self.handed_end = end
         self.current = None
 
@@ -124,4 +130,5 @@ class ChunkAssembler:
                 snap.partial_end = cur.filled_end()
                 snap.partial = np.where(cur.filled.reshape((-1,) + (1,) * (cur.array.ndim - 1)),
                                         cur.array, np.asarray(self.fillvalue, cur.array.dtype))
+                snap.partial_values = cur.values.copy()
         return snap

@@ -11,6 +11,8 @@ from typing import Optional
 
 import numpy as np
 
+from .values import empty_rows
+
 DEFAULT_CHUNK_BYTES = 2 * 1024 * 1024  # 2 MiB: see benchmarks/bench_write.py --chunk-sweep
 MAX_DEFAULT_CHUNK_FRAMES = 1024  # tiny frames: bound the padding of a partial last chunk
 
@@ -82,10 +84,12 @@ class ChunkGeometry:
 
 
 class ChunkBuffer:
-    """A reusable chunk-shaped array that frames are copied into, once, at ``put``."""
+    """A reusable chunk-shaped array that frames are copied into, once, at ``put``, with the
+    per-frame value rows of those frames (see ``values``)."""
 
     def __init__(self, k: int, frame_shape: tuple[int, ...], dtype: np.dtype):
         self.array = np.empty((k,) + tuple(frame_shape), dtype=dtype)
+        self.values = empty_rows(k)
         self.filled = np.zeros(k, dtype=bool)
         self.chunk_id = -1
         self.first_slot = 0
@@ -94,9 +98,14 @@ class ChunkBuffer:
     def start(self, chunk_id: int, first_slot: int, end_slot: int) -> None:
         self.chunk_id, self.first_slot, self.end_slot = chunk_id, first_slot, end_slot
         self.filled[:] = False
+        self.values.fill(np.nan)
 
-    def put(self, position: int, frame: np.ndarray) -> None:
-        np.copyto(self.array[position], frame, casting="unsafe")  # lossless: checked at put
+    def put(self, position: int, frame: np.ndarray, when: float, columns=()) -> None:
+        np.copyto(self.array[position, ...], frame, casting="unsafe")  # lossless: checked at put
+        row = self.values[position]
+        row[0] = when
+        for column, value in columns:
+            row[column] = value
         self.filled[position] = True
 
     def filled_end(self) -> int:

@@ -33,7 +33,7 @@ EPILOG = """examples:
 
 # what a mistake of the user raises; shown as one line, exit code 2
 USER_ERRORS = (FileNotFoundError, FileExistsError, IsADirectoryError, PermissionError, ValueError,
-               TypeError, KeyError, ImportError, OSError)
+               TypeError, KeyError, ImportError, OSError, RuntimeError)
 
 
 def examples(command: str) -> str:
@@ -167,10 +167,8 @@ def _add_recover(sub) -> None:
 
 
 def _recover(args) -> int:
-    from .reader import require_emd
     from .recover import recover
 
-    require_emd(args.path)
     print(recover(args.path))
     return 0
 

@@ -14,7 +14,9 @@ class Dim:
     """One axis of a dataset: its name, units and either a linear scale or explicit values.
 
     ``Dim("scan_y", "[nm]", scale=0.5)`` gives ``offset + scale * i`` for each index ``i``;
-    ``Dim("energy", "[eV]", values=[...])`` gives the values as they are.
+    ``Dim("energy", "[eV]", values=[...])`` gives the values as they are;
+    ``Dim("tilt", "[deg]", from_values="tilt")`` (the frame axis of a stack only) takes the
+    per-frame value ``tilt`` put with each frame, written when the file is finalized.
     """
 
     name: str
@@ -22,6 +24,7 @@ class Dim:
     scale: float = 1.0
     offset: float = 0.0
     values: Optional[Sequence[float]] = None
+    from_values: Optional[str] = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not isinstance(self.units, str):
@@ -33,6 +36,12 @@ class Dim:
             if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.number):
                 raise TypeError(f"Dim {self.name!r}: values must be a 1-D numeric sequence")
             object.__setattr__(self, "values", arr)
+        if self.from_values is not None:
+            if not isinstance(self.from_values, str) or not self.from_values:
+                raise TypeError(f"Dim {self.name!r}: from_values must be the name of a per-frame "
+                                f"value, got {self.from_values!r}")
+            if self.values is not None:
+                raise ValueError(f"Dim {self.name!r}: give values or from_values, not both")
 
     def vector(self, length: int) -> np.ndarray:
         """The 1-D vector of this axis for ``length`` points."""
@@ -48,6 +57,8 @@ class Dim:
         out = {"name": self.name, "units": self.units, "scale": self.scale, "offset": self.offset}
         if self.values is not None:
             out["values"] = np.asarray(self.values).tolist()
+        if self.from_values is not None:
+            out["from_values"] = self.from_values
         return out
 
     @classmethod
@@ -57,8 +68,8 @@ class Dim:
 
 def default_dims(ndim: int, n_frame_axes: int = 2) -> list[Dim]:
     """Index vectors for each axis: scan/frame-number axes first, then the detector axes in [px]."""
-    frame_names = ["detector_y", "detector_x"][-n_frame_axes:] if n_frame_axes <= 2 else [
-        f"detector_{i}" for i in range(n_frame_axes)]
+    frame_names = (["detector_y", "detector_x"][2 - n_frame_axes:] if n_frame_axes <= 2
+                   else [f"detector_{i}" for i in range(n_frame_axes)])
     n_outer = ndim - n_frame_axes
     if n_outer == 1:
         outer = [Dim("frame", "[index]")]
@@ -70,8 +81,11 @@ def default_dims(ndim: int, n_frame_axes: int = 2) -> list[Dim]:
 
 
 def resolve_dims(dims: Optional[Sequence[Dim]], shape: tuple[int, ...], n_frame_axes: int,
-                 growing_axis0: bool) -> list[Dim]:
-    """Check user dims against the data shape (one per axis), or make default ones."""
+                 growing_axis0: bool, is_scan: bool = False) -> list[Dim]:
+    """Check user dims against the data shape (one per axis), or make default ones.
+
+    ``from_values`` is allowed only on axis 0 of a stack (not a scan, whose positions are a grid).
+    """
     if dims is None:
         return default_dims(len(shape), n_frame_axes)
     dims = list(dims)
@@ -80,6 +94,11 @@ def resolve_dims(dims: Optional[Sequence[Dim]], shape: tuple[int, ...], n_frame_
     for axis, dim in enumerate(dims):
         if not isinstance(dim, Dim):
             raise TypeError(f"dims[{axis}] must be an emdstream.Dim, got {type(dim).__name__}")
+        if dim.from_values is not None and (axis != 0 or is_scan or n_frame_axes == len(shape)):
+            where = "a scan axis" if is_scan and axis < len(shape) - n_frame_axes else "a frame axis"
+            raise ValueError(f"dims[{axis}] {dim.name!r}: from_values={dim.from_values!r} on "
+                             f"{where}; only the frame axis of a stack (axis 0, no scan_shape) "
+                             f"takes its values from the frames")
         if dim.values is not None:
             if axis == 0 and growing_axis0:
                 raise ValueError("dims[0] of an open-ended stream must use scale/offset, not values")

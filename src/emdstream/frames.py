@@ -13,8 +13,8 @@ class FrameSpec:
         self.shape = tuple(int(n) for n in shape)
         # stored in native byte order (big-endian frames are converted exactly)
         self.dtype = np.dtype(dtype).newbyteorder("=")
-        if not self.shape or any(n < 1 for n in self.shape):
-            raise ValueError(f"frame_shape must be a non-empty tuple of positive ints, got {shape}")
+        if any(n < 1 for n in self.shape):  # () is one value per frame slot (e.g. a HAADF signal)
+            raise ValueError(f"frame_shape must be a tuple of positive ints, got {shape}")
         if self.dtype.kind not in "biuf":
             raise TypeError(f"dtype must be a numeric (bool, int, uint, float) type, got {self.dtype}")
         self.nbytes = int(np.prod(self.shape)) * self.dtype.itemsize
@@ -27,6 +27,8 @@ class FrameSpec:
         or wider into narrower ints are refused.
         """
         if not isinstance(frame, np.ndarray):
+            if not self.shape and isinstance(frame, (int, float)) and not isinstance(frame, bool):
+                return self._python_number(frame)
             if not hasattr(frame, "__array__") and not hasattr(frame, "__array_interface__") \
                     and not isinstance(frame, memoryview):
                 raise TypeError(f"frame must be a numpy array (or array-like with __array__), "
@@ -39,6 +41,19 @@ class FrameSpec:
             raise TypeError(f"frame dtype {frame.dtype} cannot be stored losslessly as the writer's "
                             f"dtype {self.dtype}; convert it explicitly if that is intended")
         return frame
+
+
+    def _python_number(self, value) -> np.ndarray:
+        """A Python number for a scalar stream: a float is taken at the stream's float precision,
+        an int must be exact in the stream's dtype."""
+        if self.dtype.kind == "f":
+            return np.asarray(value, self.dtype)
+        if isinstance(value, int) and self.dtype.kind in "iu":
+            info = np.iinfo(self.dtype)
+            if info.min <= value <= info.max:
+                return np.asarray(value, self.dtype)
+        raise TypeError(f"value {value!r} cannot be stored losslessly as the stream's dtype "
+                        f"{self.dtype}")
 
 
 def lossless_cast(src: np.dtype, dst: np.dtype) -> bool:

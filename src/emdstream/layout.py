@@ -2,17 +2,19 @@
 
 While frames stream in, the file is in HDF5 SWMR mode, where no object or attribute can be created.
 Everything the writer updates therefore exists before streaming starts, in a state group
-``/emdstream/<name>``: ``committed_slots`` (frame slots 0..n-1 are durably on disk, each holding a
-frame or, if it was dropped, the fill value), ``dropped_frames`` (indices of dropped slots) and ``log``
-(comments made during acquisition, JSON lines).
+``/emdstream``: ``log`` (comments made during acquisition, JSON lines) and, per stream,
+``streams/<name>/``: ``committed_slots`` (frame slots 0..n-1 are durably on disk, each holding a
+frame or, if it was dropped, the fill value), ``dropped_frames`` (indices of dropped slots) and
+``value_names``. Each data group also has ``frame_values``, one row of per-frame values per slot
+(see ``values``), written chunk by chunk beside the data.
 ``finalize`` turns that state into plain EMD: data trimmed, dim vectors at their final length,
-``/comments`` entries, and attributes ``frames_written`` / ``frames_dropped`` / ``complete`` on the
-data group. It is what a closing writer and ``recover`` both call.
+value names recorded, ``/comments`` entries, and attributes ``frames_written`` /
+``frames_dropped`` / ``complete`` on each data group. A closing writer and ``recover`` both call it,
+through ``journal.finalize``, so it happens all at once or not at all.
 """
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -21,44 +23,74 @@ import numpy as np
 
 from .dims import Dim, dims_from_json, dims_to_json
 from .metadata import METADATA_GROUPS, unique_key, utc_key
+from .encoders import GzipShuffle
+from .values import MAX_VALUES, TIMESTAMP
 
 LIBVER = ("v110", "v110")  # HDF5 1.10 file format: readable by h5dump 1.10, MATLAB, older tools
 STATE_GROUP = "emdstream"
+VALUES = "frame_values"  # per data group: one row of per-frame values per frame slot
+VALUES_ENCODER = GzipShuffle(level=1)  # readable without plugins; NaN columns cost next to nothing
 
 
-def create_skeleton(path: str, name: str, shape: tuple[int, ...], maxshape: tuple, chunks: tuple,
-                    dtype: np.dtype, fillvalue: Any, dataset_options: Mapping[str, Any],
-                    dims: Sequence[Dim], metadata: Mapping[str, Mapping[str, Any]],
+def create_skeleton(path: str, streams: Sequence, metadata: Mapping[str, Mapping[str, Any]],
                     first_comment: tuple[str, str]) -> h5py.File:
-    """Create the file with every object the stream will touch; returns it open for writing."""
+    """Create the file with every object the streams will touch; returns it open for writing.
+
+    ``streams``: objects with ``name``, ``geometry`` (``ChunkGeometry``), ``spec`` (``FrameSpec``),
+    ``encoder``, ``dims`` and ``fillvalue`` (``StreamWriter``).
+    """
     f = h5py.File(path, "w", libver=LIBVER)
     try:
         f.attrs["version_major"] = 0
         f.attrs["version_minor"] = 2
-        group = f.create_group(f"data/{name}")
-        group.attrs["emd_group_type"] = np.int32(1)
-        group.create_dataset("data", shape=shape, maxshape=maxshape, chunks=chunks, dtype=dtype,
-                             fillvalue=fillvalue, **dataset_options)
-        for axis, dim in enumerate(dims):
-            growing = axis == 0 and maxshape[0] is None
-            # a stack's axis-0 vector is rewritten at its final length by finalize
-            _write_dim(group, axis, dim, 0 if growing else shape[axis], resizable=growing)
         for meta_group in METADATA_GROUPS:
             g = f.create_group(meta_group)
             for key, value in metadata.get(meta_group, {}).items():
                 g.attrs[key] = value
         f.create_group("comments").attrs[first_comment[0]] = first_comment[1]
-        state = f.create_group(f"{STATE_GROUP}/{name}")
-        state.attrs["dims"] = dims_to_json(dims)
-        # data= allocates storage now: a lazily allocated scalar is unreadable after a crash
-        state.create_dataset("committed_slots", data=np.int64(0))
-        state.create_dataset("dropped_frames", shape=(0,), maxshape=(None,), chunks=(4096,),
-                             dtype=np.int64)
+        state = f.create_group(STATE_GROUP)
         state.create_dataset("log", shape=(0,), maxshape=(None,), chunks=(4096,), dtype=np.uint8)
+        for stream in streams:
+            _create_stream(f, stream)
     except BaseException:
         f.close()
         raise
     return f
+
+
+def _create_stream(f: h5py.File, stream) -> None:
+    geometry, name = stream.geometry, stream.name
+    shape, maxshape = geometry.initial_shape(), geometry.maxshape()
+    group = f.create_group(f"data/{name}")
+    group.attrs["emd_group_type"] = np.int32(1)
+    group.attrs["frame_ndim"] = np.int32(len(stream.spec.shape))  # the rest are frame slots
+    group.create_dataset("data", shape=shape, maxshape=maxshape, chunks=geometry.chunk_shape,
+                         dtype=stream.spec.dtype, fillvalue=stream.fillvalue,
+                         **stream.encoder.dataset_options())
+    for axis, dim in enumerate(stream.dims):
+        growing = axis == 0 and maxshape[0] is None
+        # a stack's axis-0 vector is rewritten at its final length by finalize
+        _write_dim(group, axis, dim, 0 if growing else shape[axis], resizable=growing)
+    state = f.create_group(state_path(name))
+    state.attrs["dims"] = dims_to_json(stream.dims)
+    # data= allocates storage now: a lazily allocated scalar is unreadable after a crash
+    state.create_dataset("committed_slots", data=np.int64(0))
+    state.create_dataset("dropped_frames", shape=(0,), maxshape=(None,), chunks=(4096,),
+                         dtype=np.int64)
+    # shaped like the frame grid, chunked like the data: each data chunk has one values chunk,
+    # which the writer compresses (gzip, see ``values_encoder``) and writes beside it
+    n_outer = len(shape) - len(stream.spec.shape)
+    group.create_dataset(VALUES, shape=shape[:n_outer] + (MAX_VALUES,), dtype=np.float64,
+                         maxshape=maxshape[:n_outer] + (MAX_VALUES,), fillvalue=np.nan,
+                         chunks=geometry.chunk_shape[:n_outer] + (MAX_VALUES,),
+                         **VALUES_ENCODER.dataset_options())
+    state.create_dataset("value_names", shape=(0,), maxshape=(None,), chunks=(1024,),
+                         dtype=np.uint8)
+
+
+def state_path(name: str) -> str:
+    """Where a stream's streaming state lives while it is written (removed by ``finalize``)."""
+    return f"{STATE_GROUP}/streams/{name}"
 
 
 def _write_dim(group: h5py.Group, axis: int, dim: Dim, length: int, resizable: bool) -> None:
@@ -75,21 +107,36 @@ def _write_dim(group: h5py.Group, axis: int, dim: Dim, length: int, resizable: b
     ds.attrs["units"] = dim.units
 
 
-def append_log(state: h5py.Group, entries: Sequence[tuple[str, str]]) -> None:
-    """Append (timestamp key, text) comments to the state log (safe in SWMR mode)."""
-    if not entries:
-        return
-    blob = "".join(json.dumps({"time": k, "text": t}) + "\n" for k, t in entries).encode()
-    log = state["log"]
-    start = log.shape[0]
-    log.resize((start + len(blob),))
-    log[start:] = np.frombuffer(blob, dtype=np.uint8)
+def append_log(f: h5py.File, entries: Sequence[tuple[str, str]]) -> None:
+    """Append (timestamp key, text) comments to the file's state log (safe in SWMR mode)."""
+    if entries:
+        _append_bytes(f[f"{STATE_GROUP}/log"],
+                      "".join(json.dumps({"time": k, "text": t}) + "\n" for k, t in entries).encode())
 
 
-def read_log(state: h5py.Group) -> list[tuple[str, str]]:
-    """The comments of a state log; a half-written last line (crash) is skipped."""
+def record_value_names(state: h5py.Group, names: Sequence[str]) -> None:
+    """Record a stream's per-frame value names (once: the first put fixed them)."""
+    _append_bytes(state["value_names"], json.dumps(list(names)).encode())
+
+
+def read_value_names(state: h5py.Group) -> list[str]:
+    """The names of a stream's value columns (the timestamp alone before any was recorded)."""
+    try:
+        return list(json.loads(state["value_names"][()].tobytes().decode()))
+    except ValueError:  # nothing recorded yet (or cut short by a crash)
+        return [TIMESTAMP]
+
+
+def _append_bytes(ds: h5py.Dataset, blob: bytes) -> None:
+    start = ds.shape[0]
+    ds.resize((start + len(blob),))
+    ds[start:] = np.frombuffer(blob, dtype=np.uint8)
+
+
+def read_log(f: h5py.File) -> list[tuple[str, str]]:
+    """The comments of the file's state log; a half-written last line (crash) is skipped."""
     entries = []
-    for line in state["log"][()].tobytes().decode(errors="replace").splitlines():
+    for line in f[f"{STATE_GROUP}/log"][()].tobytes().decode(errors="replace").splitlines():
         try:
             item = json.loads(line)
             entries.append((item["time"], item["text"]))
@@ -111,7 +158,8 @@ def is_complete(f: h5py.File, name: str) -> bool:
 
 def stream_names(f: h5py.File) -> list[str]:
     """Names of the data groups that still have streaming state (unfinished or being written)."""
-    return list(f[STATE_GROUP].keys()) if STATE_GROUP in f else []
+    streams = f.get(f"{STATE_GROUP}/streams")
+    return list(streams.keys()) if isinstance(streams, h5py.Group) else []
 
 
 def read_progress(state: h5py.Group) -> tuple[int, np.ndarray]:
@@ -121,40 +169,86 @@ def read_progress(state: h5py.Group) -> tuple[int, np.ndarray]:
     return committed, dropped[dropped < committed]
 
 
-def finalize(f: h5py.File, name: str, closing_comment: str) -> tuple[int, int]:
-    """Turn streaming state into a finished EMD group; returns (frames written, frames dropped).
+def frame_grid(data: h5py.Dataset, committed: int) -> tuple[int, ...]:
+    """The shape of a stream's frame slots: the scan, or (frames,) of a stack."""
+    n_outer = data.ndim - int(data.parent.attrs["frame_ndim"])
+    return (committed,) if data.maxshape[0] is None else data.shape[:n_outer]
 
-    ``f`` must be open read-write without SWMR. A stack of frames (resizable axis 0) is trimmed
-    to the committed slots; a scan keeps its shape, unwritten or dropped frames holding the fill
-    value. The closing comment gets the counts appended.
+
+def value_columns(group: h5py.Group) -> dict[str, np.ndarray]:
+    """A data group's per-frame values as {name: array shaped like the frame grid}, NaN where
+    no frame is counted (a finished group names its columns in an attribute, a streaming one in
+    its state)."""
+    table = group.get(VALUES)
+    if table is None:
+        return {}
+    if "columns" in table.attrs:
+        return {name: table[..., i] for i, name in enumerate(json.loads(table.attrs["columns"]))}
+    state = group.file[state_path(group.name.rsplit("/", 1)[-1])]
+    names = read_value_names(state)
+    committed, dropped = read_progress(state)
+    grid = (committed,) if table.maxshape[0] is None else table.shape[:-1]
+    columns = table[:committed] if table.maxshape[0] is None else table[()]
+    columns = columns[..., :len(names)].reshape(-1, len(names))
+    columns[committed:] = np.nan  # written, not yet counted
+    columns[dropped] = np.nan
+    return {name: columns[:, i].reshape(grid) for i, name in enumerate(names)}
+
+
+def finalize(f: h5py.File, closing_comment: str) -> dict[str, tuple[int, int]]:
+    """Turn streaming state into finished EMD groups; returns {stream: (written, dropped)}.
+
+    ``f`` must be open read-write without SWMR (``journal.finalize`` opens it so). A stack of frames
+    (resizable axis 0) is trimmed to the committed slots; a scan keeps its shape, unwritten or
+    dropped frames holding the fill value. The value table gets its column names (attribute
+    ``columns``); a ``from_values`` dim takes its vector from it. The closing
+    comment gets the counts appended.
     """
+    counts = {name: _finalize_stream(f, name) for name in stream_names(f)}
+    for key, text in read_log(f):
+        add_comment(f, key, text)
+    if len(counts) == 1:
+        (written, dropped), = counts.values()
+        summary = f"{written} frames written, {dropped} dropped"
+    else:
+        summary = "; ".join(f"/data/{n}: {w} frames written, {d} dropped"
+                            for n, (w, d) in counts.items())
+    add_comment(f, utc_key(), f"{closing_comment}; {summary}")
+    del f[STATE_GROUP]
+    f.flush()
+    return counts
+
+
+def _finalize_stream(f: h5py.File, name: str) -> tuple[int, int]:
     group = f[f"data/{name}"]
-    state = f[f"{STATE_GROUP}/{name}"]
+    state = f[state_path(name)]
     committed, dropped = read_progress(state)
     written = committed - dropped.size
-    data = group["data"]
+    data, table = group["data"], group[VALUES]
+    dims = dims_from_json(state.attrs["dims"])
     if data.maxshape[0] is None:
         data.resize((committed,) + data.shape[1:])
-        _write_dim(group, 0, dims_from_json(state.attrs["dims"])[0], committed, resizable=True)
-    for key, text in read_log(state):
-        add_comment(f, key, text)
-    add_comment(f, utc_key(), f"{closing_comment}; {written} frames written, {dropped.size} dropped")
+        table.resize((committed, MAX_VALUES))
+    _blank_unrecorded(table, committed)
+    names = read_value_names(state)
+    table.attrs["columns"] = json.dumps(names)
+    grid = frame_grid(data, committed)
+    if data.maxshape[0] is None or dims[0].from_values:
+        axis0 = dims[0].vector(grid[0]) if not dims[0].from_values else \
+            table[:, names.index(dims[0].from_values)]
+        _write_dim(group, 0, Dim(dims[0].name, dims[0].units, values=axis0), grid[0],
+                   resizable=data.maxshape[0] is None)
     group.attrs["frames_written"] = np.int64(written)
     group.attrs["frames_dropped"] = np.int64(dropped.size)
     if dropped.size:
         group.attrs["dropped_frames"] = dropped
     group.attrs["complete"] = True
-    del f[f"{STATE_GROUP}/{name}"]
-    if not f[STATE_GROUP].keys():
-        del f[STATE_GROUP]
-    f.flush()
     return written, int(dropped.size)
 
 
-def open_for_finalize(path: str | os.PathLike) -> h5py.File:
-    """Open read-write without HDF5's file lock, which live (SWMR) readers hold shared.
-
-    Only one process writes: the writer finalizing its own file, or ``recover`` after checking
-    that no writer holds the file (``filelock``). Live readers reopen on ``refresh``.
-    """
-    return h5py.File(path, "r+", libver=LIBVER, locking=False)
+def _blank_unrecorded(table: h5py.Dataset, committed: int) -> None:
+    """NaN for value rows written after the last recorded flush (a killed writer's last chunks):
+    their frames are not counted, so neither are their values."""
+    stamps = table[..., 0].reshape(-1)
+    for slot in np.flatnonzero(~np.isnan(stamps[committed:])) + committed:
+        table[np.unravel_index(slot, table.shape[:-1])] = np.nan

@@ -5,14 +5,11 @@ Works on finished files and, with ``live=True``, on files still being written (H
 """
 from __future__ import annotations
 
-import contextlib
 import itertools
 import math
 import os
 import re
-import threading
 import time
-import weakref
 from collections.abc import Iterator
 from typing import Optional
 
@@ -22,7 +19,9 @@ import numpy as np
 
 from . import layout
 from .dims import Dim
+from .live_registry import live_files, reopen_lock
 from .metadata import METADATA_GROUPS
+from .superblock import read_superblock
 
 DIM_KEY = re.compile(r"dim(\d+)$")  # the name of a dim vector
 BLOCK_BYTES = 64 << 20  # read data in chunk-aligned blocks of at most this size
@@ -44,16 +43,14 @@ def check_path(path: str | os.PathLike) -> None:
 
 
 def needs_swmr(path: str | os.PathLike) -> bool:
-    """True if HDF5's write flags are set (a file being written, or from a killed writer), so that
-    only a SWMR reader opens it. Open other files without SWMR: SWMR reading skips HDF5's checks,
-    and HDF5 then hangs on a truncated file. OSError if HDF5 cannot open it at all."""
+    """True if the superblock's write flags are set (a file being written, or from a killed
+    writer), so that only a SWMR reader opens it. Open other files without SWMR: SWMR reading
+    skips HDF5's checks, and HDF5 then hangs on a truncated file. A damaged superblock: False
+    (HDF5's own open then says what is wrong)."""
     try:
-        h5py.File(path, "r").close()
-    except OSError as exc:
-        if "already open for write" in str(exc):
-            return True
-        raise
-    return False
+        return read_superblock(path).flags != 0
+    except (ValueError, OSError):
+        return False
 
 
 def open_h5(path: str | os.PathLike) -> h5py.File:
@@ -111,19 +108,24 @@ def iter_blocks(data: h5py.Dataset, max_bytes: int = BLOCK_BYTES) -> Iterator[tu
         yield tuple(slice(s, min(s + b, n)) for s, b, n in zip(corner, block, shape))
 
 
-def frame_slots(shape: tuple[int, ...]) -> int:
-    """Frame slots of data of this shape: all axes but the two frame axes (one for 2-D data)."""
-    return math.prod(shape[:max(1, len(shape) - 2)])
+def frame_slots(shape: tuple[int, ...], frame_ndim: Optional[int] = None) -> int:
+    """Frame slots of data of this shape: all axes but the frame axes (``frame_ndim``, which
+    emdstream records on each data group; else the last two, or one for 2-D data)."""
+    if frame_ndim is None:
+        return math.prod(shape[:max(1, len(shape) - 2)])
+    return math.prod(shape[:len(shape) - int(frame_ndim)])
 
 
 # --- the EMD objects ----------------------------------------------------------------------------
 class EMDDataset:
     """One ``/data/<name>`` group: lazy ``data`` (an h5py Dataset), ``dims`` and frame counts."""
 
-    def __init__(self, group: h5py.Group, state: Optional[h5py.Group]):
+    def __init__(self, group: h5py.Group, state: Optional[h5py.Group],
+                 live_file: Optional[EMDFile] = None):
         self.group = group
         self.name = group.name.rsplit("/", 1)[-1]
-        self.data: h5py.Dataset = group["data"]
+        self.data = group["data"] if live_file is None else LiveData(live_file, self.name)
+        self._state = state
         if state is not None:  # still being written (or from a killed writer)
             committed, dropped = layout.read_progress(state)
             self.frame_slots = committed
@@ -134,7 +136,7 @@ class EMDDataset:
             self.dropped_frames = np.asarray(attrs.get("dropped_frames", np.zeros(0, np.int64)))
             written = attrs.get("frames_written")
             self.frame_slots = (int(written) + self.dropped_frames.size if written is not None
-                                else frame_slots(self.data.shape))
+                                else frame_slots(self.data.shape, attrs.get("frame_ndim")))
             self.complete = bool(attrs.get("complete", written is None))
 
     @property
@@ -156,6 +158,21 @@ class EMDDataset:
             out.append(Dim(_text(vec.attrs.get("name", f"axis_{axis}")),
                            _text(vec.attrs.get("units", "")), values=vec[()].reshape(-1)))
         return out
+
+    @property
+    def frame_grid(self) -> tuple[int, ...]:
+        """The shape of the frame slots: the scan, or (frames,) of a stack."""
+        n = self.group.attrs.get("frame_ndim")
+        n = int(n) if n is not None else min(2, self.data.ndim - 1)
+        if self.data.maxshape[0] is None:
+            return (self.frame_slots,) + self.data.shape[1:self.data.ndim - n]
+        return self.data.shape[:self.data.ndim - n]
+
+    @property
+    def values(self) -> dict[str, np.ndarray]:
+        """Per-frame values ({"timestamp": ..., user keys}) shaped like ``frame_grid``; NaN where
+        no frame was written (dropped, not yet written, or a name a put left out)."""
+        return layout.value_columns(self.group)
 
     def frames(self) -> np.ndarray:
         """The frames written so far, read into memory: ``(n, *frame_shape)`` for a stack;
@@ -181,6 +198,35 @@ class EMDDataset:
                 f"{self.frames_written} frames written{'' if self.complete else ' (in progress)'}>")
 
 
+class LiveData:
+    """``data`` of a dataset in a live file: an h5py Dataset whose reads take ``reopen_lock`` and
+    reopen the file if the writer in this process closed it to finalize (see ``live_registry``)."""
+
+    def __init__(self, file: EMDFile, name: str):
+        self._file = file
+        self._name = name
+
+    def _dataset(self) -> h5py.Dataset:
+        if not self._file.h5:  # closed under us by a finalizing writer: the file is finished
+            self._file._load()
+        return self._file.h5[f"data/{self._name}/data"]
+
+    def __getitem__(self, selection):
+        with reopen_lock:
+            return self._dataset()[selection]
+
+    def __getattr__(self, attr: str):
+        with reopen_lock:
+            return getattr(self._dataset(), attr)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        data = self[()]
+        return data if dtype is None else data.astype(dtype)
+
+
 class EMDFile:
     """An open EMD file: ``datasets`` by name, ``metadata`` by group, ``comments`` in time order."""
 
@@ -189,10 +235,10 @@ class EMDFile:
         if not os.path.exists(self.path):
             raise FileNotFoundError(f"no such file: {self.path}")
         self.live = live
-        with _reopen_lock:
+        with reopen_lock:
             self._load()
         if live:
-            _live_files.add(self)
+            live_files.add(self)
 
     def _load(self) -> None:
         live = self.live
@@ -214,12 +260,13 @@ class EMDFile:
             self.h5.close()
             raise ValueError(f"{self.path} is an HDF5 file but not an EMD file "
                              f"(no version_major attribute or /data group)")
-        states = self.h5.get(layout.STATE_GROUP, {})
+        states = self.h5.get(f"{layout.STATE_GROUP}/streams", {})
         self.datasets: dict[str, EMDDataset] = {}
         for name, group in self.h5["data"].items():
             if isinstance(group, h5py.Group) and int(group.attrs.get("emd_group_type", 0)) == 1 \
                     and "data" in group:
-                self.datasets[name] = EMDDataset(group, states.get(name))
+                self.datasets[name] = EMDDataset(group, states.get(name),
+                                                 self if self.live else None)
 
     @property
     def version(self) -> tuple[int, int]:
@@ -235,20 +282,20 @@ class EMDFile:
         """(UTC timestamp key, text), oldest first; includes entries not yet finalized."""
         entries = [(k, _text(v)) for k, v in self.h5.get("comments", {}).attrs.items()] \
             if "comments" in self.h5 else []
-        for state in self.h5.get(layout.STATE_GROUP, {}).values():
-            entries += layout.read_log(state)
+        if layout.STATE_GROUP in self.h5:
+            entries += layout.read_log(self.h5)
         return sorted(entries, key=lambda kv: _comment_order(kv[0]))
 
     def refresh(self, retries: int = 20) -> None:
         """Show what a live file holds now. The file is reopened, since the writer finalizes
-        it outside SWMR when it closes (and closes live readers in its own process for that):
+        it outside SWMR when it closes:
         take ``datasets`` anew after a refresh."""
         if not self.live:
             return
         for attempt in range(retries):
             self.h5.close()
             try:
-                with _reopen_lock:
+                with reopen_lock:
                     self._load()
                 return
             except (OSError, KeyError, ValueError):  # caught mid-finalize: try again shortly
@@ -267,22 +314,6 @@ class EMDFile:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-# Live readers in the writer's own process: HDF5 will not reopen a file for finalizing while this
-# process holds it open, so the writer closes them for that moment (they reopen on ``refresh``).
-_live_files: weakref.WeakSet[EMDFile] = weakref.WeakSet()
-_reopen_lock = threading.RLock()
-
-
-@contextlib.contextmanager
-def live_readers_closed(path: str | os.PathLike) -> Iterator[None]:
-    """Close this process's live readers of ``path`` and keep them closed inside the block."""
-    with _reopen_lock:
-        for f in list(_live_files):
-            if f.h5 and os.path.exists(f.path) and os.path.samefile(f.path, path):
-                f.h5.close()
-        yield
 
 
 def open(path: str | os.PathLike, live: bool = False) -> EMDFile:

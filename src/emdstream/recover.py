@@ -1,13 +1,29 @@
-"""Finishing a file whose writer was killed: clear the SWMR flags, trim, write dims and comments."""
+"""Finishing a file whose writer was killed, at any moment of its life.
+
+What ``recover`` decides from, in order (never from the wording of HDF5's errors):
+
+1. a journal next to the file (``journal``): a complete one is applied (the writer was killed
+   while finalizing; the file is then finished), an incomplete one deleted (the file was untouched);
+2. the superblock (``superblock``): a damaged one is reported and nothing is changed; a file
+   shorter than its recorded end (a failed last write) is extended; the write flags a killed
+   writer leaves set are cleared;
+3. the streaming state (``layout``): each stream still having one is finalized through the journal,
+   holding exactly the frames its last flush recorded as durable.
+
+A file a live writer holds (``filelock``) is refused. Killing ``recover`` itself at any moment
+leaves a file that a second ``recover`` finishes.
+"""
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
 
-from . import layout
+import h5py
+
+from . import journal, layout
 from .filelock import writer_holds
-from .reader import check_path, open_h5, require_emd_like
-from .superblock import clear_consistency_flags
+from .reader import check_path, one_line, require_emd_like
+from .superblock import clear_consistency_flags, read_superblock
 
 RECOVERED = "emdstream: recovered after the writer stopped without closing"
 
@@ -21,35 +37,40 @@ class RecoveryReport:
     def __str__(self) -> str:
         if not self.changed:
             return f"{self.path}: already a finished EMD file; nothing changed"
+        if not self.frames_written:
+            return f"{self.path}: finished (an interrupted finalization was completed)"
         counts = ", ".join(f"/data/{k}: {n} frames" for k, n in self.frames_written.items())
         return f"{self.path}: recovered ({counts})"
 
 
 def recover(path: str | os.PathLike) -> RecoveryReport:
-    """Turn a file left by a killed writer into a finished EMD file; a finished file is untouched."""
+    """Turn a file left by a killed writer (or a killed ``recover``) into a finished EMD file; a
+    finished file is untouched. ValueError for a file that cannot be recovered (nothing changed),
+    RuntimeError while a writer holds it."""
     path = os.fspath(path)
     check_path(path)
-    try:
-        f = open_h5(path)
-    except OSError as exc:
-        if "truncated file" not in str(exc):
-            raise
-        # the writer's last write failed (disk full, size limit): extend to the recorded end
+    changed = False
+    if os.path.exists(journal.journal_path(path)):
+        _refuse_if_held(path)
+        changed = journal.replay(path) is True
+    sb = read_superblock(path)  # ValueError when damaged: nothing changed
+    if os.path.getsize(path) < sb.offset + sb.eof:  # the writer's last write failed (disk full)
         _refuse_if_held(path)
         clear_consistency_flags(path)
-        f = open_h5(path)
+        sb = read_superblock(path)
+    try:
+        f = h5py.File(path, "r", swmr=bool(sb.flags))
+    except OSError as exc:
+        raise ValueError(f"HDF5 cannot open {path}: {one_line(exc)}; nothing was changed") from None
     with f:
         require_emd_like(f)
         names = layout.stream_names(f)
     if not names:
-        return RecoveryReport(path, changed=False)
+        return RecoveryReport(path, changed=changed)
     _refuse_if_held(path)
     clear_consistency_flags(path)
-    report = RecoveryReport(path, changed=True)
-    with layout.open_for_finalize(path) as f:
-        for name in names:
-            report.frames_written[name], _ = layout.finalize(f, name, RECOVERED)
-    return report
+    counts = journal.finalize(path, RECOVERED)
+    return RecoveryReport(path, True, {name: written for name, (written, _) in counts.items()})
 
 
 def _refuse_if_held(path: str) -> None:

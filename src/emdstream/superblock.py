@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import struct
+from dataclasses import dataclass
 
 SIGNATURE = b"\x89HDF\r\n\x1a\n"
 _MASK = 0xFFFFFFFF
@@ -60,36 +61,64 @@ def _find_superblock(fh) -> int:
     raise ValueError("no HDF5 superblock found: not an HDF5 file")
 
 
+@dataclass
+class Superblock:
+    offset: int        # where the superblock starts (0, 512, 1024, ...)
+    version: int
+    flags: int         # file-consistency flags: non-zero while (or since) a writer has it open
+    eof: int           # the end-of-file address HDF5 recorded, relative to ``offset``
+    offset_size: int = 8
+
+
+def read_superblock(path: str | os.PathLike) -> Superblock:
+    """The superblock's version, flags and end-of-file address; ValueError when there is no HDF5
+    superblock or (version 2/3) its checksum does not match: a damaged file."""
+    with open(path, "rb") as fh:
+        base = _find_superblock(fh)
+        fh.seek(base)
+        head = fh.read(12)
+        if len(head) < 12:
+            raise ValueError(f"{os.fspath(path)}: HDF5 superblock cut short")
+        version, size_of_offsets, flags = head[8], head[9], head[11]
+        if version < 2:
+            return Superblock(base, version, 0, 0)
+        if size_of_offsets not in (4, 8):
+            raise ValueError(f"{os.fspath(path)}: damaged HDF5 superblock (offset size "
+                             f"{size_of_offsets})")
+        fh.seek(base)
+        body = fh.read(12 + 4 * size_of_offsets + 4)
+        if len(body) < 16 + 4 * size_of_offsets or \
+                lookup3(body[:-4]) != struct.unpack("<I", body[-4:])[0]:
+            raise ValueError(f"{os.fspath(path)}: damaged HDF5 superblock (checksum mismatch); "
+                             f"nothing was changed")
+        fmt = {4: "<I", 8: "<Q"}[size_of_offsets]
+        eof = struct.unpack_from(fmt, body, 12 + 2 * size_of_offsets)[0]
+        return Superblock(base, version, flags, eof, size_of_offsets)
+
+
 def clear_consistency_flags(path: str | os.PathLike) -> bool:
     """Clear the flags a killed writer left set; True if anything changed.
 
     Also extends a file shorter than the end-of-file address the superblock records (the last
     allocation before the kill was not yet written), as ``h5clear --increment`` would allow.
+    ValueError (nothing changed) for a damaged superblock.
     """
+    sb = read_superblock(path)
+    if sb.version < 2:
+        return False
+    changed = False
     with open(path, "r+b") as fh:
-        base = _find_superblock(fh)
-        fh.seek(base)
-        head = fh.read(12)
-        version, size_of_offsets, flags = head[8], head[9], head[11]
-        if version < 2:
-            return False
-        body_len = 12 + 4 * size_of_offsets
-        fh.seek(base)
-        body = bytearray(fh.read(body_len))
-        stored = struct.unpack("<I", fh.read(4))[0]
-        if lookup3(bytes(body)) != stored:
-            raise ValueError(f"{path}: superblock checksum mismatch; not clearing flags")
-        fmt = {4: "<I", 8: "<Q"}[size_of_offsets]
-        eof = struct.unpack_from(fmt, body, 12 + 2 * size_of_offsets)[0]
-        changed = False
-        if os.fstat(fh.fileno()).st_size < base + eof:
-            fh.truncate(base + eof)
+        if os.fstat(fh.fileno()).st_size < sb.offset + sb.eof:
+            fh.truncate(sb.offset + sb.eof)
             changed = True
-        if flags:
+        if sb.flags:
+            fh.seek(sb.offset)
+            body = bytearray(fh.read(12 + 4 * sb.offset_size))
             body[11] = 0
-            fh.seek(base)
+            fh.seek(sb.offset)
             fh.write(bytes(body) + struct.pack("<I", lookup3(bytes(body))))
             changed = True
         fh.flush()
         os.fsync(fh.fileno())
     return changed
+

@@ -204,7 +204,7 @@ def _read_through(path: str, names: list[str]) -> None:
 
 def _committed(f: h5py.File, name: str) -> Optional[int]:
     try:
-        return layout.read_progress(f[f"{layout.STATE_GROUP}/{name}"])[0]
+        return layout.read_progress(f[layout.state_path(name)])[0]
     except Exception:  # a damaged state group is still an unfinished file
         return None
 
@@ -219,7 +219,7 @@ def _check_unfinished(path: str, committed: dict[str, Optional[int]]) -> list[st
         problems.append(f"/data/{name}: unfinished: " + (
             f"a running process is writing it (or has it open){count}; verify it after the "
             f"writer has closed it" if live else
-            f"its writer stopped without closing (state group /{layout.STATE_GROUP}/{name} "
+            f"its writer stopped without closing (state group /{layout.state_path(name)} "
             f"left{count}): run emdstream recover {path}"))
     return problems
 

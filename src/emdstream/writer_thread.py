@@ -1,10 +1,18 @@
 """The writer thread: the only code that touches the HDF5 file while frames stream in.
 
-It takes full chunks from the queue, has the encoder pool compress them, writes them in order
-with ``write_direct_chunk`` and gives their buffers back. Every flush interval it makes what it
-wrote durable (with the partly filled chunk, for slow streams) and records the count in the state
-group (see ``layout``), in that order. On close it finalizes the file; on an error it stops and
-keeps the error for the producer.
+It takes full chunks of every stream from the file's one queue, has the encoder pool compress
+them and writes them in the order they came, with ``write_direct_chunk``, and gives their buffers
+back. What is durable when:
+
+1. A chunk is handed to HDF5 (``committed``): its bytes may still sit in HDF5's or the OS's cache.
+2. A flush (every ``flush_seconds``, or once ``flush_frames`` written frames are not yet durable)
+   writes each stream's partly filled chunk if its stream is idle (slow streams), flushes the
+   file (fsyncs it with ``fsync=True``), and only then records each stream's count in its state
+   group (``committed_slots``, see ``layout``) and flushes (fsyncs) again: ``durable``. A flush never
+   waits for chunks still in the encoder pool; they are counted at the next one.
+3. On close: everything is written and flushed, the SWMR handle closed, and the file finalized
+   through a journal (``journal``): a kill at any moment leaves either the streaming state or the
+   finished file, and ``recover`` completes it.
 """
 from __future__ import annotations
 
@@ -17,69 +25,103 @@ from typing import Optional
 
 import h5py
 
-from . import filelock, layout
-from .assembler import ChunkAssembler
-from .chunking import ChunkBuffer, ChunkGeometry
+from . import filelock, journal, layout, live_registry
 from .encoder_pool import EncoderPool
-from .encoders import ChunkEncoder
 from .errors import WriterError
-from .reader import live_readers_closed
 
 _FRAME_POLL = 0.05  # seconds: how often flush_frames is checked while no chunk arrives
 
 
 class Close:
-    """Queue message: no more frames; ``total_slots`` slots were used (frames put or dropped)."""
+    """Queue message: no more frames; ``total_slots[i]`` slots of stream i were used."""
 
-    def __init__(self, total_slots: int, closing_comment: str):
+    def __init__(self, total_slots: list[int], closing_comment: str):
         self.total_slots = total_slots
         self.closing_comment = closing_comment
 
 
+class _Sink:
+    """The writer thread's view of one stream: its datasets and how far it got."""
+
+    def __init__(self, h5file: h5py.File, stream):
+        self.name = stream.name
+        self.geometry = stream.geometry
+        self.encoder = stream.encoder
+        self.assembler = stream.assembler
+        self.columns = stream.columns
+        self.data = h5file[f"data/{stream.name}/data"]
+        self.state = h5file[layout.state_path(stream.name)]
+        self.values = h5file[f"data/{stream.name}/{layout.VALUES}"]
+        self.values_chunk_shape = self.values.chunks
+        self.committed = 0  # slots 0..committed-1 have been handed to HDF5
+        self.durable = 0    # ... and were flushed and recorded in the file as valid
+        self.in_flight = 0  # chunks handed to the encoder pool, not yet written
+        self.dropped_logged = 0
+        self.names_logged = False
+        self.partial_written: Optional[tuple[int, int]] = None
+        self.snapshot_dropped: list[int] = []
+
+    def frames_written(self) -> int:
+        durable = self.durable
+        return durable - self.assembler.dropped_below(durable)
+
+
 class WriterThread(threading.Thread):
-    def __init__(self, h5file: h5py.File, path: str, dataset_name: str, geometry: ChunkGeometry,
-                 encoder: ChunkEncoder, assembler: ChunkAssembler, workers: Optional[int],
-                 flush_frames: Optional[int], flush_seconds: Optional[float]):
-        super().__init__(name=f"emdstream-writer-{dataset_name}", daemon=True)
+    def __init__(self, h5file: h5py.File, path: str, streams: list, chunks: queue.SimpleQueue,
+                 lock_fd: int, workers: Optional[int], flush_frames: Optional[int],
+                 flush_seconds: Optional[float], fsync: bool = False):
+        super().__init__(name=f"emdstream-writer-{os.path.basename(path)}", daemon=True)
         self.file = h5file
         self.path = path
-        self.dataset_name = dataset_name
-        self.geometry = geometry
-        self.encoder = encoder
-        self.assembler = assembler
-        self.chunks = assembler.chunks
+        self.sinks = [_Sink(h5file, s) for s in streams]
+        self.chunks = chunks
         self.workers = workers
         self.flush_frames = flush_frames
         self.flush_seconds = flush_seconds
-        self.data = h5file[f"data/{dataset_name}/data"]
-        self.state = h5file[f"{layout.STATE_GROUP}/{dataset_name}"]
+        self.fsync = fsync
+        self.pid = os.getpid()
         self._identity = _file_identity(path)
-        self._lock_fd: Optional[int] = filelock.hold(path)
-        self.committed = 0  # slots 0..committed-1 have been handed to HDF5
-        self.durable = 0    # ... and were flushed and recorded in the file as valid
-        self._dropped_logged = 0
+        self._lock_fd: Optional[int] = lock_fd
         self._comments: list[tuple[str, str]] = []
         self._comments_lock = threading.Lock()
         self.error: Optional[BaseException] = None
         self.finished = threading.Event()
-        self.frames_written_final: Optional[int] = None
+        self.final_counts: Optional[dict[str, int]] = None
+
+    @property
+    def encoder(self):
+        """The first stream's encoder (the one stream of an ``EMDWriter``)."""
+        return self.sinks[0].encoder
 
     # --- called from the producer ------------------------------------------------------------
     def add_comment(self, key: str, text: str) -> None:
         with self._comments_lock:
             self._comments.append((key, text))
 
-    @property
-    def frames_written(self) -> int:
-        """Frames durably in the file and counted there (dropped slots not counted)."""
-        durable = self.durable
-        return durable - self.assembler.dropped_below(durable)
+    def frames_written(self, index: int) -> int:
+        """Frames of stream ``index`` durably in the file and counted there (dropped not counted)."""
+        if self.final_counts is not None:
+            return self.final_counts[self.sinks[index].name]
+        return self.sinks[index].frames_written()
+
+    def detach_in_forked_child(self) -> None:
+        """In a forked child: never write the parent's file (see ``acquisition``)."""
+        try:
+            fd = self.file.id.get_vfd_handle() if self.file.id.valid else None
+        except Exception:  # already closed, or a driver without a descriptor
+            fd = None
+        if fd is not None:
+            null = os.open(os.devnull, os.O_RDWR)
+            os.dup2(null, fd)
+            os.close(null)
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # the child's copy; the parent's lock stays
+            self._lock_fd = None
 
     # --- the thread ------------------------------------------------------------------------
     def run(self) -> None:
         self._pool: Optional[EncoderPool] = None
         self._inflight: collections.deque = collections.deque()
-        self._partial_written: Optional[tuple[int, int]] = None
         try:
             self._pool = EncoderPool(self.workers)
             close = self._stream()
@@ -109,72 +151,104 @@ class WriterThread(threading.Thread):
             if item is not None:
                 self._submit(*item)
                 self._write_ready(block=len(self._inflight) > 2 * self._pool.workers)
-            due_frames = (self.flush_frames
-                          and self.assembler.slots - self.durable >= self.flush_frames)
-            if due_frames or (deadline is not None and time.monotonic() >= deadline):
+            if self._flush_due() or (deadline is not None and time.monotonic() >= deadline):
                 self._flush()
                 deadline = self._next_deadline()
 
     def _next_deadline(self) -> Optional[float]:
         return None if self.flush_seconds is None else time.monotonic() + self.flush_seconds
 
-    def _submit(self, buffer: ChunkBuffer, end: int) -> None:
-        fut = self._pool.submit(self.encoder.encode, buffer.array.reshape(self.geometry.chunk_shape))
-        self._inflight.append((buffer, end, fut))
+    def _flush_due(self) -> bool:
+        """``flush_frames`` written frames not yet durable, or put into an idle stream's partial
+        chunk (never a reason to wait for chunks still being compressed)."""
+        n = self.flush_frames
+        return bool(n) and any(
+            s.committed - s.durable >= n
+            or (s.in_flight == 0 and s.assembler.slots - s.durable >= n
+                and (s.assembler.current is not None or s.assembler.slots > s.committed))
+            for s in self.sinks)
+
+    def _submit(self, index: int, buffer, end: int) -> None:
+        sink = self.sinks[index]
+        fut = self._pool.submit(_encode, sink, buffer.array, buffer.values)
+        sink.in_flight += 1
+        self._inflight.append((sink, buffer, end, fut))
 
     def _write_ready(self, block: bool) -> None:
         """Write finished chunks in order; with ``block``, wait for the oldest one at least."""
-        while self._inflight and (block or self._inflight[0][2].done()):
-            buffer, end, fut = self._inflight.popleft()
-            self._write_chunk(buffer.chunk_id, fut.result())
-            self.assembler.release(buffer)
-            self.committed = max(self.committed, end)
+        while self._inflight and (block or self._inflight[0][3].done()):
+            sink, buffer, end, fut = self._inflight.popleft()
+            self._write_chunk(sink, buffer.chunk_id, *fut.result())
+            sink.in_flight -= 1
+            sink.assembler.release(buffer)
+            sink.committed = max(sink.committed, end)
             block = False
 
-    def _write_chunk(self, chunk_id: int, payload) -> None:
-        offset = self.geometry.chunk_offset(chunk_id)
-        if self.geometry.growing and offset[0] + self.geometry.k > self.data.shape[0]:
-            grow = self.geometry.grow_frames
-            new_len = (offset[0] + self.geometry.k + grow - 1) // grow * grow
-            self.data.resize((new_len,) + self.data.shape[1:])
-        self.data.id.write_direct_chunk(offset, payload)
+    def _write_chunk(self, sink: _Sink, chunk_id: int, payload, values_payload) -> None:
+        """A data chunk and its values chunk (both encoded) into the file."""
+        geometry = sink.geometry
+        offset = geometry.chunk_offset(chunk_id)
+        if geometry.growing and offset[0] + geometry.k > sink.data.shape[0]:
+            grow = geometry.grow_frames
+            new_len = (offset[0] + geometry.k + grow - 1) // grow * grow
+            sink.data.resize((new_len,) + sink.data.shape[1:])
+            sink.values.resize((new_len, sink.values.shape[1]))
+        sink.data.id.write_direct_chunk(offset, payload)
+        n_outer = len(sink.values_chunk_shape) - 1
+        sink.values.id.write_direct_chunk(offset[:n_outer] + (0,), values_payload)
 
     def _drain(self) -> None:
         while self._inflight:
             self._write_ready(block=True)
 
     def _flush(self, final: Optional[Close] = None) -> None:
-        """Make every frame received so far durable, then record the count (in that order)."""
-        self._drain()
-        snap = self.assembler.snapshot()
+        """Make what has been written durable, then record the counts (in that order)."""
         if final is not None:
-            self.committed = max(self.committed, final.total_slots)
-        elif snap.handed_end <= self.committed:  # every full chunk handed over is written
-            if snap.partial is None:  # slots after the last chunk were all dropped
-                self.committed = max(self.committed, snap.slots)
-            elif (snap.partial_id, snap.partial_end) != self._partial_written:
-                # a rewrite leaves the chunk's older copy as dead space: only when it grew
-                chunk = snap.partial.reshape(self.geometry.chunk_shape)
-                self._write_chunk(snap.partial_id, self.encoder.encode(chunk))
-                self._partial_written = (snap.partial_id, snap.partial_end)
-                self.committed = max(self.committed, snap.partial_end)
+            self._drain()
+        else:
+            self._write_ready(block=False)
+        for index, sink in enumerate(self.sinks):
+            snap = sink.assembler.snapshot()
+            if final is not None:
+                sink.committed = max(sink.committed, final.total_slots[index])
+            elif snap.handed_end <= sink.committed:  # every full chunk handed over is written
+                if snap.partial is None:  # slots after the last chunk were all dropped
+                    sink.committed = max(sink.committed, snap.slots)
+                elif (snap.partial_id, snap.partial_end) != sink.partial_written:
+                    # a rewrite leaves the chunk's older copy as dead space: only when it grew
+                    self._write_chunk(sink, snap.partial_id,
+                                      *_encode(sink, snap.partial, snap.partial_values))
+                    sink.partial_written = (snap.partial_id, snap.partial_end)
+                    sink.committed = max(sink.committed, snap.partial_end)
+            sink.snapshot_dropped = snap.dropped
         self._check_file_still_there()
-        self._record(snap.dropped)
+        self._record()
 
-    def _record(self, dropped: list[int]) -> None:
-        new_drops = dropped[self._dropped_logged:]
-        if new_drops:
-            ds = self.state["dropped_frames"]
-            ds.resize((ds.shape[0] + len(new_drops),))
-            ds[-len(new_drops):] = new_drops
-            self._dropped_logged = len(dropped)
+    def _record(self) -> None:
+        for sink in self.sinks:
+            new_drops = sink.snapshot_dropped[sink.dropped_logged:]
+            if new_drops:
+                ds = sink.state["dropped_frames"]
+                ds.resize((ds.shape[0] + len(new_drops),))
+                ds[-len(new_drops):] = new_drops
+                sink.dropped_logged = len(sink.snapshot_dropped)
+            if not sink.names_logged and sink.columns.names is not None:
+                layout.record_value_names(sink.state, sink.columns.all_names)
+                sink.names_logged = True
         with self._comments_lock:
             comments, self._comments = self._comments, []
-        layout.append_log(self.state, comments)
+        layout.append_log(self.file, comments)
+        self._flush_file()
+        for sink in self.sinks:
+            sink.state["committed_slots"][()] = sink.committed
+        self._flush_file()
+        for sink in self.sinks:
+            sink.durable = sink.committed
+
+    def _flush_file(self) -> None:
         self.file.flush()
-        self.state["committed_slots"][()] = self.committed
-        self.file.flush()
-        self.durable = self.committed
+        if self.fsync:
+            os.fsync(self.file.id.get_vfd_handle())
 
     def _check_file_still_there(self) -> None:
         if _file_identity(self.path) != self._identity:
@@ -183,16 +257,16 @@ class WriterThread(threading.Thread):
 
     def _finish(self, close: Close) -> None:
         self._flush(final=close)
-        self.file.close()
-        # our flock stays: recover must wait; live readers in this process step aside
-        with live_readers_closed(self.path), layout.open_for_finalize(self.path) as f:
-            self.frames_written_final, _ = layout.finalize(f, self.dataset_name,
-                                                           close.closing_comment)
+        with live_registry.reopen_lock:  # see live_registry
+            live_registry.close_live_readers(self.path)
+            self.file.close()
+            counts = journal.finalize(self.path, close.closing_comment)  # flock kept: recover waits
+        self.final_counts = {name: written for name, (written, _) in counts.items()}
         self._release_lock()
 
     def _abandon(self) -> None:
         """After an error: release the file; what the last flush recorded stays valid."""
-        for _, _, fut in self._inflight:
+        for _, _, _, fut in self._inflight:
             fut.cancel()
         try:
             self.file.close()
@@ -206,6 +280,13 @@ class WriterThread(threading.Thread):
             self._lock_fd = None
 
 
+def _encode(sink: _Sink, frames, values) -> tuple:
+    """A chunk of frames and its rows of values, encoded for ``write_direct_chunk`` (runs in the
+    encoder pool)."""
+    return (sink.encoder.encode(frames.reshape(sink.geometry.chunk_shape)),
+            layout.VALUES_ENCODER.encode(values.reshape(sink.values_chunk_shape)))
+
+
 def _file_identity(path: str) -> Optional[tuple[int, int]]:
     try:
         st = os.stat(path)
@@ -217,9 +298,11 @@ def _file_identity(path: str) -> Optional[tuple[int, int]]:
 def describe_failure(thread: WriterThread) -> WriterError:
     """The producer-side exception for a writer-thread error, naming what is safe in the file."""
     exc = thread.error
+    counts = ", ".join(f"{s.frames_written()}" + (f" of {s.name}" if len(thread.sinks) > 1 else "")
+                       for s in thread.sinks)
     err = WriterError(
         f"writing {thread.path} failed: {type(exc).__name__}: {exc}. "
-        f"{thread.frames_written} frame(s) were safely flushed to the file before the failure; "
+        f"{counts} frame(s) were safely flushed to the file before the failure; "
         f"frames put after that are lost. Run `emdstream recover {thread.path}` to finish the file.")
     err.__cause__ = exc
     return err

@@ -1,0 +1,179 @@
+"""One stream of an acquisition: what it is (``Stream``) and the producer's side of it (``StreamWriter``).
+
+The data path, top to bottom: ``StreamWriter.put`` checks a frame and copies it into its slot of
+the stream's current chunk buffer (``assembler``); a full chunk goes on the file's one queue; the
+writer thread (``writer_thread``) has the encoder pool compress it and writes it to the file.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Optional
+
+import numpy as np
+
+from .assembler import ChunkAssembler
+from .chunking import ChunkGeometry
+from .dims import Dim, resolve_dims
+from .encoders import ChunkEncoder, get_encoder
+from .errors import QueueFullError, WriterClosedError, WriterFullError
+from .frames import FrameSpec
+from .values import ValueColumns, now
+
+if TYPE_CHECKING:
+    from .acquisition import Acquisition
+
+_POLL = 0.05  # seconds between checks of the writer thread while put waits for room
+
+
+@dataclass
+class Stream:
+    """One signal of an acquisition, stored as its own ``/data/<name>`` EMD group.
+
+    ``frame_shape=()`` records one value per frame slot (e.g. HAADF per probe position). A stream
+    shares the acquisition's ``scan_shape`` unless it sets ``n_frames`` or ``open_ended=True``.
+    ``compression``: "bslz4", "zstd", "blosc-lz4", "gzip", None, or an encoder object such as
+    ``emdstream.encoders.Zstd(level=9)``. ``chunk_frames``, ``queue_frames``, ``fillvalue`` as for
+    ``EMDWriter``.
+    """
+
+    name: str
+    frame_shape: Sequence[int]
+    dtype: Any = "uint16"
+    compression: Any = "bslz4"
+    dims: Optional[Sequence[Dim]] = None
+    n_frames: Optional[int] = None
+    open_ended: bool = False
+    chunk_frames: Optional[int] = None
+    queue_frames: Optional[int] = None
+    fillvalue: Any = None
+
+
+class StreamWriter:
+    """``acq[name]``: puts frames (and per-frame values) into one stream. Safe from several
+    threads: frames land in the order the ``put`` calls take the stream's lock."""
+
+    def __init__(self, acquisition: Acquisition, index: int, stream: Stream,
+                 scan_shape: Optional[tuple[int, ...]], chunks: queue.SimpleQueue,
+                 default_queue_frames: int):
+        if not isinstance(stream, Stream):
+            raise TypeError(f"streams must be emdstream.Stream objects, got {type(stream).__name__}")
+        if not isinstance(stream.name, str) or not stream.name or "/" in stream.name:
+            raise ValueError(f"stream name must be a non-empty str without '/', got {stream.name!r}")
+        self._acq = acquisition
+        self.index = index
+        self.name = stream.name
+        self.spec = FrameSpec(tuple(stream.frame_shape), stream.dtype)
+        own_count = stream.n_frames is not None or stream.open_ended
+        if stream.n_frames is not None and stream.open_ended:
+            raise ValueError(f"stream {self.name!r}: n_frames and open_ended=True exclude each other")
+        self.geometry = ChunkGeometry(self.spec.shape, self.spec.dtype.itemsize, stream.n_frames,
+                                      None if own_count else scan_shape, stream.chunk_frames)
+        self.encoder: ChunkEncoder = get_encoder(stream.compression)
+        self.compression = self.encoder.name
+        shape = self.geometry.initial_shape()
+        self.dims = resolve_dims(stream.dims, shape, len(self.spec.shape), self.geometry.growing,
+                                 is_scan=self.geometry.scan_shape is not None)
+        self.fillvalue = _default_fill(self.spec.dtype) if stream.fillvalue is None \
+            else stream.fillvalue
+        self.columns = ValueColumns(self.name, [d.from_values for d in self.dims if d.from_values])
+        queue_frames = stream.queue_frames or max(2 * self.geometry.k, default_queue_frames)
+        self.assembler = ChunkAssembler(self.geometry, self.spec.dtype, self.fillvalue,
+                                        -(-queue_frames // self.geometry.k), chunks, index)
+        self._lock = threading.Lock()  # one put (or the close) at a time: file order = call order
+        self.closed = False
+
+    # --- producing -----------------------------------------------------------------------------
+    def put(self, frame: Any, **values: float) -> bool:
+        """Copy one frame (and its per-frame values) into the stream. Returns False if it was
+        dropped (``on_full="drop"``)."""
+        self._acq._raise_if_unusable()
+        frame = self.spec.checked(frame)
+        when = now()
+        with self._lock:
+            cols = self.columns
+            columns = cols.columns(values) if values or cols.names is None or cols.required else ()
+            self._check_open()
+            assembler = self.assembler
+            if assembler.current is None:
+                buffer = self._free_buffer()
+                if buffer is None:  # on_full="drop"
+                    assembler.drop()
+                    return False
+                assembler.begin_chunk(buffer)
+            assembler.add(frame, when, columns)
+        return True
+
+    def _check_open(self) -> None:
+        """Under the lock: the stream takes another frame."""
+        if self.closed:
+            raise WriterClosedError(f"writer for {self._acq.path} is closed")
+        capacity = self.geometry.capacity
+        if capacity is not None and self.assembler.slots >= capacity:
+            raise WriterFullError(f"all {capacity} pre-allocated frames of {self._acq.path}"
+                                  f"{self._where()} have been put")
+
+    def _free_buffer(self):
+        """A chunk buffer for the next chunk, following ``on_full`` when the writer is behind."""
+        on_full = self._acq.on_full
+        if on_full != "block":
+            buffer = self.assembler.acquire(timeout=0)
+            if buffer is None and on_full == "raise":
+                raise QueueFullError(f"queue of {self.queue_size} frames{self._where()} is full "
+                                     f"(writer behind); frame not accepted")
+            return buffer
+        while True:
+            buffer = self.assembler.acquire(timeout=_POLL)
+            if buffer is not None:
+                return buffer
+            self._acq._raise_if_unusable()
+
+    def _finish(self) -> int:
+        """No more frames (called by the acquisition's close, under this stream's lock):
+        hands over the partly filled chunk; returns the slots used."""
+        self.closed = True
+        self.assembler.finish()
+        return self.assembler.slots
+
+    def _where(self) -> str:
+        return f" (stream {self.name!r})" if len(self._acq.streams) > 1 else ""
+
+    # --- state -------------------------------------------------------------------------------
+    @property
+    def frames_put(self) -> int:
+        """Frames accepted by ``put`` so far (dropped ones not counted)."""
+        return self.assembler.slots - self.frames_dropped
+
+    @property
+    def frames_dropped(self) -> int:
+        """Frames refused by ``put`` with ``on_full="drop"``; their slots hold the fill value."""
+        return len(self.assembler.dropped)
+
+    @property
+    def frames_written(self) -> int:
+        """Frames durably in the file (after close: all frames put)."""
+        return self._acq._thread.frames_written(self.index)
+
+    @property
+    def queue_high_water(self) -> int:
+        """Most frames ever waiting for (or in) compression and writing at once."""
+        return self.assembler.buffers_high_water * self.geometry.k
+
+    @property
+    def queue_size(self) -> int:
+        """Frames the queue holds at most (whole chunk buffers)."""
+        return self.assembler.n_buffers * self.geometry.k
+
+    def __repr__(self) -> str:
+        return (f"<StreamWriter {self.name!r}: {self.frames_put} put, {self.frames_written} "
+                f"written, {self.frames_dropped} dropped>")
+
+
+def _default_fill(dtype: np.dtype):
+    if dtype.kind == "f":
+        return np.nan
+    if dtype.kind in "iu":
+        return np.iinfo(dtype).max
+    return False
