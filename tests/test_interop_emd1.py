@@ -1,8 +1,11 @@
 """emdstream convert: EMD v0.2 -> EMD 1.0 (emdfile layout) -> EMD v0.2, chunks as they were."""
+import shutil
+import subprocess
+
 import h5py
 import numpy as np
 import pytest
-from conftest import detector_frames
+from conftest import detector_frames, h5dump_env, run_python
 
 import emdstream
 from emdstream import Dim, EMDWriter
@@ -184,3 +187,19 @@ def test_unfinished_file_is_refused(tmp_path):
     finally:
         w.close()
     assert not (tmp_path / "out.h5").exists()
+
+
+@pytest.mark.skipif(shutil.which("h5repack") is None, reason="h5repack (Debian hdf5-tools) missing")
+def test_readme_h5repack_to_gzip_for_readers_without_plugins(tmp_path):
+    """README: h5repack (given HDF5_PLUGIN_PATH to read bslz4) writes a gzip copy that h5py opens
+    without hdf5plugin and that is still an EMD file."""
+    src, out = str(tmp_path / "scan.emd"), str(tmp_path / "scan_gzip.emd")
+    want = write_scan(src)
+    subprocess.run(["h5repack", "-f", "GZIP=4", src, out], env=h5dump_env(), check=True, timeout=60)
+    code = (f"import h5py, sys; d = h5py.File({out!r})['data/dataset_1/data']; "
+            f"print(d.compression, int(d[()].astype('int64').sum()), 'hdf5plugin' in sys.modules)")
+    result = run_python(code)
+    assert result.stdout.split() == ["gzip", str(int(want.sum())), "False"], result.stderr
+    with emdstream.open(out) as f:
+        np.testing.assert_array_equal(f["dataset_1"].data[()], want)
+        assert [d.name for d in f["dataset_1"].dims] == [d.name for d in SCAN_DIMS]

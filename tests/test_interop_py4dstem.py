@@ -87,3 +87,13 @@ def test_not_a_datacube_is_refused(tmp_path):
         w.put(np.ones((4, 4), np.uint16))
     with pytest.raises(ValueError, match="2-D scan of 2-D frames"):
         emdstream.open(path)["dataset_1"].to_py4dstem()
+
+
+def test_ncempy_that_py4dstem_installs_reads_bslz4_with_hdf5plugin(scan):
+    """README: ncempy 1.11 (py4DSTEM's) needs `import hdf5plugin` (imported above) for bslz4."""
+    import ncempy.io
+
+    path, want = scan
+    got = ncempy.io.read(path)
+    np.testing.assert_array_equal(got["data"], want)
+    assert list(got["pixelUnit"]) == ["[nm]", "[nm]", "[1/nm]", "[1/nm]"]
