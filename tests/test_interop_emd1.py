@@ -39,6 +39,19 @@ def write_stack(path, frame_shape, n=9, compression="zstd"):
     return frames
 
 
+def add_haadf(path, scan=(3, 5)):
+    """A second stream as a multi-stream file has it: one value per scan position."""
+    image = np.arange(scan[0] * scan[1], dtype=np.float32).reshape(scan)
+    with h5py.File(path, "a") as f:
+        g = f.create_group("data/haadf")
+        g.attrs["emd_group_type"], g.attrs["frame_ndim"] = np.int32(1), 0
+        g.create_dataset("data", data=image, chunks=(1, scan[1]), compression="gzip")
+        for i, dim in enumerate(SCAN_DIMS[:2]):
+            vec = g.create_dataset(f"dim{i + 1}", data=dim.vector(scan[i]))
+            vec.attrs["name"], vec.attrs["units"] = dim.name, dim.units
+    return image
+
+
 def fingerprint(path):
     """Everything HDF5 holds, as comparable values: attributes with their dtypes, dataset types,
     shapes, chunking, filter pipelines, fill values and each stored chunk's bytes."""
@@ -114,6 +127,25 @@ def test_emd1_layout_is_what_emdfile_and_py4dstem_read(tmp_path):
         # groups emdfile does not read (no emd_group_type of its own) keep the v0.2 file
         assert node[HIDDEN].attrs["emd_group_type"] == 1 and "dim1" in node[HIDDEN]
         assert f[f"dataset_1_root/{HIDDEN}"].attrs["version_minor"] == 2
+
+
+def test_multi_stream_file_is_one_root_with_an_array_per_stream(tmp_path):
+    src, dst, back = (str(tmp_path / n) for n in ("multi.emd", "multi.h5", "back.emd"))
+    write_scan(src)
+    image = add_haadf(src)
+    report = to_emd1(src, dst)
+    assert report.arrays == ["dataset_1 4-D DataCube", "haadf 2-D Array"]
+    assert report.chunks_copied == 6 + 3
+    with h5py.File(dst, "r") as f:
+        root = f["emdstream_root"]
+        assert root.attrs["emd_group_type"] == "root"
+        np.testing.assert_array_equal(root["haadf/data"][()], image)
+        assert root["haadf/dim0"].attrs["units"] == "nm"
+        np.testing.assert_allclose(root["haadf/dim1"][()], [2.0, 2.5])  # offset 2, step 0.5
+        cal = read_metadata(root["metadatabundle/calibration"])
+        assert cal["_target_paths"] == ["/dataset_1"]
+    to_emd02(dst, back)
+    assert fingerprint(back) == fingerprint(src)
 
 
 @pytest.mark.parametrize("frame_shape", [(8, 6), (40,)], ids=["images", "spectra"])

@@ -64,6 +64,19 @@ def test_convert_to_emd1_opens_in_py4dstem_read(scan, tmp_path):
     assert dc.root.metadata["microscope"]["a%2Fb"] == 1  # "/" is escaped in HDF5 names
 
 
+def test_multi_stream_file_in_py4dstem(scan, tmp_path):
+    from test_interop_emd1 import add_haadf
+
+    path, want = scan
+    image = add_haadf(path, scan=(3, 4))
+    out = str(tmp_path / "multi.h5")
+    assert main(["convert", path, out]) == 0
+    root = py4DSTEM.read(out)  # two nodes: py4DSTEM returns the root
+    assert sorted(root._branch.keys()) == ["dataset_1", "haadf"]
+    np.testing.assert_array_equal(root.tree("haadf").data, image)
+    check_cube(py4DSTEM.read(out, datapath="emdstream_root/dataset_1"), want)
+
+
 def test_py4dstem_saved_file_converts_to_emd02(scan, tmp_path):
     path, want = scan
     dc = emdstream.open(path)["dataset_1"].to_py4dstem()
