@@ -32,6 +32,7 @@ import numpy as np
 
 from . import filelock, layout
 from .errors import WriterClosedError, WriterError
+from .parts import Part
 from .metadata import METADATA_GROUPS, check_metadata, unique_key, utc_key
 from .stream import Stream, StreamWriter
 from .writer_thread import Close, WriterThread, describe_failure
@@ -59,6 +60,9 @@ class Acquisition:
         fsync: also fsync every flush before the count saying the frames are durable is written,
             and that count after (survives a power cut, not only a crash of the process).
         workers: compression threads (default: one per core).
+        part, block_frames: ``part=(rank, n)``: this file is one of ``n`` part files of the scan,
+            holding the frames of blocks of ``block_frames`` slots with ``block % n == rank``
+            (see ``parts``; ``emdstream.write_master`` joins the parts).
         overwrite: replace an existing file (default: refuse).
     """
 
@@ -68,7 +72,8 @@ class Acquisition:
                  user: Optional[Mapping[str, Any]] = None, sample: Optional[Mapping[str, Any]] = None,
                  on_full: str = "block", flush_seconds: Optional[float] = 1.0,
                  flush_frames: Optional[int] = None, workers: Optional[int] = None,
-                 fsync: bool = False, overwrite: bool = False):
+                 fsync: bool = False, part: Optional[Sequence[int]] = None,
+                 block_frames: Optional[int] = None, overwrite: bool = False):
         self.path = os.fspath(path)
         if on_full not in ON_FULL:
             raise ValueError(f"on_full must be one of {ON_FULL}, got {on_full!r}")
@@ -87,6 +92,11 @@ class Acquisition:
             _check_positive(queue_frames=getattr(s, "queue_frames", None),
                             chunk_frames=getattr(s, "chunk_frames", None))
         self.on_full = on_full
+        self.part = None
+        if part is not None or block_frames is not None:
+            if not scan_shape:
+                raise ValueError("part= and block_frames= split a scan: give scan_shape too")
+            self.part = Part.of(part, block_frames)
         self._chunks: queue.SimpleQueue = queue.SimpleQueue()  # every stream's chunks, then Close
         frame_bytes = sum(max(1, int(np.prod(s.frame_shape, dtype=np.int64))
                               * np.dtype(s.dtype).itemsize) for s in streams)
@@ -94,7 +104,7 @@ class Acquisition:
         self.streams: dict[str, StreamWriter] = {}
         for i, s in enumerate(streams):
             self.streams[s.name] = StreamWriter(self, i, s, tuple(scan_shape) if scan_shape else None,
-                                                self._chunks, per_stream)
+                                                self._chunks, per_stream, self.part)
         self.scan_shape = tuple(scan_shape) if scan_shape else None
         metadata = {g: check_metadata(g, v)
                     for g, v in zip(METADATA_GROUPS, (microscope, user, sample))}

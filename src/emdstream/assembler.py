@@ -46,6 +46,8 @@ class ChunkAssembler:
         self.stream_index = stream_index
         self.lock = threading.Lock()  # guards the fields below; never held while waiting
         self._free: queue.SimpleQueue = queue.SimpleQueue()
+        # encoded chunks waiting for the writer: at most as many as there are chunk buffers
+        self.encoded_room = threading.Semaphore(self.n_buffers)
         self._allocated = 0
         self.current: Optional[ChunkBuffer] = None
         self.handed_end = 0
@@ -71,9 +73,13 @@ class ChunkAssembler:
         except queue.Empty:
             return None
 
-    def release(self, buffer: ChunkBuffer) -> None:
-        """The writer is done with a buffer: its chunk is in the file."""
-        self._free.put(buffer)
+    def release(self, buffer) -> None:
+        """The writer is done with a buffer: its chunk is in the file (an ``EncodedChunk`` frees
+        its place in the queue)."""
+        if isinstance(buffer, ChunkBuffer):
+            self._free.put(buffer)
+        else:
+            self.encoded_room.release()
 
     def buffers_in_use(self) -> int:
         return self._allocated - self._free.qsize()
@@ -103,6 +109,15 @@ class ChunkAssembler:
         with self.lock:
             self.dropped.append(self.slots)
             self.slots += 1
+
+    def add_encoded(self, chunk) -> None:
+        """Hand an ``EncodedChunk`` to the writer (the caller holds a place in ``encoded_room``)."""
+        with self.lock:
+            self.chunks.put((self.stream_index, chunk, chunk.end_slot))
+            if chunk.in_order:
+                self.slots = self.handed_end = chunk.end_slot
+            else:
+                self.slots += chunk.end_slot - chunk.first_slot
 
     def dropped_below(self, slot: int) -> int:
         """How many dropped slots lie below ``slot`` (drops are recorded in order)."""

@@ -117,3 +117,14 @@ class ChunkBuffer:
         """Put the fill value where no frame was put (dropped, or past the end)."""
         if not self.filled.all():
             self.array[~self.filled] = fillvalue
+
+
+class EncodedChunk:
+    """A chunk already in the stream's codec format (a detector's compressed frame, a Dask task's
+    output), with the value rows of its frames (``values.empty_rows`` filled in)."""
+
+    def __init__(self, chunk_id: int, payload, values: np.ndarray, first_slot: int,
+                 end_slot: int, in_order: bool = True):
+        self.chunk_id, self.payload, self.values = chunk_id, payload, values
+        self.first_slot, self.end_slot = first_slot, end_slot
+        self.in_order = in_order  # False: chunks may come in any order (see writer_thread)

@@ -64,6 +64,8 @@ def _create_stream(f: h5py.File, stream) -> None:
     group = f.create_group(f"data/{name}")
     group.attrs["emd_group_type"] = np.int32(1)
     group.attrs["frame_ndim"] = np.int32(len(stream.spec.shape))  # the rest are frame slots
+    for key, value in stream.attrs.items():
+        group.attrs[key] = value
     group.create_dataset("data", shape=shape, maxshape=maxshape, chunks=geometry.chunk_shape,
                          dtype=stream.spec.dtype, fillvalue=stream.fillvalue,
                          **stream.encoder.dataset_options())

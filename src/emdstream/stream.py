@@ -15,12 +15,13 @@ from typing import TYPE_CHECKING, Any, Optional
 import numpy as np
 
 from .assembler import ChunkAssembler
-from .chunking import ChunkGeometry
+from .chunking import ChunkGeometry, EncodedChunk
 from .dims import Dim, resolve_dims
 from .encoders import ChunkEncoder, get_encoder
 from .errors import QueueFullError, WriterClosedError, WriterFullError
 from .frames import FrameSpec
-from .values import ValueColumns, now
+from .parts import Part
+from .values import MAX_VALUES, ValueColumns, empty_rows, now
 
 if TYPE_CHECKING:
     from .acquisition import Acquisition
@@ -57,7 +58,7 @@ class StreamWriter:
 
     def __init__(self, acquisition: Acquisition, index: int, stream: Stream,
                  scan_shape: Optional[tuple[int, ...]], chunks: queue.SimpleQueue,
-                 default_queue_frames: int):
+                 default_queue_frames: int, part: Optional[Part] = None):
         if not isinstance(stream, Stream):
             raise TypeError(f"streams must be emdstream.Stream objects, got {type(stream).__name__}")
         if not isinstance(stream.name, str) or not stream.name or "/" in stream.name:
@@ -69,13 +70,28 @@ class StreamWriter:
         own_count = stream.n_frames is not None or stream.open_ended
         if stream.n_frames is not None and stream.open_ended:
             raise ValueError(f"stream {self.name!r}: n_frames and open_ended=True exclude each other")
-        self.geometry = ChunkGeometry(self.spec.shape, self.spec.dtype.itemsize, stream.n_frames,
-                                      None if own_count else scan_shape, stream.chunk_frames)
         self.encoder: ChunkEncoder = get_encoder(stream.compression)
         self.compression = self.encoder.name
-        shape = self.geometry.initial_shape()
-        self.dims = resolve_dims(stream.dims, shape, len(self.spec.shape), self.geometry.growing,
-                                 is_scan=self.geometry.scan_shape is not None)
+        self.attrs: dict = {}  # extra attributes of the data group (a part file's layout)
+        if part is not None and scan_shape and not own_count:  # the frames of this part's blocks
+            whole = ChunkGeometry(self.spec.shape, 1, None, scan_shape)
+            scan_dims = resolve_dims(stream.dims, whole.initial_shape(), len(self.spec.shape),
+                                     False, is_scan=True)
+            n_local = part.slots(whole.capacity).size
+            if n_local == 0:
+                raise ValueError(f"part {part.rank} of {part.count} holds no frame of a scan of "
+                                 f"{whole.capacity} with block_frames={part.block_frames}")
+            self.geometry = ChunkGeometry(self.spec.shape, self.spec.dtype.itemsize, n_local, None,
+                                          stream.chunk_frames)
+            self.dims = part.stream_dims(scan_shape, scan_dims)
+            self.attrs = part.attrs(scan_shape, scan_dims)
+        else:
+            self.geometry = ChunkGeometry(self.spec.shape, self.spec.dtype.itemsize,
+                                          stream.n_frames, None if own_count else scan_shape,
+                                          stream.chunk_frames)
+            self.dims = resolve_dims(stream.dims, self.geometry.initial_shape(),
+                                     len(self.spec.shape), self.geometry.growing,
+                                     is_scan=self.geometry.scan_shape is not None)
         self.fillvalue = _default_fill(self.spec.dtype) if stream.fillvalue is None \
             else stream.fillvalue
         self.columns = ValueColumns(self.name, [d.from_values for d in self.dims if d.from_values])
@@ -105,6 +121,39 @@ class StreamWriter:
                 assembler.begin_chunk(buffer)
             assembler.add(frame, when, columns)
         return True
+
+    def put_encoded_chunk(self, chunk_id: int, payload, values: Optional[np.ndarray] = None
+                          ) -> None:
+        """Hand over a whole chunk already encoded with this stream's encoder (``self.encoder``),
+        in any order (``write_dask``): it is written as it is. ``values``: its rows of per-frame
+        values (``values.empty_rows(k)`` filled in; default: the timestamp now). The file counts
+        the frames of the chunks below which every chunk is written."""
+        self._acq._raise_if_unusable()
+        first, end = self.geometry.chunk_slots(chunk_id)
+        rows = empty_rows(self.geometry.k) if values is None else np.asarray(values, np.float64)
+        if values is None:
+            rows[: end - first, 0] = now()
+        if rows.shape != (self.geometry.k, MAX_VALUES):
+            raise ValueError(f"values must have shape ({self.geometry.k}, {MAX_VALUES})")
+        with self._lock:
+            if self.closed:
+                raise WriterClosedError(f"writer for {self._acq.path} is closed")
+            self._wait_for_room()
+            self.assembler.add_encoded(EncodedChunk(chunk_id, payload, rows, first, end,
+                                                    in_order=False))
+
+    def _wait_for_room(self) -> None:
+        """A place in the queue for an encoded chunk (always waits: a chunk is never dropped)."""
+        while not self.assembler.encoded_room.acquire(timeout=_POLL):
+            self._acq._raise_if_unusable()
+
+    @property
+    def n_chunks(self) -> int:
+        """How many chunks the stream's data has (pre-allocated streams)."""
+        g = self.geometry
+        if g.capacity is None:
+            raise ValueError("an open-ended stream has no fixed number of chunks")
+        return g.locate(g.capacity - 1)[0] + 1
 
     def _check_open(self) -> None:
         """Under the lock: the stream takes another frame."""

@@ -38,6 +38,8 @@ class EMDWriter(Acquisition):
         flush_seconds, flush_frames: make written frames durable (and counted in the file) at
             least this often; default every 1 s.
         fsync: fsync every flush (see ``Acquisition``).
+        part, block_frames: write one part of a scan split between several writers
+            (see ``Acquisition``).
         workers: compression threads (default: one per core).
         fillvalue: value of slots without a frame (default: dtype max for ints, NaN for floats).
         overwrite: replace an existing file (default: refuse).
@@ -51,7 +53,9 @@ class EMDWriter(Acquisition):
                  chunk_frames: Optional[int] = None, queue_frames: Optional[int] = None,
                  on_full: str = "block", flush_seconds: Optional[float] = 1.0,
                  flush_frames: Optional[int] = None, workers: Optional[int] = None,
-                 fillvalue: Any = None, fsync: bool = False, overwrite: bool = False):
+                 fillvalue: Any = None, fsync: bool = False,
+                 part: Optional[Sequence[int]] = None, block_frames: Optional[int] = None,
+                 overwrite: bool = False):
         if scan_shape is not None and n_frames is not None:
             from .chunking import ChunkGeometry  # the scan's own check names both
             ChunkGeometry(tuple(frame_shape), 1, n_frames, tuple(scan_shape))
@@ -60,7 +64,7 @@ class EMDWriter(Acquisition):
                         open_ended=scan_shape is None and n_frames is None,
                         chunk_frames=chunk_frames, queue_frames=queue_frames, fillvalue=fillvalue)
         super().__init__(path, [stream], scan_shape, microscope, user, sample, on_full,
-                         flush_seconds, flush_frames, workers, fsync, overwrite)
+                         flush_seconds, flush_frames, workers, fsync, part, block_frames, overwrite)
         self._stream = self.streams[name]
 
     def put(self, frame: Any, **values: float) -> bool:

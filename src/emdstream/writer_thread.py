@@ -26,6 +26,7 @@ from typing import Optional
 import h5py
 
 from . import filelock, journal, layout, live_registry
+from .chunking import EncodedChunk
 from .encoder_pool import EncoderPool
 from .errors import WriterError
 
@@ -56,6 +57,8 @@ class _Sink:
         self.committed = 0  # slots 0..committed-1 have been handed to HDF5
         self.durable = 0    # ... and were flushed and recorded in the file as valid
         self.in_flight = 0  # chunks handed to the encoder pool, not yet written
+        self.out_of_order: dict[int, int] = {}  # first slot -> end of chunks written past committed
+        self.any_order = False  # chunks of this stream come in any order (see _count_written)
         self.dropped_logged = 0
         self.names_logged = False
         self.partial_written: Optional[tuple[int, int]] = None
@@ -170,7 +173,10 @@ class WriterThread(threading.Thread):
 
     def _submit(self, index: int, buffer, end: int) -> None:
         sink = self.sinks[index]
-        fut = self._pool.submit(_encode, sink, buffer.array, buffer.values)
+        if isinstance(buffer, EncodedChunk):
+            fut = self._pool.submit(_encode_values, sink, buffer.payload, buffer.values)
+        else:
+            fut = self._pool.submit(_encode, sink, buffer.array, buffer.values)
         sink.in_flight += 1
         self._inflight.append((sink, buffer, end, fut))
 
@@ -181,8 +187,21 @@ class WriterThread(threading.Thread):
             self._write_chunk(sink, buffer.chunk_id, *fut.result())
             sink.in_flight -= 1
             sink.assembler.release(buffer)
-            sink.committed = max(sink.committed, end)
+            self._count_written(sink, buffer, end)
             block = False
+
+    @staticmethod
+    def _count_written(sink: _Sink, buffer, end: int) -> None:
+        """Advance ``committed`` past a written chunk. Chunks in order (the rule for frames put)
+        move it to their end; chunks in any order (``write_dask``) only once every chunk below
+        them is written, so the count never claims a slot whose chunk is not in the file."""
+        if not (isinstance(buffer, EncodedChunk) and not buffer.in_order):
+            sink.committed = max(sink.committed, end)
+            return
+        sink.any_order = True
+        sink.out_of_order[buffer.first_slot] = end
+        while sink.committed in sink.out_of_order:
+            sink.committed = sink.out_of_order.pop(sink.committed)
 
     def _write_chunk(self, sink: _Sink, chunk_id: int, payload, values_payload) -> None:
         """A data chunk and its values chunk (both encoded) into the file."""
@@ -209,7 +228,7 @@ class WriterThread(threading.Thread):
             self._write_ready(block=False)
         for index, sink in enumerate(self.sinks):
             snap = sink.assembler.snapshot()
-            if final is not None:
+            if final is not None and not sink.any_order:
                 sink.committed = max(sink.committed, final.total_slots[index])
             elif snap.handed_end <= sink.committed:  # every full chunk handed over is written
                 if snap.partial is None:  # slots after the last chunk were all dropped
@@ -285,6 +304,11 @@ def _encode(sink: _Sink, frames, values) -> tuple:
     encoder pool)."""
     return (sink.encoder.encode(frames.reshape(sink.geometry.chunk_shape)),
             layout.VALUES_ENCODER.encode(values.reshape(sink.values_chunk_shape)))
+
+
+def _encode_values(sink: _Sink, payload, values) -> tuple:
+    """An encoded chunk as it came, and its value rows encoded (runs in the encoder pool)."""
+    return payload, layout.VALUES_ENCODER.encode(values.reshape(sink.values_chunk_shape))
 
 
 def _file_identity(path: str) -> Optional[tuple[int, int]]:
