@@ -95,6 +95,20 @@ def test_round_trip_is_exact_and_chunks_are_not_recompressed(tmp_path, compressi
         assert converted[key] == original[key], key
 
 
+def test_pipelines_hdf5_would_not_recreate_and_contiguous_data_are_copied_by_hdf5(tmp_path, monkeypatch):
+    src, emd1, back = (str(tmp_path / n) for n in ("scan.emd", "scan.h5", "back.emd"))
+    write_scan(src)
+    with h5py.File(src, "a") as f:  # a stream stored without chunks
+        g = f.create_group("data/plain")
+        g.attrs["emd_group_type"] = np.int32(1)
+        g.create_dataset("data", data=np.arange(12.0).reshape(3, 4))
+    monkeypatch.setattr("emdstream.emd1.BITSHUFFLE", -1)  # bitshuffle's set_local not undone
+    report = to_emd1(src, emd1)
+    assert report.chunks_copied == 6
+    to_emd02(emd1, back)
+    assert fingerprint(back) == fingerprint(src)
+
+
 def test_emd1_layout_is_what_emdfile_and_py4dstem_read(tmp_path):
     src, dst = str(tmp_path / "scan.emd"), str(tmp_path / "scan.h5")
     want = write_scan(src)

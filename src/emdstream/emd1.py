@@ -21,7 +21,7 @@ from numbers import Number
 from typing import Any, Optional
 
 import h5py
-import hdf5plugin  # noqa: F401  (compressed chunks are read back when a dataset is contiguous)
+import hdf5plugin  # noqa: F401  (registers the filters that the copied datasets name)
 import numpy as np
 
 from .layout import LIBVER, STATE_GROUP
