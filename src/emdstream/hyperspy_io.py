@@ -20,14 +20,19 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .emd1 import file_metadata, frame_ndim, linear_axis, plain_units, plain_value
 
-# key words (lower case, unit suffix removed) -> (metadata path, unit of that path, factors by unit)
-ENERGY = {"": 1.0, "kv": 1.0, "kev": 1.0, "v": 1e-3, "ev": 1e-3, "mv": 1e3}
+if TYPE_CHECKING:
+    from hyperspy.signal import BaseSignal
+
+    from .reader import EMDDataset
+
+# (key words: lower case, a unit suffix like _kV removed; metadata path; factor by that suffix)
+ENERGY = {"": 1.0, "kv": 1.0, "kev": 1.0, "v": 1e-3, "ev": 1e-3}
 LENGTH_MM = {"": 1.0, "mm": 1.0, "cm": 10.0, "m": 1e3}
 ANGLE_MRAD = {"": 1.0, "mrad": 1.0, "rad": 1e3, "urad": 1e-3}
 CURRENT_NA = {"": 1.0, "na": 1.0, "pa": 1e-3, "ua": 1e3, "a": 1e9}
@@ -52,10 +57,10 @@ KNOWN = {
     ],
     "user": [(("name", "operator", "author", "user"), "General.authors", NONE)],
 }
-UNIT_SUFFIX = re.compile(r"^(.*?)(?:_(kv|kev|mv|v|ev|mm|cm|m|mrad|urad|rad|na|pa|ua|a|s|ms|us|ns|nm|um))?$")
+UNIT_SUFFIX = re.compile(r"^(.*?)(?:_(kv|kev|v|ev|mm|cm|m|mrad|urad|rad|na|pa|ua|a|s|ms|us|ns|nm|um))?$")
 
 
-def to_hyperspy(ds, lazy: bool = False):
+def to_hyperspy(ds: EMDDataset, lazy: bool = False) -> BaseSignal:
     """A HyperSpy signal over ``ds`` (an ``EMDDataset``); ``lazy=True`` reads nothing now: the
     signal is a dask array over the open file (keep the ``EMDFile`` open while you use it)."""
     hs = _import_hyperspy()
@@ -69,9 +74,8 @@ def to_hyperspy(ds, lazy: bool = False):
         axis["navigate"] = i < n_grid
     cls = {1: "Signal1D", 2: "Signal2D"}.get(n_frame, "BaseSignal")
     cls = f"Lazy{cls}" if lazy else cls
-    signal = getattr(hs.signals, cls)(data, axes=axes, metadata=_metadata(ds),
-                                      original_metadata=_original_metadata(ds))
-    return signal
+    return getattr(hs.signals, cls)(data, axes=axes, metadata=_metadata(ds),
+                                    original_metadata=_original_metadata(ds))
 
 
 def _import_hyperspy():
@@ -82,7 +86,7 @@ def _import_hyperspy():
     return hs
 
 
-def _array(ds, lazy: bool):
+def _array(ds: EMDDataset, lazy: bool):
     """The data (frames written so far of a stack; the whole scan), as numpy or as dask."""
     data = ds.data
     rows = slice(0, ds.frame_slots) if data.maxshape[0] is None else slice(None)
@@ -111,7 +115,7 @@ def _axis(dim, size: int) -> dict[str, Any]:
     return axis
 
 
-def _metadata(ds) -> dict[str, Any]:
+def _metadata(ds: EMDDataset) -> dict[str, Any]:
     md: dict[str, Any] = {}
     _put(md, "General.title", ds.name)
     _put(md, "General.original_filename", os.path.basename(ds.group.file.filename))
@@ -133,7 +137,7 @@ def _metadata(ds) -> dict[str, Any]:
     return md
 
 
-def _original_metadata(ds) -> dict[str, Any]:
+def _original_metadata(ds: EMDDataset) -> dict[str, Any]:
     om: dict[str, Any] = file_metadata(ds)
     om["dataset"] = {k: plain_value(v) for k, v in ds.group.attrs.items()}
     om["dataset"]["dims"] = {d.name: plain_units(d.units) for d in ds.dims}

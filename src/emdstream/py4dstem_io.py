@@ -12,12 +12,18 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import h5py
 
 from .dims import Dim
 from .emd1 import file_metadata, frame_ndim, linear_axis, link_name, plain_units
+
+if TYPE_CHECKING:
+    from py4DSTEM import DataCube
+
+    from .reader import EMDDataset
+
 
 R_UNITS = {"nm": ("nm", 1.0), "a": ("A", 1.0), "å": ("A", 1.0), "angstrom": ("A", 1.0),
            "pm": ("A", 0.01), "um": ("nm", 1e3), "µm": ("nm", 1e3)}
@@ -27,7 +33,7 @@ Q_UNITS = {"1/a": ("A^-1", 1.0), "a^-1": ("A^-1", 1.0), "1/å": ("A^-1", 1.0), "
            "pixels": ("pixels", 1.0), "index": ("pixels", 1.0)}
 
 
-def to_py4dstem(ds):
+def to_py4dstem(ds: EMDDataset) -> DataCube:
     """A py4DSTEM ``DataCube`` of ``ds`` (an ``EMDDataset``: a 2-D scan of 2-D frames), read into
     memory, calibrated from its dims; /microscope, /sample, /user and /comments are attached to
     its root as metadata dicts (``dc.root.metadata["microscope"]``)."""
