@@ -1,6 +1,7 @@
 """emdstream convert: EMD v0.2 -> EMD 1.0 (emdfile layout) -> EMD v0.2, chunks as they were."""
 import shutil
 import subprocess
+import sys
 
 import h5py
 import numpy as np
@@ -249,3 +250,11 @@ def test_readme_h5repack_to_gzip_for_readers_without_plugins(tmp_path):
     with emdstream.open(out) as f:
         np.testing.assert_array_equal(f["dataset_1"].data[()], want)
         assert [d.name for d in f["dataset_1"].dims] == [d.name for d in SCAN_DIMS]
+
+
+def test_to_py4dstem_without_py4dstem_says_which_extra(tmp_path, monkeypatch):
+    path = str(tmp_path / "scan.emd")
+    write_scan(path)
+    monkeypatch.setitem(sys.modules, "py4DSTEM", None)
+    with pytest.raises(ImportError, match=r"pip install 'emdstream\[py4dstem\]' in its own environment"):
+        emdstream.open(path)["dataset_1"].to_py4dstem()

@@ -180,3 +180,9 @@ def test_readme_hs_load_with_hdf5plugin_and_transpose(scan):
     s = s.transpose(signal_axes=["k_x", "k_y"], navigation_axes=["scan_x", "scan_y"])
     assert isinstance(s, hs.signals.Signal2D)
     np.testing.assert_array_equal(s.inav[3, 2].data, want[2, 3])
+
+
+def test_lazy_without_dask_says_which_extra(scan, monkeypatch):
+    monkeypatch.setitem(sys.modules, "dask.array", None)
+    with pytest.raises(ImportError, match=r"pip install 'emdstream\[dask\]'"):
+        emdstream.open(scan[0])["dataset_1"].to_hyperspy(lazy=True)
