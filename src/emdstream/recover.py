@@ -8,7 +8,7 @@ What ``recover`` decides from, in order (never from the wording of HDF5's errors
    shorter than its recorded end (a failed last write) is extended; the write flags a killed
    writer leaves set are cleared;
 3. the streaming state (``layout``): each stream still having one is finalized through the journal,
-   holding exactly the frames its last flush recorded as durable.
+   holding exactly the frames its last flush recorded as durable; then compacted (``compact``).
 
 A file a live writer holds (``filelock``) is refused. Killing ``recover`` itself at any moment
 leaves a file that a second ``recover`` finishes.
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import h5py
 
-from . import journal, layout
+from . import compact, journal, layout
 from .filelock import writer_holds
 from .reader import check_path, one_line, require_emd_like
 from .superblock import clear_consistency_flags, read_superblock
@@ -49,7 +49,7 @@ def recover(path: str | os.PathLike) -> RecoveryReport:
     RuntimeError while a writer holds it."""
     path = os.fspath(path)
     check_path(path)
-    changed = False
+    changed = compact.remove_leftover(path)
     if os.path.exists(journal.journal_path(path)):
         _refuse_if_held(path)
         changed = journal.replay(path) is True
@@ -70,6 +70,7 @@ def recover(path: str | os.PathLike) -> RecoveryReport:
     _refuse_if_held(path)
     clear_consistency_flags(path)
     counts = journal.finalize(path, RECOVERED)
+    compact.compact_if_worth_it(path)
     return RecoveryReport(path, True, {name: written for name, (written, _) in counts.items()})
 
 

@@ -12,7 +12,8 @@ back. What is durable when:
    waits for chunks still in the encoder pool; they are counted at the next one.
 3. On close: everything is written and flushed, the SWMR handle closed, and the file finalized
    through a journal (``journal``): a kill at any moment leaves either the streaming state or the
-   finished file, and ``recover`` completes it.
+   finished file, and ``recover`` completes it. A file with much dead space (slow streams rewrite
+   their partial chunk) is then compacted (``compact``).
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ import h5py
 
 from . import filelock, journal, layout, live_registry
 from .chunking import EncodedChunk
+from .compact import compact_if_worth_it
 from .encoder_pool import EncoderPool
 from .errors import WriterError
 
@@ -280,6 +282,7 @@ class WriterThread(threading.Thread):
             live_registry.close_live_readers(self.path)
             self.file.close()
             counts = journal.finalize(self.path, close.closing_comment)  # flock kept: recover waits
+            compact_if_worth_it(self.path)
         self.final_counts = {name: written for name, (written, _) in counts.items()}
         self._release_lock()
 
