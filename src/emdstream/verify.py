@@ -144,7 +144,7 @@ def _check_counts(group: h5py.Group, shape: tuple[int, ...]) -> list[str]:
                 f"and complete when it finishes a file)" for k in keys if k not in attrs]
     if "complete" in attrs and not bool(attrs["complete"]):
         problems.append(f"{where}: complete is False: the file was not finalized")
-    slots = frame_slots(shape)
+    slots = frame_slots(shape, attrs.get("frame_ndim"))
     written, dropped = int(attrs.get("frames_written", 0)), int(attrs.get("frames_dropped", 0))
     if written < 0 or dropped < 0:
         problems.append(f"{where}: negative frame count (frames_written={written}, "
