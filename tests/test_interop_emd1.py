@@ -258,3 +258,20 @@ def test_to_py4dstem_without_py4dstem_says_which_extra(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "py4DSTEM", None)
     with pytest.raises(ImportError, match=r"pip install 'emdstream\[py4dstem\]' in its own environment"):
         emdstream.open(path)["dataset_1"].to_py4dstem()
+
+
+def test_acquisition_with_streams_and_values_round_trips(tmp_path):
+    from emdstream import Acquisition, Stream
+
+    src, dst, back = (str(tmp_path / n) for n in ("run.emd", "run.h5", "back.emd"))
+    with Acquisition(src, scan_shape=(2, 3), streams=[Stream("diffraction", (8, 6)),
+                                                      Stream("haadf", (), "float32")]) as acq:
+        for i, frame in enumerate(detector_frames(6, (8, 6))):
+            acq["diffraction"].put(frame, stage_z=float(i))
+            acq["haadf"].put(np.float32(i))
+    report = to_emd1(src, dst)
+    assert report.arrays == ["diffraction 4-D DataCube", "haadf 2-D Array"]
+    to_emd02(dst, back)
+    assert fingerprint(back) == fingerprint(src)
+    with emdstream.open(back) as f:
+        np.testing.assert_array_equal(f["diffraction"].values["stage_z"], np.arange(6.0).reshape(2, 3))

@@ -186,3 +186,38 @@ def test_lazy_without_dask_says_which_extra(scan, monkeypatch):
     monkeypatch.setitem(sys.modules, "dask.array", None)
     with pytest.raises(ImportError, match=r"pip install 'emdstream\[dask\]'"):
         emdstream.open(scan[0])["dataset_1"].to_hyperspy(lazy=True)
+
+
+def test_multi_stream_acquisition_with_per_frame_values(tmp_path):
+    from emdstream import Acquisition, Stream
+
+    path = str(tmp_path / "run.emd")
+    scan_dims = [Dim("scan_y", "[nm]", scale=0.5), Dim("scan_x", "[nm]", scale=0.5)]
+    frames = detector_frames(6, (8, 6))
+    with Acquisition(path, scan_shape=(2, 3), microscope={"high_tension_kV": 80.0}, streams=[
+            Stream("diffraction", (8, 6), dims=scan_dims + [Dim("k_y"), Dim("k_x")]),
+            Stream("haadf", (), "float32", dims=scan_dims),
+            Stream("eels", (16,), "float32", dims=scan_dims + [Dim("energy", "[eV]", scale=0.25)])]) as acq:
+        for i, frame in enumerate(frames):
+            acq["diffraction"].put(frame, stage_z=10.0 + i)
+            acq["haadf"].put(np.float32(i))
+            acq["eels"].put(np.full(16, i, np.float32))
+    with emdstream.open(path) as f:
+        diffraction = f["diffraction"].to_hyperspy()
+        haadf = f["haadf"].to_hyperspy()
+        eels = f["eels"].to_hyperspy()
+        stamps = f["diffraction"].values["timestamp"]
+    assert type(diffraction) is hs.signals.Signal2D
+    assert diffraction.axes_manager.navigation_shape == (3, 2)
+    np.testing.assert_array_equal(diffraction.inav[2, 1].data, frames[5])
+    assert type(haadf) is hs.signals.Signal2D and haadf.axes_manager.signal_shape == (3, 2)
+    np.testing.assert_array_equal(haadf.data, np.arange(6, dtype=np.float32).reshape(2, 3))
+    assert haadf.axes_manager.signal_axes[0].units == "nm"
+    assert type(eels) is hs.signals.Signal1D and eels.axes_manager.navigation_shape == (3, 2)
+    assert eels.axes_manager.signal_axes[0].scale == 0.25 and eels.inav[1, 1].data[0] == 4
+    values = diffraction.original_metadata.frame_values
+    np.testing.assert_array_equal(values.stage_z, 10.0 + np.arange(6.0).reshape(2, 3))
+    start = np.datetime64(int(np.nanmin(stamps) * 1e6), "us")
+    assert diffraction.metadata.General.date == str(start.astype("datetime64[D]"))
+    for s in (diffraction, haadf, eels):
+        assert s.metadata.Acquisition_instrument.TEM.beam_energy == 80.0
