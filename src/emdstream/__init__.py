@@ -6,8 +6,10 @@
     f = emdstream.open("scan.emd")
 """
 from .acquisition import Acquisition
+from .dask_sink import write_dask  # imports dask only when called
 from .dims import Dim
 from .errors import EMDStreamError, QueueFullError, WriterClosedError, WriterError, WriterFullError
+from .master import write_master
 from .reader import EMDDataset, EMDFile, open
 from .recover import RecoveryReport, recover
 from .stream import Stream, StreamWriter
@@ -17,4 +19,4 @@ __version__ = "0.1.0"
 
 __all__ = ["Acquisition", "Dim", "Stream", "StreamWriter", "EMDDataset", "EMDFile", "EMDStreamError", "EMDWriter", "QueueFullError",
            "RecoveryReport", "WriterClosedError", "WriterError", "WriterFullError", "open",
-           "recover", "__version__"]
+           "recover", "write_dask", "write_master", "__version__"]

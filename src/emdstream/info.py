@@ -1,6 +1,7 @@
 """``emdstream info``: what an EMD file holds, as a dict (for ``--json``) or readable text."""
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -31,6 +32,7 @@ def describe(f: EMDFile) -> dict[str, Any]:
                       "last": _num(d.values[-1]) if len(d.values) else None}
                      for i, d in enumerate(ds.dims)],
         }
+        datasets[name].update(_parts(f, name, ds))
     return {"path": f.path, "emd_version": list(f.version), "datasets": datasets,
             "metadata": {g: {k: _jsonable(v) for k, v in attrs.items()}
                          for g, attrs in f.metadata.items()},
@@ -46,6 +48,7 @@ def format_text(info: dict[str, Any]) -> str:
                 f"  data    {tuple(d['shape'])} {d['dtype']}, chunks {tuple(d['chunks'] or ())}, "
                 f"{d['compression']}, ratio {ratio} ({d['stored_bytes'] / 1e6:.1f} MB stored)",
                 f"  frames  {d['frames_written']} written, {d['frames_dropped']} dropped"]
+        out += _format_parts(d)
         for dim in d["dims"]:
             span = (f"{dim['first']:g} .. {dim['last']:g}" if isinstance(dim["first"], (int, float))
                     else "")
@@ -89,6 +92,41 @@ def follow(path: str, interval: float = 1.0, out=print, stop_after: float | None
                 return False
             time.sleep(interval)
             f.refresh()
+
+
+def _parts(f: EMDFile, name: str, ds) -> dict[str, Any]:
+    """A master's parts (``write_master``: each part's file and counts now), or a part file's place
+    in the scan."""
+    from . import parts
+    from .master import MASTER_ATTR, master_parts
+
+    if MASTER_ATTR in ds.group.attrs:
+        found = master_parts(f.path).get(name, [])
+        return {"compression": "virtual (HDF5 VDS over the part files)",
+                "parts": [{k: st[k] for k in ("rank", "path", "present", "frames_written",
+                                              "frames_dropped", "frames", "finished", "problem")}
+                          for st in found]}
+    part = parts.describe(ds.group.attrs)
+    return {"part": json.loads(part)} if part else {}
+
+
+def _format_parts(d: dict[str, Any]) -> list[str]:
+    if "part" in d:
+        p = d["part"]
+        return [f"  part    {p['rank']} of {p['of']}, blocks of {p['block_frames']} frames of scan "
+                f"{tuple(p['scan_shape'])} (emdstream.write_master joins the parts)"]
+    if "parts" not in d:
+        return []
+    present = sum(p["present"] for p in d["parts"])
+    out = [f"  parts   {len(d['parts'])} files, {present} present (counts now)"]
+    for p in d["parts"]:
+        state = ("missing" if not p["present"] else
+                 f"{p['frames_written']} of {p['frames']} frames"
+                 + (f", {p['frames_dropped']} dropped" if p["frames_dropped"] else "")
+                 + (", finished" if p["finished"] else ", unfinished"))
+        out.append(f"    {p['rank']:>3}  {p['path']}  {state}"
+                   + (f"  ({p['problem']})" if p["problem"] and p["present"] else ""))
+    return out
 
 
 def _num(v):

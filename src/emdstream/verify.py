@@ -58,6 +58,7 @@ def verify(path: str | os.PathLike, readers: bool = False) -> list[str]:
             if isinstance(item, h5py.Group) and isinstance(item.get("data"), h5py.Dataset):
                 shapes[name] = item["data"].shape
     problems += _check_unfinished(path, unfinished)  # with the file closed: see filelock
+    problems += _check_master(path)
     unreadable = check_readable(path, list(shapes))
     problems += unreadable
     if readers and unreadable:
@@ -222,6 +223,14 @@ def _check_unfinished(path: str, committed: dict[str, Optional[int]]) -> list[st
             f"its writer stopped without closing (state group /{layout.state_path(name)} "
             f"left{count}): run emdstream recover {path}"))
     return problems
+
+
+def _check_master(path: str) -> list[str]:
+    """A master file (``write_master``): every part present, fitting, finished and complete, and
+    the master's counts those of the parts now (nothing for other files)."""
+    from .master import verify_master
+
+    return verify_master(path)
 
 
 def _is_int(value, want: int) -> bool:
