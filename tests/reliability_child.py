@@ -3,6 +3,10 @@
 usage: python reliability_child.py PATH MODE [options as key=value]
 MODE: "scan" (pre-allocated 4-D), "stack" (n_frames), "open" (open-ended).
 Frame i is ``expected_frame(i)``, so a test can check every stored frame.
+
+stdout: "started" once the writer exists; "put N" every 100 frames; "durable N" every 50 frames,
+N being ``writer.frames_written`` (frames the file already records as durable), so a test that
+kills this process knows a lower bound of what the file must keep.
 """
 import resource
 import signal
@@ -45,6 +49,8 @@ def main() -> None:
                 time.sleep(delay)
             if i % 100 == 0:
                 print(f"put {i + 1}", flush=True)
+            if i % 50 == 0:
+                print(f"durable {writer.frames_written}", flush=True)
         if opts.get("close", "yes") == "yes":
             writer.close()
     except Exception as exc:
