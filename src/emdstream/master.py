@@ -52,7 +52,8 @@ class PartStream:
     frame_shape: tuple[int, ...]
     dtype: np.dtype
     fillvalue: object
-    n_local: int                 # frames of the part's stack (its blocks' slots)
+    n_local: int                 # frames of the part's stack: its blocks' slots, fewer once a
+                                 # part stopped early is finished (trimmed)
     frames_written: int
     dropped_local: np.ndarray    # indices into the stack
     finished: bool               # False: streaming state left (being written, or killed)
@@ -372,14 +373,14 @@ def _check_together(by_rank: list[str], found: dict[str, PartFile]) -> PartFile:
                                 ("dtype", s.dtype, t.dtype),
                                 ("dims", [d.to_json() for d in s.dims], [d.to_json() for d in t.dims])):
                 if a != b:
-                    raise ValueError(f"/data/{name}: {pf.path} has {label} {a}, {t.path} has {b}: "
+                    raise ValueError(f"/data/{name}: {pf.path} has {label} {a}, {template.path} has {b}: "
                                      f"not parts of one scan")
     for pf in present:
         for name, s in pf.streams.items():
             want = s.part.slots(math.prod(s.scan_shape)).size
-            if s.n_local != want:
+            if s.n_local > want:  # fewer: a part stopped early is trimmed to its frames
                 raise ValueError(f"{pf.path}: /data/{name} holds {s.n_local} frame slots, part "
-                                 f"{s.part.rank} of {s.part.count} needs {want}")
+                                 f"{s.part.rank} of {s.part.count} has only {want}")
     return template
 
 
@@ -559,13 +560,13 @@ def part_status(master_path: str, name: str, rank: int, stored: str, master_attr
     if s is None:
         out["problem"] = f"part {rank} ({stored}) has no partitioned stream /data/{name}"
         return out
-    mine = (s.part.rank, s.part.count, s.part.block_frames, s.scan_shape, s.n_local,
-            s.frame_shape, str(s.dtype))
-    want = (rank, n, part.block_frames, scan_shape, slots, tuple(frame_shape), str(np.dtype(dtype)))
-    if mine != want:
+    mine = (s.part.rank, s.part.count, s.part.block_frames, s.scan_shape, s.frame_shape,
+            str(s.dtype))
+    want = (rank, n, part.block_frames, scan_shape, tuple(frame_shape), str(np.dtype(dtype)))
+    if mine != want or s.n_local > slots:
         out["problem"] = (f"part {rank} ({stored}) does not fit: (rank, parts, block_frames, "
-                          f"scan_shape, frames, frame shape, dtype) is {mine}, the master maps "
-                          f"{want}")
+                          f"scan_shape, frame shape, dtype) is {mine}, the master maps {want}; "
+                          f"it has {s.n_local} frame slots of {slots}")
         return out
     out.update(fits=True, frames_written=s.frames_written, frames_dropped=int(s.dropped_local.size),
                finished=s.finished)

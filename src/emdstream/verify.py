@@ -58,7 +58,7 @@ def verify(path: str | os.PathLike, readers: bool = False) -> list[str]:
             if isinstance(item, h5py.Group) and isinstance(item.get("data"), h5py.Dataset):
                 shapes[name] = item["data"].shape
     problems += _check_unfinished(path, unfinished)  # with the file closed: see filelock
-    problems += _check_master(path)
+    problems = _check_master(path, problems)
     unreadable = check_readable(path, list(shapes))
     problems += unreadable
     if readers and unreadable:
@@ -225,12 +225,18 @@ def _check_unfinished(path: str, committed: dict[str, Optional[int]]) -> list[st
     return problems
 
 
-def _check_master(path: str) -> list[str]:
+def _check_master(path: str, problems: list[str]) -> list[str]:
     """A master file (``write_master``): every part present, fitting, finished and complete, and
-    the master's counts those of the parts now (nothing for other files)."""
+    the master's counts those of the parts now. Its ``complete`` says whether every part was
+    finished; the master's own lines say which is not, in place of "not finalized"."""
     from .master import verify_master
 
-    return verify_master(path)
+    found = verify_master(path)
+    if not found:
+        return problems
+    groups = {line.split(":", 1)[0] for line in found}
+    return [p for p in problems if not (p.split(":", 1)[0] in groups and "complete is False" in p)
+            ] + found
 
 
 def _is_int(value, want: int) -> bool:
