@@ -12,18 +12,51 @@ import emdstream
 from emdstream import EMDWriter
 
 
-def test_second_close_waits_until_the_file_is_finished(tmp_path):
+def test_second_close_waits_until_the_file_is_finished(tmp_path, monkeypatch):
     path = str(tmp_path / "double.emd")
-    w = EMDWriter(path, (128, 128), "uint16", compression="gzip")
+    w = EMDWriter(path, (128, 128), "uint16", compression="gzip", workers=1, queue_frames=600)
+    # the writer cannot finish the file until the gate opens: the first close is held mid-way
+    gate = threading.Event()
+    encode = w._thread.encoder.encode
+
+    def gated_encode(chunk):
+        assert gate.wait(30), "the test never opened the gate"
+        return encode(chunk)
+
+    monkeypatch.setattr(w._thread.encoder, "encode", gated_encode)
     frame = np.random.default_rng(0).poisson(3, (128, 128)).astype(np.uint16)
     for _ in range(600):
         w.put(frame)
     first = threading.Thread(target=w.close)
-    first.start()
-    time.sleep(0.01)
-    w.close()  # while the first close is still writing
-    assert w.frames_written == 600  # finished, not merely "closed"
+    second_returned = threading.Event()
+    seen_by_second = {}
+
+    def second_close():
+        w.close()  # while the first close is still writing
+        seen_by_second["frames_written"] = w.frames_written  # finished, not merely "closed"
+        with emdstream.open(path) as f:
+            seen_by_second["complete"] = f["dataset_1"].complete
+            seen_by_second["in_file"] = f["dataset_1"].frames_written
+        second_returned.set()
+
+    second = threading.Thread(target=second_close)
+    try:
+        first.start()
+        deadline = time.monotonic() + 10
+        while not w.closed:  # the first close has started
+            assert time.monotonic() < deadline, "the first close never started"
+            time.sleep(0.001)
+        second.start()
+        # nothing can be finished while the gate is shut, so the second close must still wait
+        assert not second_returned.wait(0.3), "the second close returned before the file was finished"
+        assert w.frames_written == 0 and first.is_alive()  # both closes really overlap
+    finally:
+        gate.set()
+    assert second_returned.wait(30), "the second close never returned"
     first.join(30)
+    second.join(30)
+    assert not first.is_alive() and not second.is_alive()
+    assert seen_by_second == {"frames_written": 600, "complete": True, "in_file": 600}
     with emdstream.open(path) as f:
         assert f["dataset_1"].complete and f["dataset_1"].frames_written == 600
 
@@ -51,7 +84,7 @@ def test_forked_child_exits_without_waiting_for_the_parents_writer(tmp_path):
     out = subprocess.run([sys.executable, "-c", FORK.format(path=path)], capture_output=True,
                          text=True, timeout=60)
     assert out.returncode == 0, out.stderr
-    assert "frames 1" in out.stdout
+    assert "frames 1" in out.stdout.splitlines(), out.stdout  # exactly one frame, counted
     assert emdstream.open(path)["dataset_1"].frames_written == 1
 
 
