@@ -7,6 +7,8 @@ import hdf5plugin
 import numpy as np
 import pytest
 
+from emdstream import EMDWriter
+
 COMPRESSIONS = ["bslz4", "zstd", "blosc-lz4", "gzip", None]
 
 
@@ -25,9 +27,17 @@ def detector_frames(n, shape=(32, 32), dtype="uint16", seed=0):
     return np.clip(frames, *(np.iinfo(dtype).min, np.iinfo(dtype).max)).astype(dtype)
 
 
-@pytest.fixture
-def emd_path(tmp_path):
-    return str(tmp_path / "test.emd")
+def write_frames(path, frames, **writer_kwargs):
+    """Write ``frames`` (an array, one frame per item of axis 0) with one EMDWriter, closed on
+    return; every frame must be taken. Frame shape and dtype are the array's; one compression
+    thread unless ``workers`` is given. Returns the closed writer."""
+    frames = np.asarray(frames)
+    writer_kwargs.setdefault("workers", 1)
+    with EMDWriter(path, frames.shape[1:], frames.dtype, **writer_kwargs) as w:
+        for frame in frames:
+            assert w.put(frame) is True
+    assert w.frames_written == len(frames)
+    return w
 
 
 def run_python(code: str, timeout=60, **kw):

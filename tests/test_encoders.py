@@ -12,7 +12,7 @@ import h5py
 import hdf5plugin  # noqa: F401  (registers the filters for plain h5py reads)
 import numpy as np
 import pytest
-from conftest import COMPRESSIONS
+from conftest import COMPRESSIONS, write_frames
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -42,14 +42,6 @@ def sample_values(shape, dtype, seed=0):
     k = min(n, specials.size)
     flat[rng.choice(n, size=k, replace=False)] = specials[:k]
     return flat.reshape(shape)
-
-
-def write_stream(path, frames, frame_shape, dtype, compression, chunk_frames, **kw):
-    with EMDWriter(path, frame_shape, dtype, compression=compression, chunk_frames=chunk_frames,
-                   workers=1, **kw) as w:
-        for frame in frames:
-            assert w.put(frame) is True
-    return w
 
 
 def expected_array(frames, kw):
@@ -139,7 +131,7 @@ def test_writer_roundtrip_every_dtype(tmp_path, compression, dtype):
     # 10 frames of 7x13 in chunks of 4: the last chunk holds 2 frames
     path = str(tmp_path / "s.emd")
     frames = sample_values((10, 7, 13), dtype, seed=1)
-    write_stream(path, frames, (7, 13), dtype, compression, chunk_frames=4, n_frames=10)
+    write_frames(path, frames, compression=compression, chunk_frames=4, n_frames=10)
     check_file(path, frames)
 
 
@@ -161,7 +153,7 @@ def test_writer_roundtrip_odd_shapes_and_partial_chunks(tmp_path, compression, l
                                                         dtype, kw, n, k):
     path = str(tmp_path / f"{label}.emd")
     frames = sample_values((n,) + frame_shape, dtype, seed=n)
-    write_stream(path, frames, frame_shape, dtype, compression, chunk_frames=k, **kw)
+    write_frames(path, frames, compression=compression, chunk_frames=k, **kw)
     check_file(path, expected_array(frames, kw))
 
 
@@ -198,7 +190,7 @@ def test_property_write_then_read_is_identity(case):
     frames = sample_values((n,) + frame_shape, dtype, seed=seed)
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "p.emd")
-        write_stream(path, frames, frame_shape, dtype, compression, chunk_frames, **kw)
+        write_frames(path, frames, compression=compression, chunk_frames=chunk_frames, **kw)
         with h5py.File(path, "r") as f:
             assert_bitwise_equal(f["data/dataset_1/data"][()], expected_array(frames, kw))
             assert int(f["data/dataset_1"].attrs["frames_written"]) == n

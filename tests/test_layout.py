@@ -7,7 +7,7 @@ import time
 import h5py
 import numpy as np
 import pytest
-from conftest import detector_frames
+from conftest import detector_frames, write_frames
 
 import emdstream
 from emdstream import Dim, EMDWriter
@@ -31,18 +31,10 @@ def parse_key(key):
     return dt.datetime.strptime(key.partition(" #")[0], UTC_KEY_FORMAT).replace(tzinfo=dt.timezone.utc)
 
 
-def write(path, frames, **kw):
-    frame_shape = frames.shape[1:]
-    with EMDWriter(path, frame_shape, frames.dtype, workers=1, **kw) as w:
-        for frame in frames:
-            w.put(frame)
-    return w
-
-
 def test_root_data_group_and_metadata_groups(tmp_path):
     path = str(tmp_path / "l.emd")
     frames = detector_frames(6, (8, 10))
-    write(path, frames, scan_shape=(2, 3), name="scan_a", microscope={"voltage_kV": 300},
+    write_frames(path, frames, scan_shape=(2, 3), name="scan_a", microscope={"voltage_kV": 300},
           user={"operator": "ada"}, sample={"thickness_nm": 12.5})
     with h5py.File(path, "r") as f:
         assert int(f.attrs["version_major"]) == 0
@@ -68,7 +60,7 @@ def test_root_data_group_and_metadata_groups(tmp_path):
 
 def test_metadata_groups_exist_even_when_empty(tmp_path):
     path = str(tmp_path / "e.emd")
-    write(path, detector_frames(2, (4, 4)), n_frames=2)
+    write_frames(path, detector_frames(2, (4, 4)), n_frames=2)
     with h5py.File(path, "r") as f:
         for g in ("microscope", "user", "sample"):
             assert isinstance(f[g], h5py.Group)
@@ -85,7 +77,7 @@ def test_metadata_groups_exist_even_when_empty(tmp_path):
 def test_default_dims(tmp_path, label, frame_shape, kw, n, want):
     path = str(tmp_path / f"{label}.emd")
     frames = np.arange(n * int(np.prod(frame_shape)), dtype=np.uint16).reshape((n,) + frame_shape)
-    write(path, frames, chunk_frames=2, **kw)
+    write_frames(path, frames, chunk_frames=2, **kw)
     with h5py.File(path, "r") as f:
         group = f["data/dataset_1"]
         shape = group["data"].shape
@@ -110,7 +102,7 @@ def test_custom_dims_scale_offset_and_values(tmp_path):
     dims = [Dim("scan_y", "[nm]", scale=0.5, offset=-1.0), Dim("scan_x", "[nm]", scale=0.25),
             Dim("q", "[1/nm]", scale=0.01, offset=0.2), Dim("energy", "[eV]", values=energies)]
     frames = detector_frames(6, (5, 9))
-    write(path, frames, scan_shape=(2, 3), dims=dims)
+    write_frames(path, frames, scan_shape=(2, 3), dims=dims)
     with h5py.File(path, "r") as f:
         g = f["data/dataset_1"]
         np.testing.assert_allclose(g["dim1"][()], -1.0 + 0.5 * np.arange(2))
@@ -138,7 +130,7 @@ def test_invalid_dims_are_refused_before_the_file_exists(tmp_path, kw, exc):
 def test_open_ended_dim1_is_trimmed_with_the_data(tmp_path):
     path = str(tmp_path / "o.emd")
     dims = [Dim("time", "[ms]", scale=2.5, offset=10.0), Dim("y"), Dim("x")]
-    write(path, detector_frames(7, (16, 16)), dims=dims, chunk_frames=3)
+    write_frames(path, detector_frames(7, (16, 16)), dims=dims, chunk_frames=3)
     with h5py.File(path, "r") as f:
         g = f["data/dataset_1"]
         assert g["data"].shape == (7, 16, 16)
@@ -153,7 +145,7 @@ def test_dims_accept_numpy_scalar_scale(tmp_path, scale):
     path = str(tmp_path / "n.emd")
     offset = type(scale)(1)
     dims = [Dim("time", "[s]", scale=scale, offset=offset), Dim("y"), Dim("x")]
-    write(path, detector_frames(3, (4, 4)), dims=dims)
+    write_frames(path, detector_frames(3, (4, 4)), dims=dims)
     with h5py.File(path, "r") as f:
         np.testing.assert_allclose(f["data/dataset_1/dim1"][()], 1.0 + float(scale) * np.arange(3))
     assert os.listdir(tmp_path) == ["n.emd"]
@@ -165,7 +157,7 @@ def test_open_ended_small_frames_do_not_bloat_the_file(tmp_path):
     path = str(tmp_path / "small.emd")
     frames = detector_frames(10, (8, 8))
     t0 = time.monotonic()
-    write(path, frames, compression=None)
+    write_frames(path, frames, compression=None)
     elapsed = time.monotonic() - t0
     with h5py.File(path, "r") as f:
         assert f["data/dataset_1/data"].shape == (10, 8, 8)
@@ -241,7 +233,7 @@ def test_metadata_round_trip(tmp_path):
                   "aberrations": arr_f, "np_int": np.int16(-7), "np_float": np.float32(0.25)}
     user = {"name": "Ada", "count": 0, "flag": False}
     sample = {"grid": arr_i, "mask": arr_b, "list_of_floats": [1.5, 2.5]}
-    write(path, detector_frames(2, (4, 4)), n_frames=2, microscope=microscope, user=user,
+    write_frames(path, detector_frames(2, (4, 4)), n_frames=2, microscope=microscope, user=user,
           sample=sample)
 
     def check(got, want):
@@ -331,6 +323,6 @@ def test_open_api_on_a_live_file_then_after_close(tmp_path):
 def test_two_writers_two_names_in_separate_files_keep_their_names(tmp_path):
     for name in ("a", "b_2"):
         path = str(tmp_path / f"{name}.emd")
-        write(path, detector_frames(2, (4, 4)), n_frames=2, name=name)
+        write_frames(path, detector_frames(2, (4, 4)), n_frames=2, name=name)
         with h5py.File(path, "r") as f:
             assert list(f["data"].keys()) == [name]

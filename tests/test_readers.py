@@ -4,9 +4,9 @@ import subprocess
 import h5py
 import numpy as np
 import pytest
-from conftest import COMPRESSIONS, detector_frames, h5dump_env, requires_h5dump
+from conftest import COMPRESSIONS, detector_frames, h5dump_env, requires_h5dump, write_frames
 
-from emdstream import Dim, EMDWriter
+from emdstream import Dim
 
 # (label, frame_shape, writer kwargs, n frames) -> data of 2, 3 and 4 dimensions
 LAYOUTS = [
@@ -17,17 +17,17 @@ LAYOUTS = [
 DTYPES = ["uint8", "uint16", "uint32", "float32"]
 
 
-def write(path, frames, frame_shape, compression, **kw):
+def write(path, frames, compression, **kw):
+    """The frames in a file with named dims of units and scales that differ per axis; returns the
+    dims."""
+    frame_shape = frames.shape[1:]
     ndim = len(frame_shape) + (len(kw["scan_shape"]) if "scan_shape" in kw else 1)
     names = ["scan_y", "scan_x", "k_y", "k_x"][-ndim:] if ndim == 4 else \
         ["time", "k_y", "k_x"][:ndim] if ndim == 3 else ["time", "energy"]
     units = ["[nm]", "[nm]", "[px]", "[px]"][-ndim:] if ndim == 4 else ["[s]", "[px]", "[px]"][:ndim]
     scales = [0.25, 0.5, 1.0, 2.0][:ndim]
     dims = [Dim(n, u, scale=s) for n, u, s in zip(names, units, scales)]
-    with EMDWriter(path, frame_shape, frames.dtype, compression=compression, dims=dims,
-                   chunk_frames=4, **kw) as w:
-        for frame in frames:
-            w.put(frame)
+    write_frames(path, frames, compression=compression, dims=dims, chunk_frames=4, **kw)
     return dims
 
 
@@ -47,7 +47,7 @@ def test_ncempy_rsciio_h5py_read_what_was_put(tmp_path, compression, dtype, labe
     path = str(tmp_path / f"{label}.emd")
     frames = detector_frames(n, frame_shape if len(frame_shape) == 2 else (1,) + frame_shape,
                              dtype).reshape((n,) + frame_shape)
-    dims = write(path, frames, frame_shape, compression, **kw)
+    dims = write(path, frames, compression, **kw)
     want = expected(frames, kw)
 
     with h5py.File(path, "r") as f:  # plain h5py (+ hdf5plugin imported by conftest)
@@ -73,7 +73,7 @@ def test_ncempy_rsciio_h5py_read_what_was_put(tmp_path, compression, dtype, labe
 def test_hdf5_1_10_tools_read_the_file(tmp_path, compression):
     path = str(tmp_path / "tools.emd")
     frames = detector_frames(6, (8, 8), "uint16")
-    write(path, frames, (8, 8), compression, scan_shape=(2, 3))
+    write(path, frames, compression, scan_shape=(2, 3))
     out = subprocess.run(["h5dump", "-d", "/data/dataset_1/data", "-s", "1,2,0,0", "-c", "1,1,1,8",
                           path], capture_output=True, text=True, env=h5dump_env(), timeout=60)
     assert out.returncode == 0, out.stderr
