@@ -3,6 +3,7 @@ import os
 
 import numpy as np
 import pytest
+from conftest import write_frames
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -39,8 +40,7 @@ def test_metadata_round_trips_or_is_refused_before_the_file_exists(tmp_path, goo
             EMDWriter(path, FRAME, "uint8", n_frames=1, microscope=metadata)
         assert not os.path.exists(path)
         return
-    with EMDWriter(path, FRAME, "uint8", n_frames=1, microscope=metadata) as w:
-        w.put(np.zeros(FRAME, np.uint8))
+    write_frames(path, np.zeros((1,) + FRAME, np.uint8), n_frames=1, microscope=metadata)
     with emdstream.open(path) as f:
         got = f.metadata["microscope"]
     assert set(got) == set(metadata)

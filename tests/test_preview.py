@@ -5,9 +5,10 @@ import sys
 import h5py
 import numpy as np
 import pytest
+from conftest import write_frames
 from test_cli import emdstream_cli, refuses_to_overwrite
 
-from emdstream import Dim, EMDWriter
+from emdstream import Dim
 from emdstream.preview import INSTALL_HINT, compute_panels, preview
 from emdstream.simulate import Simulated4DSTEM, simulate
 
@@ -50,17 +51,15 @@ def test_frames_never_written_are_left_out(tmp_path):
 def _write_3d(path):
     yy, xx = np.mgrid[:40, :50]
     dims = [Dim("time", "[s]", scale=0.1), Dim("y", "[um]", scale=0.2), Dim("x", "[um]", scale=0.2)]
-    with EMDWriter(path, (40, 50), "float32", dims=dims) as w:
-        for t in range(6):
-            w.put((np.sin(xx / 5 + t) * np.cos(yy / 7)).astype("float32"))
+    frames = np.stack([np.sin(xx / 5 + t) * np.cos(yy / 7) for t in range(6)]).astype("float32")
+    write_frames(path, frames, dims=dims)
 
 
 def _write_2d(path):
     energy = np.arange(64)
     dims = [Dim("time", "[s]", scale=0.5), Dim("energy", "[eV]", scale=2.0, offset=100)]
-    with EMDWriter(path, (64,), "uint16", n_frames=30, dims=dims) as w:
-        for t in range(30):
-            w.put((10 + 50 * np.exp(-(energy - 20 - t / 2) ** 2 / 20)).astype("uint16"))
+    frames = np.stack([10 + 50 * np.exp(-(energy - 20 - t / 2) ** 2 / 20) for t in range(30)])
+    write_frames(path, frames.astype("uint16"), n_frames=30, dims=dims)
 
 
 def _write_1d(path):  # emdstream writes 2-D and up; a 1-D EMD file from other software
