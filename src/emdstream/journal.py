@@ -23,6 +23,7 @@ import hashlib
 import io
 import os
 import struct
+import time
 from typing import Optional
 
 import h5py
@@ -203,9 +204,12 @@ def _parse(blob: bytes) -> Optional[tuple[dict[int, bytes], int]]:
 
 def _apply(path: str, pages, size: int) -> None:
     fd = os.open(path, os.O_RDWR)
+    delay = float(os.environ.get("EMDSTREAM_TEST_APPLY_DELAY", 0))  # tests: widen the window
     try:
         for page in sorted(pages):
             os.pwrite(fd, pages[page], page * PAGE)
+            if delay:
+                time.sleep(delay)
         os.ftruncate(fd, size)
         os.fsync(fd)
     finally:

@@ -1,0 +1,55 @@
+"""A producer for the close/recover kill campaigns: an acquisition of two streams whose close()
+takes long (many comments to finalize), printing what it knows at each step.
+
+usage: python close_child.py PATH N_COMMENTS [stop]
+Prints ``started``, then ``closing D`` (D: frames the file records as durable before close) and
+``closed N`` after close(); with ``stop`` it sleeps after putting the frames instead of closing
+(the parent kills it: a file for ``recover``).
+"""
+import sys
+import time
+
+import numpy as np
+
+from emdstream import Acquisition, Stream
+
+N_FRAMES = 120
+SHAPE = (16, 16)
+
+
+def frame(i: int) -> np.ndarray:
+    return np.full(SHAPE, i, np.uint16) + np.arange(SHAPE[1], dtype=np.uint16)
+
+
+def main() -> None:
+    path, n_comments = sys.argv[1], int(sys.argv[2])
+    acq = Acquisition(path, [Stream("frames", SHAPE, "uint16", chunk_frames=8),
+                             Stream("haadf", (), "float32", chunk_frames=8)],
+                      scan_shape=(12, 10), flush_seconds=0.05, overwrite=True)
+    print("started", flush=True)
+    for i in range(N_FRAMES):
+        acq["frames"].put(frame(i), z=i * 0.5)
+        acq["haadf"].put(float(i))
+    for i in range(n_comments):
+        acq.comment(f"event {i}: " + "x" * 40)
+    if sys.argv[3:] == ["stop"]:
+        time.sleep(0.3)  # two flushes: the frames and comments are durable
+        print("durable", acq["frames"].frames_written, flush=True)
+        time.sleep(60)
+    interrupted, announced = False, False
+    while True:  # Ctrl-C inside close(): the interrupt reaches us, and close() again finishes
+        try:
+            if not announced:
+                print("closing", acq["frames"].frames_written, flush=True)
+                announced = True
+            acq.close()
+            break
+        except KeyboardInterrupt:
+            interrupted = True
+    if interrupted:
+        print("interrupted", flush=True)
+    print("closed", acq["frames"].frames_written, flush=True)
+
+
+if __name__ == "__main__":
+    main()
