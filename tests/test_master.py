@@ -11,6 +11,7 @@ import h5py
 import hdf5plugin  # noqa: F401
 import numpy as np
 import pytest
+from conftest import h5dump_env, requires_h5dump
 
 import emdstream
 from emdstream import Acquisition, Dim, EMDWriter, Stream, write_master
@@ -18,8 +19,6 @@ from emdstream.info import describe, format_text
 from emdstream.master import _create_virtual, part_mappings, verify_master
 from emdstream.parts import Part
 from emdstream.verify import verify
-
-from conftest import h5dump_env, requires_h5dump
 
 SCAN = (6, 10)          # 60 slots, rows of 10
 BLOCK = 7               # blocks cross rows, last block partial
@@ -315,7 +314,7 @@ def test_parts_that_do_not_belong_together_are_refused(partset, tmp_path):
     _, master, parts, _ = partset
     other = str(tmp_path / "other.part1.emd")
     with EMDWriter(other, FRAME, "uint16", scan_shape=SCAN, part=(1, N), block_frames=5) as w:
-        for s in Part(1, N, 5).slots(60):
+        for _ in Part(1, N, 5).slots(60):
             w.put(np.zeros(FRAME, np.uint16))
     target = str(tmp_path / "bad.emd")
     with pytest.raises(ValueError, match="block_frames"):
