@@ -21,13 +21,14 @@ from typing import Any, Optional
 import hdf5plugin
 import numpy as np
 
-COMPRESSIONS = ("bslz4", "zstd", "blosc-lz4", "gzip", None)
-
-
 class ChunkEncoder:
-    """Base: no filter; the chunk's raw bytes."""
+    """Base: no filter; the chunk's raw bytes. Each subclass names itself (``name``, what
+    ``compression=`` takes) and the HDF5 filter that decodes its chunks (``filter_id``); the
+    registry of names (``COMPRESSIONS``) is built from the subclasses."""
 
     name: Optional[str] = None
+    filter_id: Optional[int] = None  # HDF5 filter id (None: no filter)
+    label: str = "none"              # how ``info`` names the filter
 
     def dataset_options(self) -> dict[str, Any]:
         """Keywords for ``h5py.Group.create_dataset`` that declare the matching HDF5 filter."""
@@ -42,7 +43,7 @@ class ChunkEncoder:
 
 
 class BitshuffleLZ4(ChunkEncoder):
-    name = "bslz4"
+    name, filter_id, label = "bslz4", 32008, "bitshuffle+lz4"
     BLOCK_BYTES = 8192  # bitshuffle's default block: 8 KiB per block of elements
 
     def dataset_options(self) -> dict[str, Any]:
@@ -60,7 +61,7 @@ class BitshuffleLZ4(ChunkEncoder):
 
 
 class Zstd(ChunkEncoder):
-    name = "zstd"
+    name, filter_id, label = "zstd", 32015, "zstd"
 
     def __init__(self, level: int = 3):
         from numcodecs import Zstd as _Zstd
@@ -76,7 +77,7 @@ class Zstd(ChunkEncoder):
 
 
 class BloscLZ4(ChunkEncoder):
-    name = "blosc-lz4"
+    name, filter_id, label = "blosc-lz4", 32001, "blosc"
 
     def __init__(self, level: int = 5):
         from numcodecs import Blosc
@@ -93,7 +94,7 @@ class BloscLZ4(ChunkEncoder):
 
 
 class GzipShuffle(ChunkEncoder):
-    name = "gzip"
+    name, filter_id, label = "gzip", 1, "gzip"
 
     def __init__(self, level: int = 4):
         self.level = level
@@ -108,27 +109,31 @@ class GzipShuffle(ChunkEncoder):
         return zlib.compress(shuffled.data, self.level)
 
 
-_ENCODERS = {"bslz4": BitshuffleLZ4, "zstd": Zstd, "blosc-lz4": BloscLZ4, "gzip": GzipShuffle,
-             None: ChunkEncoder, "none": ChunkEncoder}
+_ENCODERS: dict[Optional[str], type[ChunkEncoder]] = {
+    cls.name: cls for cls in (ChunkEncoder, *ChunkEncoder.__subclasses__())}
+COMPRESSIONS = tuple(name for name in _ENCODERS if name) + (None,)
+_LABELS = {2: "shuffle", 32026: "blosc2", 32000: "lzf", 3: "fletcher32",
+           **{cls.filter_id: cls.label for cls in _ENCODERS.values() if cls.filter_id}}
 
 
-def get_encoder(compression: Optional[str]) -> ChunkEncoder:
-    """The encoder for a compression name (see ``COMPRESSIONS``); ValueError for unknown names."""
+def get_encoder(compression) -> ChunkEncoder:
+    """The encoder for ``compression``: a name in ``COMPRESSIONS`` ("none" = None) or an encoder
+    object (e.g. ``Zstd(level=9)``), returned as it is. ValueError for anything else."""
+    if isinstance(compression, ChunkEncoder):
+        return compression
+    if compression == "none":
+        compression = None
     try:
         return _ENCODERS[compression]()
     except (KeyError, TypeError):
-        raise ValueError(f"compression must be one of {COMPRESSIONS} ('none' = None), "
+        raise ValueError(f"compression must be one of {COMPRESSIONS} ('none' = None) or an "
+                         f"encoder object such as emdstream.encoders.Zstd(level=9), "
                          f"got {compression!r}") from None
 
 
 def describe_filters(dataset) -> str:
     """Human-readable name of the filters of an h5py dataset, e.g. ``bitshuffle+lz4``."""
-    names = {"32008": "bitshuffle+lz4", "32015": "zstd", "32001": "blosc", "32026": "blosc2",
-             "gzip": "gzip", "shuffle": "shuffle", "lzf": "lzf", "fletcher32": "fletcher32"}
     plist = dataset.id.get_create_plist()
-    found = []
-    for i in range(plist.get_nfilters()):
-        code, _flags, _opts, label = plist.get_filter(i)
-        found.append(names.get(str(code), names.get(label.decode(errors="replace"), str(code)))
-                     if code not in (1, 2) else ("gzip" if code == 1 else "shuffle"))
+    found = [_LABELS.get(plist.get_filter(i)[0], str(plist.get_filter(i)[0]))
+             for i in range(plist.get_nfilters())]
     return "+".join(found) if found else "none"
