@@ -6,7 +6,8 @@ import shutil
 import h5py
 import numpy as np
 import pytest
-from test_cli import emdstream_cli, killed_writer_file
+from test_cli import emdstream_cli
+from test_crash import start_child
 
 from emdstream.simulate import simulate
 from emdstream.verify import iter_blocks, verify
@@ -123,8 +124,23 @@ def test_a_truncated_file_is_reported(good, tmp_path):
     assert len(problems) == 1 and "HDF5 cannot open it" in problems[0] and "truncated" in problems[0]
 
 
+def killed_after_a_flush(path) -> str:
+    """A scan file whose writer was killed (SIGKILL) after it had counted frames as durable."""
+    child = start_child(str(path), "scan", "flush=0.05")
+    try:
+        for line in child.stdout:
+            if line.startswith("durable ") and int(line.split()[1]) > 0:
+                break
+        else:
+            raise AssertionError(f"the writer never flushed: {child.stderr.read()}")
+    finally:
+        child.kill()
+        child.communicate()
+    return str(path)
+
+
 def test_an_unfinished_file_says_run_recover_and_passes_after_it(tmp_path):
-    path = killed_writer_file(tmp_path / "killed.emd")
+    path = killed_after_a_flush(tmp_path / "killed.emd")
     problems = verify(path)
     assert len(problems) == 1
     assert problems[0].startswith("/data/dataset_1: unfinished: its writer stopped without closing")
