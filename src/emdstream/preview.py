@@ -1,8 +1,10 @@
 """``emdstream preview``: a picture of what a file holds.
 
-4-D (4D-STEM): the mean diffraction pattern (log scale) beside a virtual bright-field image, the
-detector summed inside the central disk (pixels of the mean pattern above half its maximum).
-3-D: one frame beside the mean frame. 2-D: the image. 1-D: a line plot. Means and sums stream over
+A scan of 2-D frames (4D-STEM): the mean diffraction pattern (log scale) beside a virtual
+bright-field image, the detector summed inside the central disk (pixels of the mean pattern above
+half its maximum). A stack of frames: one frame beside the mean frame. Spectra: the mean spectrum
+and the total per position. Single values per position (HAADF): the image. A file of several
+streams shows them all, the HAADF image first. Means and sums stream over
 chunk-aligned blocks, so the file need not fit in memory; frame slots without a frame (dropped, or
 a scan stopped early) are left out. Axes carry the dims' names, units and values.
 """
@@ -36,9 +38,15 @@ class Panel:
 
 
 # --- the arrays ----------------------------------------------------------------------------------
+def frame_ndim(ds: EMDDataset) -> int:
+    """How many trailing axes a frame has (emdstream records it; else 2, or 1 for 2-D data)."""
+    n = ds.group.attrs.get("frame_ndim")
+    return int(n) if n is not None else min(2, ds.data.ndim - 1)
+
+
 def valid_frames(ds: EMDDataset) -> np.ndarray:
-    """Boolean over the frame axes (all but the last two): True where a frame was written."""
-    lead = ds.data.shape[:-2]
+    """Boolean over the frame-slot axes: True where a frame was written."""
+    lead = ds.data.shape[:ds.data.ndim - frame_ndim(ds)]
     valid = np.zeros(math.prod(lead), dtype=bool)
     valid[:ds.frame_slots] = True
     dropped = np.asarray(ds.dropped_frames, dtype=np.int64)
@@ -48,7 +56,7 @@ def valid_frames(ds: EMDDataset) -> np.ndarray:
 
 def mean_frame(ds: EMDDataset, valid: np.ndarray) -> np.ndarray:
     """The mean of the written frames (float64), summed block by block."""
-    data, n_lead = ds.data, ds.data.ndim - 2
+    data, n_lead = ds.data, valid.ndim
     total = np.zeros(data.shape[n_lead:], dtype=np.float64)
     for sel in iter_blocks(data, BLOCK_BYTES):
         keep = valid[sel[:n_lead]]
@@ -68,7 +76,7 @@ def bright_field_disk(mean: np.ndarray) -> np.ndarray:
 def virtual_image(ds: EMDDataset, detector: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """Per scan position, the counts inside ``detector`` (a mask over the frame); NaN where no
     frame was written."""
-    data, n_lead = ds.data, ds.data.ndim - 2
+    data, n_lead = ds.data, valid.ndim
     image = np.zeros(data.shape[:n_lead], dtype=np.float64)
     for sel in iter_blocks(data, BLOCK_BYTES):
         inside = detector[sel[n_lead:]]
@@ -79,47 +87,65 @@ def virtual_image(ds: EMDDataset, detector: np.ndarray, valid: np.ndarray) -> np
 
 
 def panels(ds: EMDDataset) -> list[Panel]:
-    """What ``preview`` draws for a dataset, by its number of dimensions."""
-    dims, ndim = ds.dims, ds.data.ndim
-    if ndim in (3, 4):
-        valid = valid_frames(ds)
-        if not valid.any():
-            raise ValueError(f"/data/{ds.name} has no frames written; nothing to preview")
-        mean = mean_frame(ds, valid)
-        frame_axes = (dims[-2], dims[-1])
-        if ndim == 3:
-            first = int(np.argmax(valid))
-            return [Panel(f"frame {first}", ds.data[first].astype(np.float64), frame_axes),
-                    Panel(f"mean of {int(valid.sum())} frames", mean, frame_axes)]
+    """What ``preview`` draws for a dataset, by the shape of its frames and of their grid."""
+    dims, n_frame = ds.dims, frame_ndim(ds)
+    n_lead = ds.data.ndim - n_frame
+    if n_frame == 0 or (n_frame == 1 and n_lead == 1):  # HAADF image; a series of spectra
+        return _plain(ds)
+    valid = valid_frames(ds)
+    if not valid.any():
+        raise ValueError(f"/data/{ds.name} has no frames written; nothing to preview")
+    mean = mean_frame(ds, valid)
+    frame_axes = tuple(dims[n_lead:])
+    if n_frame == 1 and n_lead == 2:  # a scan of spectra: the mean one, the total per position
+        everywhere = np.ones(mean.shape, dtype=bool)
+        return [Panel(f"{ds.name}: mean of {int(valid.sum())} spectra", mean, frame_axes),
+                Panel(f"{ds.name}: total counts", virtual_image(ds, everywhere, valid),
+                      (dims[0], dims[1]))]
+    if n_frame == 2 and n_lead == 1:
+        first = int(np.argmax(valid))
+        return [Panel(f"frame {first}", ds.data[first].astype(np.float64), frame_axes),
+                Panel(f"mean of {int(valid.sum())} frames", mean, frame_axes)]
+    if n_frame == 2 and n_lead == 2:
         disk = bright_field_disk(mean)
         return [Panel("mean diffraction pattern (log)", mean, frame_axes, log=True, outline=disk),
                 Panel("virtual bright field", virtual_image(ds, disk, valid), (dims[0], dims[1]))]
-    if ndim == 2:
+    raise ValueError(f"/data/{ds.name} has {ds.data.ndim} dimensions; preview shows scans and "
+                     f"stacks of 2-D frames, spectra and single values")
+
+
+def _plain(ds: EMDDataset) -> list[Panel]:
+    """A 2-D image (every n-th pixel of a big one) or a line."""
+    dims = ds.dims
+    if ds.data.ndim == 2:
         step = [max(1, math.ceil(n / MAX_IMAGE_SIDE)) for n in ds.data.shape]
         image = ds.data[::step[0], ::step[1]].astype(np.float64)
         axes = tuple(Dim(d.name, d.units, values=d.values[::s]) for d, s in zip(dims, step))
         title = ds.name if step == [1, 1] else f"{ds.name} (every {step[0]}x{step[1]} pixel)"
         return [Panel(title, image, axes)]
-    if ndim == 1:
+    if ds.data.ndim == 1:
         return [Panel(ds.name, ds.data[()].astype(np.float64), (dims[0],))]
-    raise ValueError(f"/data/{ds.name} has {ndim} dimensions; preview shows 1-D to 4-D data")
+    raise ValueError(f"/data/{ds.name} has {ds.data.ndim} dimensions of single values; preview "
+                     f"shows 1-D and 2-D ones")
 
 
 def compute_panels(path: str | os.PathLike, dataset: Optional[str] = None,
                    ) -> tuple[str, list[Panel]]:
-    """(figure title, panels) for ``/data/<dataset>`` (default: the first dataset) of a file."""
+    """(figure title, panels) for ``/data/<dataset>`` of a file; by default for every dataset,
+    single-value images (HAADF) first, then frames, then spectra."""
     with EMDFile(path, live=needs_swmr(path)) as f:
         if not f.datasets:
             raise ValueError(f"{os.fspath(path)} holds no dataset (no /data/<name> group)")
-        name = dataset or next(iter(f.datasets))
-        if name not in f.datasets:
-            raise ValueError(f"no dataset {name!r} in {os.fspath(path)}; it has "
+        if dataset is not None and dataset not in f.datasets:
+            raise ValueError(f"no dataset {dataset!r} in {os.fspath(path)}; it has "
                              f"{', '.join(f.datasets)}")
-        ds = f.datasets[name]
-        state = "" if ds.complete else ", not finished"
-        title = (f"{os.path.basename(os.fspath(path))}  /data/{name}  "
-                 f"{'x'.join(map(str, ds.data.shape))} {ds.data.dtype}{state}")
-        return title, panels(ds)
+        chosen = [f.datasets[dataset]] if dataset else sorted(
+            f.datasets.values(), key=lambda ds: {0: 0, 2: 1, 1: 2}.get(frame_ndim(ds), 3))
+        drawn = [panel for ds in chosen for panel in panels(ds)]
+        state = "" if all(ds.complete for ds in chosen) else ", not finished"
+        what = (f"/data/{chosen[0].name}  {'x'.join(map(str, chosen[0].data.shape))} "
+                f"{chosen[0].data.dtype}" if len(chosen) == 1 else f"{len(chosen)} streams")
+        return f"{os.path.basename(os.fspath(path))}  {what}{state}", drawn
 
 
 # --- the picture ---------------------------------------------------------------------------------
@@ -205,7 +231,7 @@ def add_command(subparsers) -> None:
     cmd.add_argument("path", help="the EMD file")
     cmd.add_argument("-o", "--output", metavar="OUT",
                      help="image file to write (default: PATH with .png instead of its extension)")
-    cmd.add_argument("--dataset", metavar="NAME", help="which /data/NAME (default: the first)")
+    cmd.add_argument("--dataset", metavar="NAME", help="which /data/NAME (default: every dataset)")
     cmd.add_argument("--overwrite", action="store_true", help="replace an existing image file")
     cmd.set_defaults(handler=_run)
 
