@@ -54,6 +54,7 @@ class ChunkAssembler:
         self.slots = 0
         self.dropped: list[int] = []
         self.buffers_high_water = 0
+        self.any_order = False  # chunks came in any order (put_encoded_chunk): see writer_thread
 
     # --- buffers ---------------------------------------------------------------------------
     def acquire(self, timeout: Optional[float]) -> Optional[ChunkBuffer]:
@@ -117,6 +118,7 @@ class ChunkAssembler:
             if chunk.in_order:
                 self.slots = self.handed_end = chunk.end_slot
             else:
+                self.any_order = True
                 self.slots += chunk.end_slot - chunk.first_slot
 
     def dropped_below(self, slot: int) -> int:

@@ -60,7 +60,6 @@ class _Sink:
         self.durable = 0    # ... and were flushed and recorded in the file as valid
         self.in_flight = 0  # chunks handed to the encoder pool, not yet written
         self.out_of_order: dict[int, int] = {}  # first slot -> end of chunks written past committed
-        self.any_order = False  # chunks of this stream come in any order (see _count_written)
         self.dropped_logged = 0
         self.names_logged = False
         self.partial_written: Optional[tuple[int, int]] = None
@@ -200,7 +199,6 @@ class WriterThread(threading.Thread):
         if not (isinstance(buffer, EncodedChunk) and not buffer.in_order):
             sink.committed = max(sink.committed, end)
             return
-        sink.any_order = True
         sink.out_of_order[buffer.first_slot] = end
         while sink.committed in sink.out_of_order:
             sink.committed = sink.out_of_order.pop(sink.committed)
@@ -230,9 +228,9 @@ class WriterThread(threading.Thread):
             self._write_ready(block=False)
         for index, sink in enumerate(self.sinks):
             snap = sink.assembler.snapshot()
-            if final is not None and not sink.any_order:
+            if final is not None and not sink.assembler.any_order:
                 sink.committed = max(sink.committed, final.total_slots[index])
-            elif sink.any_order:  # counted chunk by chunk (_count_written), never by slots
+            elif sink.assembler.any_order:  # counted chunk by chunk (_count_written), never by slots
                 pass
             elif snap.handed_end <= sink.committed:  # every full chunk handed over is written
                 if snap.partial is None:  # slots after the last chunk were all dropped
