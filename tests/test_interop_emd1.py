@@ -275,3 +275,38 @@ def test_acquisition_with_streams_and_values_round_trips(tmp_path):
     assert fingerprint(back) == fingerprint(src)
     with emdstream.open(back) as f:
         np.testing.assert_array_equal(f["diffraction"].values["stage_z"], np.arange(6.0).reshape(2, 3))
+
+
+def test_master_file_is_converted_with_its_parts_data_written_out(tmp_path):
+    from emdstream import write_master
+    from emdstream.master import is_master
+    from emdstream.parts import Part
+
+    parts_dir, out_dir = tmp_path / "parts", tmp_path / "out"
+    parts_dir.mkdir()
+    out_dir.mkdir()
+    want = np.zeros((3, 4, 4, 4), np.uint16)
+    parts = []
+    for rank in range(2):
+        path = str(parts_dir / f"run.part{rank}.emd")
+        with EMDWriter(path, (4, 4), "uint16", scan_shape=(3, 4), part=(rank, 2), block_frames=3) as w:
+            for slot in Part(rank, 2, 3).slots(12):
+                w.put(np.full((4, 4), slot, np.uint16), dose=slot / 2)
+                want.reshape(12, 4, 4)[slot] = slot
+        parts.append(path)
+    master = str(parts_dir / "run.emd")
+    write_master(master, parts)
+    emd1, back = str(out_dir / "run.h5"), str(out_dir / "back.emd")
+    to_emd1(master, emd1)
+    for path in parts:  # the converted file holds the data itself
+        (parts_dir / path).unlink()
+    with h5py.File(emd1, "r") as f:
+        data = f["dataset_1_root/dataset_1/data"]
+        assert not data.is_virtual and data.chunks == (1, 1, 4, 4)
+        assert data.id.get_create_plist().get_filter(0)[0] == 32008  # bslz4
+        np.testing.assert_array_equal(data[()], want)
+    to_emd02(emd1, back)
+    assert not is_master(back)
+    with emdstream.open(back) as f:
+        np.testing.assert_array_equal(f["dataset_1"].data[()], want)
+        np.testing.assert_array_equal(f["dataset_1"].values["dose"], np.arange(12).reshape(3, 4) / 2)

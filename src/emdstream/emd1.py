@@ -21,12 +21,13 @@ from numbers import Number
 from typing import Any, Optional
 
 import h5py
-import hdf5plugin  # noqa: F401  (registers the filters that the copied datasets name)
+import hdf5plugin  # registers the filters that the copied datasets name
 import numpy as np
 
 from .layout import LIBVER, STATE_GROUP
+from .master import MASTER_ATTR
 from .metadata import METADATA_GROUPS
-from .reader import EMDDataset, open_h5
+from .reader import EMDDataset, iter_blocks, open_h5
 
 BITSHUFFLE = 32008  # HDF5 filter id of bitshuffle(-LZ4)
 HIDDEN = "emdstream_v02"  # plain groups (no emd_group_type) that keep the v0.2 file for the way back
@@ -106,7 +107,12 @@ def copy_data(src: h5py.Dataset, parent: h5py.Group, name: str = "data") -> int:
     """Create ``parent[name]`` with ``src``'s type, shape, chunks, filters and fill value and copy
     the stored chunks byte for byte (``read_direct_chunk`` -> ``write_direct_chunk``); returns the
     number of chunks. A contiguous dataset, or one whose filter pipeline HDF5 would not recreate
-    exactly, is copied by HDF5 itself (``H5Ocopy``: also without decompressing)."""
+    exactly, is copied by HDF5 itself (``H5Ocopy``: also without decompressing). A virtual
+    dataset (a master file's map of its part files) is read and written out as bslz4 chunks of
+    one frame (its data would otherwise stay in the part files)."""
+    if src.is_virtual:
+        _materialize(src, parent, name)
+        return 0
     dst = _create_like(src, parent, name) if src.chunks is not None else None
     if dst is None:
         src.file.copy(src, parent, name=name, without_attrs=True)
@@ -134,6 +140,15 @@ def _create_like(src: h5py.Dataset, parent: h5py.Group, name: str) -> Optional[h
         return dst
     del parent[name]
     return None
+
+
+def _materialize(src: h5py.Dataset, parent: h5py.Group, name: str) -> None:
+    frame_axes = 2 if src.ndim > 2 else 1
+    chunks = (1,) * (src.ndim - frame_axes) + src.shape[src.ndim - frame_axes:]
+    dst = parent.create_dataset(name, shape=src.shape, dtype=src.dtype, chunks=chunks or None,
+                                fillvalue=src.fillvalue, **hdf5plugin.Bitshuffle())
+    for sel in iter_blocks(src):
+        dst[sel] = src[sel]
 
 
 def _filters(dcpl: h5py.h5p.PropDCID) -> list[tuple[int, int, tuple[int, ...]]]:
@@ -303,14 +318,33 @@ def _keep_v02(src: h5py.Group, dst: h5py.Group, skip: Sequence[str]) -> None:
     """Copy ``src``'s attributes and members (but ``skip``) into ``dst/HIDDEN``; ``data``'s
     attributes go on an empty group ``HIDDEN/data``."""
     hidden = dst.create_group(HIDDEN)
-    hidden.attrs.update(src.attrs)
+    virtual = isinstance(src.get("data"), h5py.Dataset) and src["data"].is_virtual
+    hidden.attrs.update({k: v for k, v in src.attrs.items() if not (virtual and k == MASTER_ATTR)})
     for key, item in src.items():
         if key in skip:
             continue
         if key == "data" and isinstance(item, h5py.Dataset):
             hidden.create_group("data").attrs.update(item.attrs)
         else:
-            src.file.copy(item, hidden, name=key)
+            _copy_member(item, hidden, key)
+
+
+def _copy_member(item: h5py.Group | h5py.Dataset, dst: h5py.Group, key: str) -> None:
+    """H5Ocopy, but virtual datasets (a master's value tables) are written out as their values."""
+    if isinstance(item, h5py.Dataset) and item.is_virtual:
+        dst.create_dataset(key, data=item[()]).attrs.update(item.attrs)
+    elif isinstance(item, h5py.Group) and _has_virtual(item):
+        group = dst.create_group(key)
+        group.attrs.update(item.attrs)
+        for name, child in item.items():
+            _copy_member(child, group, name)
+    else:
+        item.file.copy(item, dst, name=key)
+
+
+def _has_virtual(group: h5py.Group) -> bool:
+    return any(_has_virtual(v) if isinstance(v, h5py.Group) else v.is_virtual
+               for v in group.values())
 
 
 def _node(parent: h5py.Group, name: str, group_type: str, python_class: str) -> h5py.Group:
