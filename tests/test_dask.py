@@ -212,3 +212,27 @@ def test_killed_writer_leaves_a_recoverable_prefix(tmp_path):
     x = np.arange(800 * 64, dtype=np.uint16).reshape(800, 8, 8)
     assert np.array_equal(data[:n], x[:n])
     assert verify(path) == []
+
+
+def test_lost_worker_surfaces_as_an_error(tmp_path, client):
+    """A worker process that dies in a task (the scheduler gives up on the task at once with
+    allowed_failures 0): WriteDaskError naming a block, and a finished file."""
+    def die_on(block, block_info=None):
+        if tuple(block_info[0]["chunk-location"][:2]) == (2, 0):
+            os._exit(1)
+        return block
+
+    x = scan_data()
+    a = da.from_array(x, chunks=(2, 5, 16, 16)).map_blocks(die_on, dtype=x.dtype)
+    path = str(tmp_path / "lost.emd")
+    before = client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.allowed_failures)
+    client.run_on_scheduler(lambda dask_scheduler: setattr(dask_scheduler, "allowed_failures", 0))
+    try:  # the dying worker takes the tasks it held with it: any of them may be named
+        with pytest.raises(WriteDaskError, match=r"in block \(\d, \d\).*KilledWorker"):
+            emdstream.write_dask(a, path, client=client)
+    finally:
+        client.run_on_scheduler(
+            lambda dask_scheduler, n=before: setattr(dask_scheduler, "allowed_failures", n))
+    ds = emdstream.open(path)["dataset_1"]
+    assert ds.complete and ds.frames_written <= 40
+    client.wait_for_workers(2, timeout=30)  # the nanny restarts the worker for later tests
