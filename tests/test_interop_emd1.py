@@ -11,7 +11,8 @@ from conftest import detector_frames, h5dump_env, run_python
 import emdstream
 from emdstream import Dim, EMDWriter
 from emdstream.cli import main
-from emdstream.emd1 import HIDDEN, read_metadata, to_emd02, to_emd1
+from emdstream.convert import to_emd02, to_emd1
+from emdstream.emd1 import HIDDEN, read_metadata
 from emdstream.py4dstem_io import py4dstem_calibration
 
 SCAN_DIMS = [Dim("scan_y", "[nm]", scale=0.5), Dim("scan_x", "[nm]", scale=0.5, offset=2.0),
@@ -103,7 +104,7 @@ def test_pipelines_hdf5_would_not_recreate_and_contiguous_data_are_copied_by_hdf
         g = f.create_group("data/plain")
         g.attrs["emd_group_type"] = np.int32(1)
         g.create_dataset("data", data=np.arange(12.0).reshape(3, 4))
-    monkeypatch.setattr("emdstream.emd1.BITSHUFFLE", -1)  # bitshuffle's set_local not undone
+    monkeypatch.setattr("emdstream.convert.BITSHUFFLE", -1)  # bitshuffle's set_local not undone
     report = to_emd1(src, emd1)
     assert report.chunks_copied == 6
     to_emd02(emd1, back)

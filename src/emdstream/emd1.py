@@ -1,54 +1,26 @@
-"""EMD 1.0, the layout of ``emdfile`` (what py4DSTEM reads and writes), from and to EMD v0.2.
+"""The EMD 1.0 layout of ``emdfile`` (what py4DSTEM reads and writes), for ``emdstream convert``.
 
-``to_emd1(src, dst)`` writes each ``/data/<name>`` group of an emdstream file as an array node of
-one EMD 1.0 root: ``/<root>/<name>/data`` with the compressed chunks copied as they are
-(``read_direct_chunk`` -> ``write_direct_chunk``, nothing decompressed), ``dim0..`` vectors as
-emdfile writes them (a linear axis as ``[start, step]``), 4-D scans of 2-D frames as a py4DSTEM
-``DataCube`` with its calibration in the root's metadata, /microscope /user /sample /comments as
-root metadata dicts. Everything of the v0.2 file beside the data (root attributes, metadata groups,
-dim vectors, group attributes, other members) is also kept verbatim in plain HDF5 groups named
-``emdstream_v02`` that emdfile does not read, so ``to_emd02`` gives the v0.2 file back exactly.
-``to_emd02`` also turns EMD 1.0 files of other software (py4DSTEM ``save``) into EMD v0.2.
+An emdfile file: root attributes (emd_group_type "file", version 1.0), a root group, array nodes
+(``data`` and ``dim0..`` vectors, a linear one as ``[start, step]``) and ``metadatabundle`` groups
+of metadata dicts (datasets tagged with their ``type``). Beside each node emdstream keeps the EMD
+v0.2 file's own objects verbatim in a plain group ``emdstream_v02`` that emdfile does not read, so
+that the way back is exact. Also the axis and metadata helpers the interop modules share.
 """
 from __future__ import annotations
 
 import math
-import os
-import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from numbers import Number
 from typing import Any, Optional
 
 import h5py
-import hdf5plugin  # registers the filters that the copied datasets name
 import numpy as np
 
-from .layout import LIBVER, STATE_GROUP
 from .master import MASTER_ATTR
 from .metadata import METADATA_GROUPS
-from .reader import EMDDataset, iter_blocks, open_h5
+from .reader import EMDDataset
 
-BITSHUFFLE = 32008  # HDF5 filter id of bitshuffle(-LZ4)
 HIDDEN = "emdstream_v02"  # plain groups (no emd_group_type) that keep the v0.2 file for the way back
-
-
-@dataclass
-class ConvertReport:
-    """What a conversion wrote."""
-
-    src: str
-    dst: str
-    version: str
-    arrays: list[str] = field(default_factory=list)
-    chunks_copied: int = 0
-    cubes: list[str] = field(default_factory=list)
-
-    def __str__(self) -> str:
-        size = os.path.getsize(self.dst) / 1e6
-        how = (f"{self.chunks_copied} chunks copied as they were (not recompressed)"
-               if self.chunks_copied else "data copied (contiguous)")
-        return f"{self.src} -> {self.dst}: EMD {self.version}, {', '.join(self.arrays)}; {how}, {size:.1f} MB"
 
 
 # --- axes --------------------------------------------------------------------------------------
@@ -100,69 +72,6 @@ def plain_value(value: Any) -> Any:
     if isinstance(value, bytes):
         return value.decode(errors="replace")
     return value.item() if isinstance(value, np.generic) else value
-
-
-# --- chunks as they are ------------------------------------------------------------------------
-def copy_data(src: h5py.Dataset, parent: h5py.Group, name: str = "data") -> int:
-    """Create ``parent[name]`` with ``src``'s type, shape, chunks, filters and fill value and copy
-    the stored chunks byte for byte (``read_direct_chunk`` -> ``write_direct_chunk``); returns the
-    number of chunks. A contiguous dataset, or one whose filter pipeline HDF5 would not recreate
-    exactly, is copied by HDF5 itself (``H5Ocopy``: also without decompressing). A virtual
-    dataset (a master file's map of its part files) is read and written out as bslz4 chunks of
-    one frame (its data would otherwise stay in the part files)."""
-    if src.is_virtual:
-        _materialize(src, parent, name)
-        return 0
-    dst = _create_like(src, parent, name) if src.chunks is not None else None
-    if dst is None:
-        src.file.copy(src, parent, name=name, without_attrs=True)
-        return src.id.get_num_chunks() if src.chunks is not None else 0
-    offsets = list(_chunk_offsets(src))
-    for offset in offsets:
-        mask, raw = src.id.read_direct_chunk(offset)
-        dst.id.write_direct_chunk(offset, raw, mask)
-    return len(offsets)
-
-
-def _create_like(src: h5py.Dataset, parent: h5py.Group, name: str) -> Optional[h5py.Dataset]:
-    """An empty chunked dataset with ``src``'s creation properties, or None if its filters come
-    out different. A filter's ``set_local`` adds values at creation (bitshuffle prepends its
-    version and the element size): pass it what it was given, not what it stored."""
-    dcpl = src.id.get_create_plist()
-    want = _filters(dcpl)
-    dcpl.remove_filter(h5py.h5z.FILTER_ALL)
-    for filter_id, flags, values in want:
-        dcpl.set_filter(filter_id, flags, values[3:] if filter_id == BITSHUFFLE else values)
-    dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_INCR)  # only the chunks that exist are written
-    dst = h5py.Dataset(h5py.h5d.create(parent.id, name.encode(), src.id.get_type(),
-                                       src.id.get_space(), dcpl=dcpl))
-    if _filters(dst.id.get_create_plist()) == want:
-        return dst
-    del parent[name]
-    return None
-
-
-def _materialize(src: h5py.Dataset, parent: h5py.Group, name: str) -> None:
-    frame_axes = 2 if src.ndim > 2 else 1
-    chunks = (1,) * (src.ndim - frame_axes) + src.shape[src.ndim - frame_axes:]
-    dst = parent.create_dataset(name, shape=src.shape, dtype=src.dtype, chunks=chunks or None,
-                                fillvalue=src.fillvalue, **hdf5plugin.Bitshuffle())
-    for sel in iter_blocks(src):
-        dst[sel] = src[sel]
-
-
-def _filters(dcpl: h5py.h5p.PropDCID) -> list[tuple[int, int, tuple[int, ...]]]:
-    return [tuple(dcpl.get_filter(i)[:3]) for i in range(dcpl.get_nfilters())]
-
-
-def _chunk_offsets(ds: h5py.Dataset) -> Iterator[tuple[int, ...]]:
-    if hasattr(ds.id, "chunk_iter"):  # HDF5 >= 1.12.3: one pass over the chunk index
-        found: list[tuple[int, ...]] = []
-        ds.id.chunk_iter(lambda info: found.append(tuple(info.chunk_offset)))
-        yield from found
-    else:
-        for i in range(ds.id.get_num_chunks()):
-            yield tuple(ds.id.get_chunk_info(i).chunk_offset)
 
 
 # --- emdfile metadata dicts --------------------------------------------------------------------
@@ -235,7 +144,7 @@ def _text(value: Any) -> Any:
     return value.decode(errors="replace") if isinstance(value, bytes) else value
 
 
-# --- EMD v0.2 -> EMD 1.0 -----------------------------------------------------------------------
+# --- emdfile nodes, and the v0.2 file kept beside them --------------------------------------
 def emd_version(f: h5py.File) -> str:
     """``"1.0"`` for an emdfile file, ``"0.2"`` for EMD v0.2; ValueError for other files."""
     if _text(f.attrs.get("emd_group_type", "")) == "file" and int(f.attrs.get("version_major", 0)) == 1:
@@ -245,76 +154,7 @@ def emd_version(f: h5py.File) -> str:
     raise ValueError(f"{f.filename} is neither an EMD v0.2 nor an EMD 1.0 file")
 
 
-def to_emd1(src: str | os.PathLike, dst: str | os.PathLike, overwrite: bool = False) -> ConvertReport:
-    """Write EMD v0.2 file ``src`` as EMD 1.0 file ``dst`` (see the module docstring)."""
-    with open_h5(src) as f:
-        if emd_version(f) != "0.2":
-            raise ValueError(f"{os.fspath(src)} is already EMD 1.0; use --to emd02 for the way back")
-        if STATE_GROUP in f:
-            raise ValueError(f"{os.fspath(src)} is still being written or its writer was killed; "
-                             f"finish it first (`emdstream recover`)")
-        groups = [(n, g) for n, g in f.get("data", {}).items() if isinstance(g, h5py.Group)
-                  and int(g.attrs.get("emd_group_type", 0)) == 1 and "data" in g]
-        if not groups:
-            raise ValueError(f"{os.fspath(src)} has no /data/<name> group with emd_group_type=1")
-        report = ConvertReport(os.fspath(src), os.fspath(dst), "1.0")
-        with _new_file(dst, overwrite) as out:
-            for key, value in {"emd_group_type": "file", "version_major": 1, "version_minor": 0,
-                               "UUID": str(uuid.uuid4()), "authoring_program": "emdstream",
-                               "authoring_user": ""}.items():
-                out.attrs[key] = value
-            root = _node(out, f"{groups[0][0]}_root" if len(groups) == 1 else "emdstream_root",
-                         "root", "Root")
-            meta = {g: dict(f[g].attrs) for g in (*METADATA_GROUPS, "comments") if g in f}
-            _keep_v02(f, root, skip=("data",))
-            for name, group in groups:
-                report.chunks_copied += _write_array(group, root, name, meta)
-                kind = root[name].attrs["python_class"]
-                report.arrays.append(f"{name} {group['data'].ndim}-D {kind}")
-                if kind == "DataCube":
-                    report.cubes.append(f"/{name}")
-            bundle = _bundle(root)
-            for key, values in meta.items():
-                if key == "calibration":  # py4DSTEM links it to its DataCubes by these paths
-                    values = {**values, "_root_treepath": "", "_target_paths": report.cubes}
-                write_metadata(bundle, key, values, "Calibration" if key == "calibration" else "Metadata")
-    return report
-
-
-def _write_array(group: h5py.Group, root: h5py.Group, name: str, meta: dict) -> int:
-    data = group["data"]
-    from .py4dstem_io import is_datacube, py4dstem_calibration
-
-    dataset = EMDDataset(group, None)
-    dims = dataset.dims
-    cube = is_datacube(data, frame_ndim(dataset))
-    node = _node(root, name, "array", "DataCube" if cube else "Array")
-    n_chunks = copy_data(data, node)
-    node["data"].attrs["units"] = "pixel intensity" if cube else ""
-    if cube and "calibration" not in meta:
-        cal, _ = py4dstem_calibration(dims)
-        meta["calibration"] = cal  # one calibration per root in py4DSTEM: the first DataCube's
-        names = ["Rx", "Ry", "Qx", "Qy"]
-        units = [cal["R_pixel_units"]] * 2 + [cal["Q_pixel_units"]] * 2
-        vectors = [[0.0, cal["R_pixel_size"]]] * 2 + [[0.0, cal["Q_pixel_size"]]] * 2
-    else:
-        names = [d.name for d in dims]
-        units = [plain_units(d.units) for d in dims]
-        vectors = [_emdfile_vector(d.values) for d in dims]
-    for axis, (dim_name, dim_units, vector) in enumerate(zip(names, units, vectors)):
-        ds = node.create_dataset(f"dim{axis}", data=np.asarray(vector))
-        ds.attrs["name"], ds.attrs["units"] = dim_name, dim_units
-    _keep_v02(group, node, skip=())
-    return n_chunks
-
-
-def _emdfile_vector(values: np.ndarray) -> np.ndarray:
-    """emdfile stores an evenly spaced axis of more than two points as ``[start, step]``."""
-    linear = linear_axis(values)
-    return np.array([linear[0], linear[0] + linear[1]]) if linear and len(values) > 2 else values
-
-
-def _keep_v02(src: h5py.Group, dst: h5py.Group, skip: Sequence[str]) -> None:
+def keep_v02(src: h5py.Group, dst: h5py.Group, skip: Sequence[str]) -> None:
     """Copy ``src``'s attributes and members (but ``skip``) into ``dst/HIDDEN``; ``data``'s
     attributes go on an empty group ``HIDDEN/data``."""
     hidden = dst.create_group(HIDDEN)
@@ -347,61 +187,33 @@ def _has_virtual(group: h5py.Group) -> bool:
                for v in group.values())
 
 
-def _node(parent: h5py.Group, name: str, group_type: str, python_class: str) -> h5py.Group:
+def node(parent: h5py.Group, name: str, group_type: str, python_class: str) -> h5py.Group:
+    """A new emdfile node group, tagged as emdfile tags it."""
     group = parent.create_group(name)
     group.attrs["emd_group_type"] = group_type
     group.attrs["python_class"] = python_class
     return group
 
 
-def _bundle(node: h5py.Group) -> h5py.Group:
-    bundle = node.require_group("metadatabundle")
-    bundle.attrs["emd_group_type"] = "metadatabundle"
-    return bundle
+def bundle(group: h5py.Group) -> h5py.Group:
+    """The ``metadatabundle`` of an emdfile node, made if missing."""
+    out = group.require_group("metadatabundle")
+    out.attrs["emd_group_type"] = "metadatabundle"
+    return out
 
 
-# --- EMD 1.0 -> EMD v0.2 -----------------------------------------------------------------------
-def to_emd02(src: str | os.PathLike, dst: str | os.PathLike, overwrite: bool = False) -> ConvertReport:
-    """Write EMD 1.0 file ``src`` as EMD v0.2: exactly the original for files from ``to_emd1``;
-    for other emdfile files each array node becomes ``/data/<name>`` (dims expanded, units in
-    brackets) and the root's metadata dicts go to /microscope /user /sample /comments (others,
-    flattened as ``dict.key``, to /user)."""
-    with h5py.File(src, "r") as f:
-        if emd_version(f) != "1.0":
-            raise ValueError(f"{os.fspath(src)} is EMD v0.2 already; use --to emd1")
-        roots = [g for g in f.values() if isinstance(g, h5py.Group)
-                 and _text(g.attrs.get("emd_group_type", "")) == "root"]
-        arrays = [(r, a) for r in roots for a in _arrays(r)]
-        if not arrays:
-            raise ValueError(f"{os.fspath(src)} has no EMD 1.0 array node to convert")
-        report = ConvertReport(os.fspath(src), os.fspath(dst), "0.2")
-        with _new_file(dst, overwrite) as out:
-            out.attrs["version_major"], out.attrs["version_minor"] = 0, 2
-            for root in roots:
-                _restore_root(root, out)
-            data = out.require_group("data")
-            for root, array in arrays:
-                name = array.name.rsplit("/", 1)[-1]
-                if name in data:
-                    name = f"{root.name.strip('/')}_{name}"
-                group = data.create_group(name)
-                report.chunks_copied += copy_data(array["data"], group)
-                _restore_array(array, group)
-                report.arrays.append(f"{name} {array['data'].ndim}-D")
-            for key in (*METADATA_GROUPS, "comments"):
-                out.require_group(key)
-    return report
-
-
-def _arrays(group: h5py.Group) -> Iterator[h5py.Group]:
+# --- back to EMD v0.2 -----------------------------------------------------------------------
+def array_nodes(group: h5py.Group) -> Iterator[h5py.Group]:
+    """The emdfile array nodes below ``group`` (a root), depth first."""
     for item in group.values():
         if isinstance(item, h5py.Group) and "emd_group_type" in item.attrs:
             if _text(item.attrs["emd_group_type"]) == "array" and "data" in item:
                 yield item
-            yield from _arrays(item)
+            yield from array_nodes(item)
 
 
-def _restore_root(root: h5py.Group, out: h5py.File) -> None:
+def restore_root(root: h5py.Group, out: h5py.File) -> None:
+    """A root's metadata (or the kept v0.2 root) into the EMD v0.2 file ``out``."""
     if HIDDEN in root:  # written by to_emd1: the v0.2 file's own root attributes and groups
         _copy_members(root[HIDDEN], out)
         return
@@ -414,7 +226,8 @@ def _restore_root(root: h5py.Group, out: h5py.File) -> None:
             out.require_group("user").attrs.update(_storable(values, prefix=f"{key}."))
 
 
-def _restore_array(array: h5py.Group, group: h5py.Group) -> None:
+def restore_array(array: h5py.Group, group: h5py.Group) -> None:
+    """An array node's dims and attributes (or the kept v0.2 group) into ``/data/<name>``."""
     if HIDDEN in array:
         _copy_members(array[HIDDEN], group)
         return
@@ -466,24 +279,3 @@ def _storable(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         elif value is not None:
             out[f"{prefix}{key}"] = value
     return out
-
-
-class _new_file:
-    """An HDF5 file written under a temporary name and renamed into place when complete."""
-
-    def __init__(self, path: str | os.PathLike, overwrite: bool):
-        self.path = os.fspath(path)
-        if os.path.exists(self.path) and not overwrite:
-            raise FileExistsError(f"{self.path} already exists; use --overwrite to replace it")
-        self.tmp = f"{self.path}.emdstream-partial"
-
-    def __enter__(self) -> h5py.File:
-        self.file = h5py.File(self.tmp, "w", libver=LIBVER)
-        return self.file
-
-    def __exit__(self, exc_type, *exc) -> None:
-        self.file.close()
-        if exc_type is None:
-            os.replace(self.tmp, self.path)
-        else:
-            os.unlink(self.tmp)
