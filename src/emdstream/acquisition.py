@@ -37,7 +37,7 @@ from .metadata import METADATA_GROUPS, check_metadata, unique_key, utc_key
 from .stream import Stream, StreamWriter
 from .writer_thread import Close, WriterThread, describe_failure
 
-ON_FULL = ("block", "raise", "drop")
+ON_FULL = ("block", "raise", "drop", "store_raw")
 # Chunk buffers are reused, but each is first touched once: a larger default costs page faults
 # up front in short runs (benchmarks/bench_write.py) for burst absorption few setups need.
 DEFAULT_QUEUE_BYTES = 64 << 20
@@ -54,7 +54,10 @@ class Acquisition:
         scan_shape: the probe positions every stream without its own ``n_frames`` shares.
         microscope, user, sample: metadata (numbers, str, bool, numeric arrays).
         on_full: what ``put`` does when a stream's queue is full: "block" (default), "raise"
-            (QueueFullError, frame not taken) or "drop" (frame counted in ``frames_dropped``).
+            (QueueFullError, frame not taken), "drop" (frame counted in ``frames_dropped``) or
+            "store_raw" (the writer stores chunks uncompressed while it is behind, so it keeps up
+            with the disk; ``put`` blocks only if even that is not enough; readers see the same
+            data, and the file counts the chunks stored raw).
         flush_seconds, flush_frames: make written frames durable (and counted in the file) at
             least this often; default every 1 s.
         fsync: also fsync every flush before the count saying the frames are durable is written,
@@ -118,7 +121,8 @@ class Acquisition:
         h5file, lock_fd = self._create_file(metadata)
         try:
             self._thread = WriterThread(h5file, self.path, list(self.streams.values()), self._chunks,
-                                        lock_fd, workers, flush_frames, flush_seconds, fsync)
+                                        lock_fd, workers, flush_frames, flush_seconds, fsync,
+                                        store_raw=on_full == "store_raw")
             self._thread.start()
         except BaseException:
             h5file.close()

@@ -9,6 +9,7 @@ a snapshot of the partly filled chunk so slow streams are durable every flush in
 from __future__ import annotations
 
 import bisect
+import collections
 import queue
 import threading
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ class Snapshot:
     partial_end: int = 0
     partial: Optional[np.ndarray] = None  # a copy, fill value where no frame was put
     partial_values: Optional[np.ndarray] = None  # a copy of the value rows
+    waiting: bool = False  # a complete chunk waits for an open slot: nothing past it is counted
 
 
 class ChunkAssembler:
@@ -55,6 +57,8 @@ class ChunkAssembler:
         self.dropped: list[int] = []
         self.buffers_high_water = 0
         self.any_order = False  # chunks came in any order (put_encoded_chunk): see writer_thread
+        self._complete_chunks: collections.deque = collections.deque()  # waiting for open slots
+        self.finished = False
 
     # --- buffers ---------------------------------------------------------------------------
     def acquire(self, timeout: Optional[float]) -> Optional[ChunkBuffer]:
@@ -86,8 +90,10 @@ class ChunkAssembler:
         return self._allocated - self._free.qsize()
 
     # --- frames (the caller serializes these) -------------------------------------------------
-    # A chunk is handed over as soon as its last slot is filled, and frames are only dropped
-    # when no chunk is current: so the current chunk, if any, always holds the next slot.
+    # A chunk is complete once its last slot is taken; it is handed over when no slot of it (nor
+    # of an earlier chunk) is still open (``reserve``), so chunks reach the writer in order.
+    # Frames are only dropped when no chunk is current: the current chunk, if any, always holds
+    # the next slot.
     def begin_chunk(self, buffer: ChunkBuffer) -> None:
         """Start ``buffer`` as the chunk holding the next slot."""
         chunk_id, _ = self.geometry.locate(self.slots)
@@ -101,9 +107,40 @@ class ChunkAssembler:
         with self.lock:
             cur = self.current
             cur.put(self.slots - cur.first_slot, frame, when, columns)
-            self.slots += 1
-            if self.slots == cur.end_slot:
-                self._hand_over(cur.end_slot)
+            self._taken(1)
+
+    def add_many(self, frames: np.ndarray, when: float, columns=()) -> int:
+        """Copy as many of ``frames`` as the current chunk has room for, from the next slot on,
+        in one copy; returns how many. ``columns``: (column, array of values per frame)."""
+        with self.lock:
+            cur = self.current
+            n = min(len(frames), cur.end_slot - self.slots)
+            cur.put_block(self.slots - cur.first_slot, frames[:n], when,
+                          [(c, v[:n]) for c, v in columns])
+            self._taken(n)
+        return n
+
+    def reserve(self) -> tuple[ChunkBuffer, int]:
+        """The next slot, left open for the caller to fill in place (``frame_buffer``): (buffer,
+        position); ``commit`` closes it."""
+        with self.lock:
+            cur = self.current
+            position = self.slots - cur.first_slot
+            cur.open.add(position)
+            self._taken(1)
+        return cur, position
+
+    def commit(self, buffer: ChunkBuffer, position: int, when: float, columns, filled: bool) -> None:
+        """Close a reserved slot: filled (values recorded) or dropped."""
+        with self.lock:
+            if self.finished:  # close() went ahead without it: the slot counts as dropped
+                return
+            if filled:
+                buffer.mark(position, when, columns)
+            else:
+                bisect.insort(self.dropped, buffer.first_slot + position)
+            buffer.open.discard(position)
+            self._hand_over_ready()
 
     def drop(self) -> None:
         """The next slot gets no frame (``on_full="drop"``)."""
@@ -114,35 +151,62 @@ class ChunkAssembler:
     def add_encoded(self, chunk) -> None:
         """Hand an ``EncodedChunk`` to the writer (the caller holds a place in ``encoded_room``)."""
         with self.lock:
-            self.chunks.put((self.stream_index, chunk, chunk.end_slot))
             if chunk.in_order:
-                self.slots = self.handed_end = chunk.end_slot
+                self._complete(None, chunk)
+                self.slots = chunk.end_slot
             else:
                 self.any_order = True
+                self.chunks.put((self.stream_index, chunk, chunk.end_slot))
                 self.slots += chunk.end_slot - chunk.first_slot
 
     def dropped_below(self, slot: int) -> int:
-        """How many dropped slots lie below ``slot`` (drops are recorded in order)."""
+        """How many dropped slots lie below ``slot`` (kept sorted)."""
         return bisect.bisect_left(self.dropped, slot)
 
     def finish(self) -> None:
-        """No more frames: hand over the partly filled last chunk."""
+        """No more frames: hand over the partly filled last chunk; slots still open (a
+        ``frame_buffer`` not left yet) count as dropped."""
         with self.lock:
             if self.current is not None:
-                self._hand_over(self.current.filled_end())
+                self._complete(self.current.filled_end())
+            for buffer, _ in self._complete_chunks:
+                for position in getattr(buffer, "open", ()):
+                    bisect.insort(self.dropped, buffer.first_slot + position)
+                if isinstance(buffer, ChunkBuffer):
+                    buffer.open.clear()
+            self._hand_over_ready()
+            self.finished = True
 
-    def _hand_over(self, end: int) -> None:
-        self.current.complete(self.fillvalue)
-        self.chunks.put((self.stream_index, self.current, end))
-        self.handed_end = end
-        self.current = None
+    def _taken(self, n: int) -> None:
+        self.slots += n
+        if self.slots == self.current.end_slot:
+            self._complete(self.current.end_slot)
+
+    def _complete(self, end: Optional[int], encoded=None) -> None:
+        """The current chunk (or an encoded one) is complete: it goes to the writer as soon as
+        every chunk before it has gone and none of its slots is open."""
+        if encoded is not None:
+            self._complete_chunks.append((encoded, encoded.end_slot))
+        else:
+            self._complete_chunks.append((self.current, end))
+            self.current = None
+        self._hand_over_ready()
+
+    def _hand_over_ready(self) -> None:
+        while self._complete_chunks and not getattr(self._complete_chunks[0][0], "open", None):
+            buffer, end = self._complete_chunks.popleft()
+            if isinstance(buffer, ChunkBuffer):
+                buffer.complete(self.fillvalue)
+            self.chunks.put((self.stream_index, buffer, end))
+            self.handed_end = end
 
     # --- the writer's view -------------------------------------------------------------------
     def snapshot(self) -> Snapshot:
         with self.lock:
-            snap = Snapshot(self.handed_end, self.slots, list(self.dropped))
+            snap = Snapshot(self.handed_end, self.slots, list(self.dropped),
+                            waiting=bool(self._complete_chunks))
             cur = self.current
-            if cur is not None and cur.filled.any():
+            if cur is not None and cur.filled.any() and not snap.waiting:
                 snap.partial_id = cur.chunk_id
                 snap.partial_end = cur.filled_end()
                 snap.partial = np.where(cur.filled.reshape((-1,) + (1,) * (cur.array.ndim - 1)),

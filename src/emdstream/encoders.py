@@ -38,6 +38,12 @@ class ChunkEncoder:
         """The bytes of ``chunk`` as stored on disk (any buffer ``write_direct_chunk`` takes)."""
         return np.ascontiguousarray(chunk).data
 
+    def check_encoded(self, blob: Any, nbytes: int, itemsize: int):
+        """``blob`` as a buffer to store as it is, if it can be this codec's encoding of a frame of
+        ``nbytes`` bytes (the cheap checks; the body is not decoded); ValueError otherwise."""
+        raise ValueError(f"compression {self.name!r} does not take frames compressed elsewhere; "
+                         f"put_compressed takes bslz4 (HDF5 filter 32008) frames")
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
@@ -58,6 +64,35 @@ class BitshuffleLZ4(ChunkEncoder):
         struct.pack_into(">QI", out, 0, chunk.nbytes, block_elems * chunk.itemsize)
         out[12:] = body.view(np.uint8)
         return out
+
+
+    def check_encoded(self, blob: Any, nbytes: int, itemsize: int) -> memoryview:
+        """The filter-32008 layout: big-endian uncompressed size and block size, then one
+        (4-byte big-endian length, LZ4 block) per block of elements, the last block holding a
+        multiple of 8 elements, then the leftover (< 8) elements as they are."""
+        data = memoryview(blob).cast("B")
+        if data.nbytes < 12:
+            raise ValueError(f"bslz4 frame of {data.nbytes} bytes: shorter than its 12-byte header")
+        size, block = struct.unpack(">QI", data[:12])
+        if size != nbytes:
+            raise ValueError(f"bslz4 header says {size} bytes uncompressed; a frame has {nbytes}")
+        if block == 0 or block % (8 * itemsize):
+            raise ValueError(f"bslz4 header block size {block} bytes is not a positive multiple "
+                             f"of 8 elements of {itemsize} bytes")
+        elements, block_elems, at = nbytes // itemsize, block // itemsize, 12
+        while elements >= 8:
+            this = min(block_elems, elements - elements % 8)
+            if at + 4 > data.nbytes:
+                raise ValueError("bslz4 frame cut short: a block header is missing")
+            length = int.from_bytes(data[at:at + 4], "big")
+            if length > this * itemsize + this * itemsize // 255 + 16:  # LZ4's worst case
+                raise ValueError(f"bslz4 block of {length} bytes for {this * itemsize} bytes of data")
+            at += 4 + length
+            elements -= this
+        if at + elements * itemsize != data.nbytes:
+            raise ValueError(f"bslz4 frame of {data.nbytes} bytes; its blocks need "
+                             f"{at + elements * itemsize}")
+        return data
 
 
 class Zstd(ChunkEncoder):

@@ -56,6 +56,23 @@ class FrameSpec:
                         f"{self.dtype}")
 
 
+    def checked_block(self, frames: Any) -> np.ndarray:
+        """``frames`` as an ``(n, *shape)`` array (not copied) once its shape and dtype fit."""
+        if not isinstance(frames, np.ndarray):
+            if not hasattr(frames, "__array__") and not hasattr(frames, "__array_interface__") \
+                    and not isinstance(frames, memoryview):
+                raise TypeError(f"frames must be a numpy array of shape (n, *frame_shape), "
+                                f"got {type(frames).__name__}")
+            frames = np.asarray(frames)
+        if frames.ndim != len(self.shape) + 1 or frames.shape[1:] != self.shape:
+            raise ValueError(f"frames of shape {frames.shape} are not a block (n, *frame_shape) "
+                             f"of the writer's frame_shape {self.shape}")
+        if frames.dtype != self.dtype and not lossless_cast(frames.dtype, self.dtype):
+            raise TypeError(f"frame dtype {frames.dtype} cannot be stored losslessly as the "
+                            f"writer's dtype {self.dtype}; convert it explicitly if that is intended")
+        return frames
+
+
 def lossless_cast(src: np.dtype, dst: np.dtype) -> bool:
     """``np.can_cast(src, dst, "safe")``, minus int64/uint64 -> float64, which rounds above 2**53."""
     if not np.can_cast(src, dst, "safe"):

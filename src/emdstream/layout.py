@@ -29,6 +29,9 @@ from .values import MAX_VALUES, TIMESTAMP
 LIBVER = ("v110", "v110")  # HDF5 1.10 file format: readable by h5dump 1.10, MATLAB, older tools
 STATE_GROUP = "emdstream"
 VALUES = "frame_values"  # per data group: one row of per-frame values per frame slot
+# why data chunks were stored uncompressed (filter mask set): counted while streaming, then in the
+# data group's attributes raw_chunks_<reason>
+RAW_REASONS = ("incompressible", "writer_behind")
 VALUES_ENCODER = GzipShuffle(level=1)  # readable without plugins; NaN columns cost next to nothing
 
 
@@ -88,6 +91,7 @@ def _create_stream(f: h5py.File, stream) -> None:
                          **VALUES_ENCODER.dataset_options())
     state.create_dataset("value_names", shape=(0,), maxshape=(None,), chunks=(1024,),
                          dtype=np.uint8)
+    state.create_dataset("raw_chunks", data=np.zeros(len(RAW_REASONS), np.int64))
 
 
 def state_path(name: str) -> str:
@@ -240,6 +244,8 @@ def _finalize_stream(f: h5py.File, name: str) -> tuple[int, int]:
             table[:, names.index(dims[0].from_values)]
         _write_dim(group, 0, Dim(dims[0].name, dims[0].units, values=axis0), grid[0],
                    resizable=data.maxshape[0] is None)
+    for reason, count in zip(RAW_REASONS, state["raw_chunks"][()]):
+        group.attrs[f"raw_chunks_{reason}"] = np.int64(count)
     group.attrs["frames_written"] = np.int64(written)
     group.attrs["frames_dropped"] = np.int64(dropped.size)
     if dropped.size:

@@ -6,9 +6,10 @@ writer thread (``writer_thread``) has the encoder pool compress it and writes it
 """
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -122,6 +123,85 @@ class StreamWriter:
             assembler.add(frame, when, columns)
         return True
 
+    def put_many(self, frames: Any, **values: Any) -> int:
+        """Copy a block of frames ``(n, *frame_shape)``: the same result as n puts, one call's
+        overhead. ``values``: a length-n sequence (or one number for all) per name. Returns how
+        many were taken (fewer when ``on_full="drop"`` dropped some)."""
+        self._acq._raise_if_unusable()
+        frames = self.spec.checked_block(frames)
+        n, when = len(frames), now()
+        with self._lock:
+            columns = self.columns.block_columns(values, n)
+            self._check_open(n)
+            assembler, done, taken = self.assembler, 0, 0
+            while done < n:
+                if assembler.current is None:
+                    buffer = self._free_buffer()
+                    if buffer is None:  # on_full="drop": this frame's slot stays empty
+                        assembler.drop()
+                        done += 1
+                        continue
+                    assembler.begin_chunk(buffer)
+                added = assembler.add_many(frames[done:], when, [(c, v[done:]) for c, v in columns])
+                done += added
+                taken += added
+        return taken
+
+    @contextlib.contextmanager
+    def frame_buffer(self, **values: float) -> Iterator[np.ndarray]:
+        """The next frame's slot itself, writable (``frame_shape``, ``dtype``), to be filled in
+        place, e.g. ``sock.recv_into(buf)``: no copy. The frame counts once the block is left;
+        an exception inside counts the slot as dropped (and propagates). Slots are handed out
+        and committed in order: a slot still open holds back the chunks after it from the
+        writer, not other puts. With ``on_full="drop"`` and no room, a scratch array is lent and
+        the slot counted as dropped."""
+        self._acq._raise_if_unusable()
+        with self._lock:
+            cols = self.columns
+            columns = cols.columns(values) if values or cols.names is None or cols.required else ()
+            self._check_open()
+            if self.assembler.current is None:
+                buffer = self._free_buffer()
+                if buffer is None:
+                    self.assembler.drop()
+                    yield np.empty(self.spec.shape, self.spec.dtype)
+                    return
+                self.assembler.begin_chunk(buffer)
+            buffer, position = self.assembler.reserve()
+        filled = False
+        try:
+            yield buffer.array[position, ...]
+            filled = True
+        finally:
+            self.assembler.commit(buffer, position, now(), columns, filled)
+
+    def put_compressed(self, blob: Any, **values: float) -> bool:
+        """A frame already in the stream's codec format (bslz4: the 12-byte header of HDF5
+        filter 32008 and the LZ4 blocks, as Dectris detectors send it), written as it is by a
+        direct chunk write. For streams with ``chunk_frames=1``. The header and block lengths are
+        checked (ValueError) before anything is taken; the body is not decoded. Returns False if
+        it was dropped (``on_full="drop"``)."""
+        self._acq._raise_if_unusable()
+        if self.geometry.k != 1:
+            raise ValueError(f"put_compressed needs a stream of one frame per chunk "
+                             f"(chunk_frames=1); this one has {self.geometry.k}")
+        payload = self.encoder.check_encoded(blob, self.spec.nbytes, self.spec.dtype.itemsize)
+        rows, when = empty_rows(1), now()
+        with self._lock:
+            cols = self.columns
+            for column, value in (cols.columns(values) if values or cols.names is None
+                                  or cols.required else ()):
+                rows[0, column] = value
+            rows[0, 0] = when
+            self._check_open()
+            slot = self.assembler.slots
+            if not self._room_for_encoded():
+                self.assembler.drop()
+                return False
+            chunk_id = self.geometry.locate(slot)[0]
+            self.assembler.add_encoded(EncodedChunk(chunk_id, payload, rows, slot, slot + 1))
+        return True
+
     def put_encoded_chunk(self, chunk_id: int, payload, values: Optional[np.ndarray] = None
                           ) -> None:
         """Hand over a whole chunk already encoded with this stream's encoder (``self.encoder``),
@@ -138,14 +218,24 @@ class StreamWriter:
         with self._lock:
             if self.closed:
                 raise WriterClosedError(f"writer for {self._acq.path} is closed")
-            self._wait_for_room()
+            while not self.assembler.encoded_room.acquire(timeout=_POLL):  # never dropped
+                self._acq._raise_if_unusable()
             self.assembler.add_encoded(EncodedChunk(chunk_id, payload, rows, first, end,
                                                     in_order=False))
 
-    def _wait_for_room(self) -> None:
-        """A place in the queue for an encoded chunk (always waits: a chunk is never dropped)."""
-        while not self.assembler.encoded_room.acquire(timeout=_POLL):
+    def _room_for_encoded(self) -> bool:
+        """A place in the queue for an encoded frame, following ``on_full`` (False: drop it)."""
+        room = self.assembler.encoded_room
+        if self._acq.on_full in ("raise", "drop"):
+            if room.acquire(blocking=False):
+                return True
+            if self._acq.on_full == "raise":
+                raise QueueFullError(f"queue of {self.queue_size} frames{self._where()} is full "
+                                     f"(writer behind); frame not accepted")
+            return False
+        while not room.acquire(timeout=_POLL):
             self._acq._raise_if_unusable()
+        return True
 
     @property
     def n_chunks(self) -> int:
@@ -155,19 +245,22 @@ class StreamWriter:
             raise ValueError("an open-ended stream has no fixed number of chunks")
         return g.locate(g.capacity - 1)[0] + 1
 
-    def _check_open(self) -> None:
-        """Under the lock: the stream takes another frame."""
+    def _check_open(self, n: int = 1) -> None:
+        """Under the lock: the stream takes ``n`` more frames."""
         if self.closed:
             raise WriterClosedError(f"writer for {self._acq.path} is closed")
         capacity = self.geometry.capacity
-        if capacity is not None and self.assembler.slots >= capacity:
+        if capacity is not None and self.assembler.slots + n > capacity:
+            left = capacity - self.assembler.slots
             raise WriterFullError(f"all {capacity} pre-allocated frames of {self._acq.path}"
-                                  f"{self._where()} have been put")
+                                  f"{self._where()} have been put" if not left else
+                                  f"{n} frames do not fit: {left} of the {capacity} pre-allocated "
+                                  f"frames of {self._acq.path}{self._where()} are left")
 
     def _free_buffer(self):
         """A chunk buffer for the next chunk, following ``on_full`` when the writer is behind."""
         on_full = self._acq.on_full
-        if on_full != "block":
+        if on_full in ("raise", "drop"):
             buffer = self.assembler.acquire(timeout=0)
             if buffer is None and on_full == "raise":
                 raise QueueFullError(f"queue of {self.queue_size} frames{self._where()} is full "

@@ -64,6 +64,21 @@ class ValueColumns:
             out.append((column, as_number(self.stream, name, value)))
         return out
 
+    def block_columns(self, values: Mapping[str, object], n: int) -> list[tuple[int, np.ndarray]]:
+        """(column, n values) pairs for ``put_many``: each value a length-n sequence or a scalar."""
+        if self.names is None:
+            self.fix(values)
+        elif self.required:
+            self._check_required(values)
+        out = []
+        for name, value in values.items():
+            column = self._column.get(name)
+            if column is None:
+                raise ValueError(f"stream {self.stream!r}: per-frame value {name!r} was not in the "
+                                 f"first put, which fixed the names {self.names}")
+            out.append((column, as_column(self.stream, name, value, n)))
+        return out
+
     def _check_required(self, values: Mapping[str, object]) -> None:
         missing = [k for k in self.required if k not in values]
         if missing:

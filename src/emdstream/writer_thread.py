@@ -25,14 +25,18 @@ import time
 from typing import Optional
 
 import h5py
+import numpy as np
 
 from . import filelock, journal, layout, live_registry
-from .chunking import EncodedChunk
+from .chunking import ChunkBuffer, EncodedChunk
 from .compact import compact_if_worth_it
 from .encoder_pool import EncoderPool
 from .errors import WriterError
 
 _FRAME_POLL = 0.05  # seconds: how often flush_frames is checked while no chunk arrives
+
+
+RAW_INCOMPRESSIBLE, RAW_WRITER_BEHIND = 0, 1  # why a chunk was stored raw (layout.RAW_REASONS)
 
 
 class Close:
@@ -56,6 +60,9 @@ class _Sink:
         self.state = h5file[layout.state_path(stream.name)]
         self.values = h5file[f"data/{stream.name}/{layout.VALUES}"]
         self.values_chunk_shape = self.values.chunks
+        # filter mask that skips every filter of the data (0: no filter, nothing to skip)
+        self.skip_all_filters = (1 << self.data.id.get_create_plist().get_nfilters()) - 1
+        self.raw_chunks: dict[int, int] = {}  # chunk id -> why it is stored raw (RAW_*)
         self.committed = 0  # slots 0..committed-1 have been handed to HDF5
         self.durable = 0    # ... and were flushed and recorded in the file as valid
         self.in_flight = 0  # chunks handed to the encoder pool, not yet written
@@ -73,7 +80,7 @@ class _Sink:
 class WriterThread(threading.Thread):
     def __init__(self, h5file: h5py.File, path: str, streams: list, chunks: queue.SimpleQueue,
                  lock_fd: int, workers: Optional[int], flush_frames: Optional[int],
-                 flush_seconds: Optional[float], fsync: bool = False):
+                 flush_seconds: Optional[float], fsync: bool = False, store_raw: bool = False):
         super().__init__(name=f"emdstream-writer-{os.path.basename(path)}", daemon=True)
         self.file = h5file
         self.path = path
@@ -83,6 +90,7 @@ class WriterThread(threading.Thread):
         self.flush_frames = flush_frames
         self.flush_seconds = flush_seconds
         self.fsync = fsync
+        self.store_raw = store_raw
         self.pid = os.getpid()
         self._identity = _file_identity(path)
         self._lock_fd: Optional[int] = lock_fd
@@ -153,8 +161,12 @@ class WriterThread(threading.Thread):
             if isinstance(item, Close):
                 return item
             if item is not None:
-                self._submit(*item)
-                self._write_ready(block=len(self._inflight) > 2 * self._pool.workers)
+                saturated = len(self._inflight) >= 2 * self._pool.workers
+                if saturated and self.store_raw and isinstance(item[1], ChunkBuffer):
+                    self._write_raw_now(*item)  # behind: the disk takes it while the pool works
+                else:
+                    self._submit(*item)
+                self._write_ready(block=saturated and not self.store_raw)
             if self._flush_due() or (deadline is not None and time.monotonic() >= deadline):
                 self._flush()
                 deadline = self._next_deadline()
@@ -191,20 +203,36 @@ class WriterThread(threading.Thread):
             self._count_written(sink, buffer, end)
             block = False
 
-    @staticmethod
-    def _count_written(sink: _Sink, buffer, end: int) -> None:
-        """Advance ``committed`` past a written chunk. Chunks in order (the rule for frames put)
-        move it to their end; chunks in any order (``write_dask``) only once every chunk below
-        them is written, so the count never claims a slot whose chunk is not in the file."""
-        if not (isinstance(buffer, EncodedChunk) and not buffer.in_order):
+    def _write_raw_now(self, index: int, buffer: ChunkBuffer, end: int) -> None:
+        """``on_full="store_raw"`` with the encoder pool saturated: store this chunk as it is,
+        ahead of the chunks still being compressed (counted as in any order)."""
+        sink = self.sinks[index]
+        self._write_chunk(sink, buffer.chunk_id,
+                          *_raw(sink, buffer.array, buffer.values, RAW_WRITER_BEHIND))
+        sink.assembler.release(buffer)
+        self._count_written(sink, buffer, end)
+
+    def _count_written(self, sink: _Sink, buffer, end: int) -> None:
+        """Advance ``committed`` past a written chunk. Chunks written in the order they came (the
+        rule for frames put) move it to their end; chunks written in any order (``write_dask``,
+        ``store_raw``) only once every chunk below them is written, so the count never claims a
+        slot whose chunk is not in the file."""
+        if not self.store_raw and not (isinstance(buffer, EncodedChunk) and not buffer.in_order):
             sink.committed = max(sink.committed, end)
             return
-        sink.out_of_order[buffer.first_slot] = end
-        while sink.committed in sink.out_of_order:
-            sink.committed = sink.out_of_order.pop(sink.committed)
+        ahead = sink.out_of_order
+        ahead[buffer.first_slot] = max(end, ahead.get(buffer.first_slot, 0))
+        while True:
+            reached = [first for first in ahead if first <= sink.committed]
+            if not reached:
+                return
+            for first in reached:
+                sink.committed = max(sink.committed, ahead.pop(first))
 
-    def _write_chunk(self, sink: _Sink, chunk_id: int, payload, values_payload) -> None:
-        """A data chunk and its values chunk (both encoded) into the file."""
+    def _write_chunk(self, sink: _Sink, chunk_id: int, payload, values_payload,
+                     raw_because: Optional[int] = None) -> None:
+        """A data chunk and its values chunk (both encoded) into the file; ``raw_because``: the
+        data chunk is stored as it is (all filters skipped), and why (``RAW_*``)."""
         geometry = sink.geometry
         offset = geometry.chunk_offset(chunk_id)
         if geometry.growing and offset[0] + geometry.k > sink.data.shape[0]:
@@ -212,7 +240,12 @@ class WriterThread(threading.Thread):
             new_len = (offset[0] + geometry.k + grow - 1) // grow * grow
             sink.data.resize((new_len,) + sink.data.shape[1:])
             sink.values.resize((new_len, sink.values.shape[1]))
-        sink.data.id.write_direct_chunk(offset, payload)
+        if raw_because is None:
+            sink.data.id.write_direct_chunk(offset, payload)
+            sink.raw_chunks.pop(chunk_id, None)  # a partial chunk written again
+        else:
+            sink.data.id.write_direct_chunk(offset, payload, filter_mask=sink.skip_all_filters)
+            sink.raw_chunks[chunk_id] = raw_because
         n_outer = len(sink.values_chunk_shape) - 1
         sink.values.id.write_direct_chunk(offset[:n_outer] + (0,), values_payload)
 
@@ -253,6 +286,9 @@ class WriterThread(threading.Thread):
                 ds.resize((ds.shape[0] + len(new_drops),))
                 ds[-len(new_drops):] = new_drops
                 sink.dropped_logged = len(sink.snapshot_dropped)
+            reasons = list(sink.raw_chunks.values())
+            sink.state["raw_chunks"][:] = [reasons.count(RAW_INCOMPRESSIBLE),
+                                           reasons.count(RAW_WRITER_BEHIND)]
             if not sink.names_logged and sink.columns.names is not None:
                 layout.record_value_names(sink.state, sink.columns.all_names)
                 sink.names_logged = True
@@ -304,9 +340,17 @@ class WriterThread(threading.Thread):
 
 def _encode(sink: _Sink, frames, values) -> tuple:
     """A chunk of frames and its rows of values, encoded for ``write_direct_chunk`` (runs in the
-    encoder pool)."""
-    return (sink.encoder.encode(frames.reshape(sink.geometry.chunk_shape)),
-            layout.VALUES_ENCODER.encode(values.reshape(sink.values_chunk_shape)))
+    encoder pool). A chunk the codec does not make smaller (noise) is stored as it is."""
+    payload = sink.encoder.encode(frames.reshape(sink.geometry.chunk_shape))
+    if sink.skip_all_filters and memoryview(payload).nbytes >= frames.nbytes:
+        return _raw(sink, frames, values, RAW_INCOMPRESSIBLE)
+    return payload, layout.VALUES_ENCODER.encode(values.reshape(sink.values_chunk_shape))
+
+
+def _raw(sink: _Sink, frames, values, why: int) -> tuple:
+    """A chunk stored as it is (HDF5 skips its filters when reading it), and why."""
+    return (np.ascontiguousarray(frames).data,
+            layout.VALUES_ENCODER.encode(values.reshape(sink.values_chunk_shape)), why)
 
 
 def _encode_values(sink: _Sink, payload, values) -> tuple:
