@@ -72,6 +72,18 @@ class EMDWriter(Acquisition):
         dropped (``on_full="drop"``)."""
         return self._stream.put(frame, **values)
 
+    def put_many(self, frames: Any, **values: Any) -> int:
+        """A block of frames ``(n, *frame_shape)`` in one call (see ``StreamWriter.put_many``)."""
+        return self._stream.put_many(frames, **values)
+
+    def frame_buffer(self, **values: float):
+        """The next frame's slot, filled in place (see ``StreamWriter.frame_buffer``)."""
+        return self._stream.frame_buffer(**values)
+
+    def put_compressed(self, blob: Any, **values: float) -> bool:
+        """A frame already bslz4-compressed, written as it is (see ``StreamWriter.put_compressed``)."""
+        return self._stream.put_compressed(blob, **values)
+
     # --- the stream's state ----------------------------------------------------------------------
     name = property(lambda self: self._stream.name)
     spec = property(lambda self: self._stream.spec)
