@@ -20,7 +20,7 @@ import pytest
 from close_child import N_FRAMES, frame
 
 import emdstream
-from emdstream import Acquisition, EMDWriter, Stream
+from emdstream import EMDWriter
 from emdstream.verify import verify
 
 HERE = os.path.dirname(__file__)

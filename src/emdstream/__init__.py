@@ -17,6 +17,7 @@ from .writer import EMDWriter
 
 __version__ = "0.1.0"
 
-__all__ = ["Acquisition", "Dim", "Stream", "StreamWriter", "EMDDataset", "EMDFile", "EMDStreamError", "EMDWriter", "QueueFullError",
-           "RecoveryReport", "WriterClosedError", "WriterError", "WriterFullError", "open",
-           "recover", "write_dask", "write_master", "__version__"]
+__all__ = ["Acquisition", "Dim", "EMDDataset", "EMDFile", "EMDStreamError", "EMDWriter",
+           "QueueFullError", "RecoveryReport", "Stream", "StreamWriter", "WriterClosedError",
+           "WriterError", "WriterFullError", "open", "recover", "write_dask", "write_master",
+           "__version__"]

@@ -32,8 +32,8 @@ import numpy as np
 
 from . import filelock, layout
 from .errors import WriterClosedError, WriterError
-from .parts import Part
 from .metadata import METADATA_GROUPS, check_metadata, unique_key, utc_key
+from .parts import Part
 from .stream import Stream, StreamWriter
 from .writer_thread import Close, WriterThread, describe_failure
 

@@ -21,6 +21,7 @@ from typing import Any, Optional
 import hdf5plugin
 import numpy as np
 
+
 class ChunkEncoder:
     """Base: no filter; the chunk's raw bytes. Each subclass names itself (``name``, what
     ``compression=`` takes) and the HDF5 filter that decodes its chunks (``filter_id``); the

@@ -263,8 +263,8 @@ class WriterThread(threading.Thread):
             snap = sink.assembler.snapshot()
             if final is not None and not sink.assembler.any_order:
                 sink.committed = max(sink.committed, final.total_slots[index])
-            elif sink.assembler.any_order:  # counted chunk by chunk (_count_written), never by slots
-                pass
+            elif sink.assembler.any_order or snap.waiting:
+                pass  # counted chunk by chunk (_count_written); or a chunk waits for an open slot
             elif snap.handed_end <= sink.committed:  # every full chunk handed over is written
                 if snap.partial is None:  # slots after the last chunk were all dropped
                     sink.committed = max(sink.committed, snap.slots)
