@@ -287,14 +287,18 @@ RUNNERS = {"naive": run_naive, "emdstream": run_emdstream, "raw-write": run_raw_
            "compress": run_compress}
 
 
-def child_main(job: dict) -> None:
+def child_main(job: dict, runners: Optional[dict] = None) -> None:
+    """One measurement: ``runners[job["method"]](job, bank, path)`` (``bench_limits`` passes its own)."""
     bank = np.load(job["bank"]) if job.get("bank") else make_bank(job["workload"], job["shape"])
     path = os.path.join(job["tmpdir"], f"{job['method']}-{os.getpid()}.h5")
     if job.get("breakdown"):
         import _breakdown
         _breakdown.install()
+    if job.get("thread_cpu"):
+        import _breakdown
+        _breakdown.install_thread_cpu()
     try:
-        result = RUNNERS[job["method"]](job, bank, path)
+        result = (runners or RUNNERS)[job["method"]](job, bank, path)
     finally:
         for p in (path, path + ".emdstream-partial"):
             if os.path.exists(p):
@@ -305,17 +309,18 @@ def child_main(job: dict) -> None:
     print("RESULT " + json.dumps(result), flush=True)
 
 
-def measure(job: dict, in_process: bool = False) -> dict:
-    """Run one measurement in a fresh interpreter; returns its result dict."""
+def measure(job: dict, in_process: bool = False, script: str = __file__,
+            runners: Optional[dict] = None) -> dict:
+    """Run one measurement in a fresh interpreter (``script --child JOB``); returns its result."""
     if in_process:
         import contextlib
         import io
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
-            child_main(job)
+            child_main(job, runners)
         text = out.getvalue()
     else:
-        proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", json.dumps(job)],
+        proc = subprocess.run([sys.executable, os.path.abspath(script), "--child", json.dumps(job)],
                               capture_output=True, text=True)
         text = proc.stdout
         if proc.returncode != 0:
@@ -333,6 +338,7 @@ def measure(job: dict, in_process: bool = False) -> dict:
 class Bench:
     def __init__(self, args: argparse.Namespace):
         self.args = args
+        self.script, self.runners = __file__, None  # bench_limits measures with its own runners
         self.tmpdir = tempfile.mkdtemp(prefix="emdstream-bench-", dir=args.dir)
         self._banks: dict[tuple, str] = {}
         self.results: list[dict] = []
@@ -351,13 +357,16 @@ class Bench:
             self._banks[key] = path
         return self._banks[key]
 
-    def run_case(self, name: str, base: dict, methods: list[str]) -> dict[str, dict]:
-        """Median over repeats of each method; methods interleaved within each repeat."""
+    def run_case(self, name: str, base: dict, methods: list[str],
+                 variants: Optional[dict[str, dict]] = None) -> dict[str, dict]:
+        """Median over repeats of each method; methods interleaved within each repeat.
+        ``variants``: job keys per method label (its runner is ``variants[m]["method"]``)."""
         runs: dict[str, list[dict]] = {m: [] for m in methods}
         for _ in range(self.args.repeats):
             for m in methods:
-                job = dict(base, method=m, name=name, tmpdir=self.tmpdir)
-                runs[m].append(measure(job, self.args.in_process))
+                job = {**base, "method": m, "name": name, "tmpdir": self.tmpdir,
+                       **(variants or {}).get(m, {})}
+                runs[m].append(measure(job, self.args.in_process, self.script, self.runners))
                 self.progress(f"  {name}/{m}: {runs[m][-1]['seconds']:.3f} s")
         out = {}
         for m, rs in runs.items():
