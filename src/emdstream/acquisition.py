@@ -87,7 +87,10 @@ class Acquisition:
         streams = list(streams)
         if not streams:
             raise ValueError("an acquisition needs at least one Stream")
-        names = [getattr(s, "name", None) for s in streams]
+        for s in streams:
+            if not isinstance(s, Stream):
+                raise TypeError(f"streams must be emdstream.Stream objects, got {type(s).__name__}")
+        names = [s.name for s in streams]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"stream names must be unique; repeated: {duplicates}")

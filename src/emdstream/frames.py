@@ -44,8 +44,8 @@ class FrameSpec:
 
 
     def _python_number(self, value) -> np.ndarray:
-        """A Python number for a scalar stream: a float is taken at the stream's float precision,
-        an int must be exact in the stream's dtype."""
+        """A Python (or NumPy) number for a scalar stream: a float is taken at the stream's float
+        precision, an int must be exact in the stream's dtype."""
         if self.dtype.kind == "f":
             return np.asarray(value, self.dtype)
         if isinstance(value, int) and self.dtype.kind in "iu":

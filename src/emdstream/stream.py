@@ -60,8 +60,6 @@ class StreamWriter:
     def __init__(self, acquisition: Acquisition, index: int, stream: Stream,
                  scan_shape: Optional[tuple[int, ...]], chunks: queue.SimpleQueue,
                  default_queue_frames: int, part: Optional[Part] = None):
-        if not isinstance(stream, Stream):
-            raise TypeError(f"streams must be emdstream.Stream objects, got {type(stream).__name__}")
         if not isinstance(stream.name, str) or not stream.name or "/" in stream.name:
             raise ValueError(f"stream name must be a non-empty str without '/', got {stream.name!r}")
         self._acq = acquisition
