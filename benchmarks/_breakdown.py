@@ -106,6 +106,8 @@ _thread_cpu: list[tuple[str, float]] = []
 def install_thread_cpu() -> None:
     from emdstream.encoder_pool import EncoderPool
     from emdstream.writer_thread import WriterThread
+    if getattr(WriterThread.run, "_records_cpu", False):  # installed already (--in-process)
+        return
 
     def recording(fn, role):
         @functools.wraps(fn)
@@ -114,10 +116,15 @@ def install_thread_cpu() -> None:
                 return fn(*args, **kwargs)
             finally:
                 _thread_cpu.append((role, time.thread_time()))
+        wrapper._records_cpu = True
         return wrapper
 
     WriterThread.run = recording(WriterThread.run, "writer")
     EncoderPool._run = recording(EncoderPool._run, "encoders")
+
+
+def reset_thread_cpu() -> None:
+    _thread_cpu.clear()
 
 
 def thread_cpu() -> dict[str, float]:

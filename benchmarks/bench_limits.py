@@ -95,6 +95,7 @@ def run_emd(job: dict, bank: np.ndarray, path: str) -> dict:
     from emdstream import EMDWriter
     from emdstream.encoders import BitshuffleLZ4
     n, b, how = job["frames"], len(bank), job["api"]
+    _breakdown.reset_thread_cpu()  # --in-process: earlier runs' threads are not this one's
     frame_bytes = bank[0].nbytes
     w = EMDWriter(path, bank.shape[1:], bank.dtype, n_frames=n, compression=job["compression"],
                   chunk_frames=job.get("chunk_frames"), on_full=job.get("on_full", "block"),
@@ -216,22 +217,28 @@ RUNNERS = {"emd": run_emd, "io": run_io, "compress": run_compress}
 # ------------------------------------------------------------------------------------------------
 # parent side
 # ------------------------------------------------------------------------------------------------
-def case_frames(size: int, comp: str, quick: bool, k: int, block: int) -> int:
-    total = CASE_BYTES["gzip" if comp == "gzip" else size] // (8 if quick else 1)
+def case_frames(size: int, comp: str, divide: int, k: int, block: int) -> int:
+    total = CASE_BYTES["gzip" if comp == "gzip" else size] // divide
     step = math.lcm(k, block) if size == 64 else k
     return max(2 * step, total // (size * size * 2) // step * step)
+
+
+def _selected(args: argparse.Namespace, name: str) -> bool:
+    """``--only`` NAME: a part of ``case/method``; NAME$: its end (``--only 256x256-bslz4/put$``)."""
+    return not args.only or any(name.endswith(o[:-1]) if o.endswith("$") else o in name
+                                for o in args.only)
 
 
 def run_all(bench: bw.Bench) -> list[dict]:
     args = bench.args
     rows = []
     for name, size, comp, methods in CASES:
-        methods = [m for m in methods if bw._selected(args, f"{name}/{m}")]
+        methods = [m for m in methods if _selected(args, f"{name}/{m}")]
         if not methods:
             continue
         shape = (size, size)
         k = bw.chunk_frames_for(shape, None)
-        n = case_frames(size, comp, args.quick, k, args.block)
+        n = case_frames(size, comp, args.divide, k, args.block)
         base = dict(workload="detector", shape=list(shape), compression=comp, frames=n, k=k,
                     frame_bytes=size * size * 2, bank=bench.bank("detector", shape),
                     thread_cpu=True, block=args.block, pace_gbps=args.pace)
@@ -246,7 +253,13 @@ def analyse(rows: list[dict]) -> dict:
     """Ceilings, ratios and where the time goes."""
     by = {(r["case"], r["label"]): r for r in rows}
     io = [r for r in rows if r["label"].startswith("io-")]
-    io_best = max(io, key=lambda r: r["gbps"]) if io else None
+    # the ceiling: the fastest run of any I/O method (a ceiling is what the file system allowed
+    # at best, so no repeat of it is discarded as noise)
+    io_best = None
+    for r in io:
+        r["best_gbps"] = r["raw_bytes"] / min(r["all_seconds"]) / 1e9
+        if io_best is None or r["best_gbps"] > io_best["best_gbps"]:
+            io_best = r
     for r in rows:
         comp = by.get((r["case"], "compress"))
         if r["label"] in EMD_METHODS:
@@ -255,7 +268,7 @@ def analyse(rows: list[dict]) -> dict:
                 r["vs_compress"] = comp["seconds"] / r["seconds"]
                 r["cpu_bound"] = comp["cpu"] / r["cpu"]  # the ratio 2 busy cores would allow
             if io_best:
-                r["vs_io"] = r["stored_gbps"] / io_best["gbps"]
+                r["vs_io"] = r["stored_gbps"] / io_best["best_gbps"]
     return dict(by=by, io_best=io_best)
 
 
@@ -309,11 +322,12 @@ def target_rows(a: dict) -> list[list[str]]:
         if worst:
             ok = worst["vs_io"] <= 1.10
             out.append(["I/O ceiling holds", "no emdstream path > 1.10x of it (stored bytes)",
-                        f"ceiling {io_best['gbps']:.2f} GB/s ({io_best['label']}); highest: "
+                        f"ceiling {io_best['best_gbps']:.2f} GB/s (fastest run, {io_best['label']}); highest: "
                         f"{worst['case']}/{worst['label']} {worst['stored_gbps']:.2f} GB/s stored = "
                         f"{worst['vs_io']:.2f}x", "met" if ok else "MISSED",
-                        "I/O methods: " + ", ".join(f"{r['label']} {r['gbps']:.2f}"
-                                                    for r in by.values() if r['label'].startswith('io-'))])
+                        "I/O methods, median (fastest) GB/s: " + ", ".join(
+                            f"{r['label']} {r['gbps']:.2f} ({r['best_gbps']:.2f})"
+                            for r in by.values() if r['label'].startswith('io-'))])
     return out
 
 
@@ -345,6 +359,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
                    help="run only case/method names containing NAME (repeatable), e.g. 64x64, /put_many")
     p.add_argument("--markdown", action="store_true")
     p.add_argument("--repeats", type=int, default=None, help="default 3 (--quick: 1)")
+    p.add_argument("--divide", type=int, default=None, help="divide the sizes by this (--quick: 8)")
     p.add_argument("--block", type=int, default=256, help="frames per put_many call (default 256)")
     p.add_argument("--pace", type=float, default=PACE_GBPS,
                    help=f"GB/s of the put_paced run (default {PACE_GBPS})")
@@ -356,6 +371,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.repeats is None:
         args.repeats = 1 if args.quick else 3
+    if args.divide is None:
+        args.divide = 8 if args.quick else 1
     return args
 
 
