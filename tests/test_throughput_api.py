@@ -206,6 +206,12 @@ def test_incompressible_chunks_are_stored_raw_and_read_back_everywhere(tmp_path)
         ds = f["data/dataset_1/data"]
         masks = [ds.id.get_chunk_info(i).filter_mask for i in range(ds.id.get_num_chunks())]
     assert masks == [0, 0, 1, 1]
+    from emdstream.info import describe, format_text
+
+    with emdstream.open(path) as f:
+        info = describe(f)
+    assert info["datasets"]["dataset_1"]["raw_chunks"] == 2
+    assert "2 chunks stored uncompressed (2 incompressible)" in format_text(info)
     np.testing.assert_array_equal(ncempy.io.read(path)["data"], frames)
     np.testing.assert_array_equal(np.asarray(file_reader(path)[0]["data"]).transpose(2, 1, 0), frames)
     if shutil.which("h5dump"):

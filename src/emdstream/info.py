@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from .encoders import describe_filters
+from .layout import RAW_REASONS
 from .filelock import writer_holds
 from .reader import EMDFile
 
@@ -32,6 +33,7 @@ def describe(f: EMDFile) -> dict[str, Any]:
                       "last": _num(d.values[-1]) if len(d.values) else None}
                      for i, d in enumerate(ds.dims)],
         }
+        datasets[name].update(_raw_chunks(ds))
         datasets[name].update(_parts(f, name, ds))
     return {"path": f.path, "emd_version": list(f.version), "datasets": datasets,
             "metadata": {g: {k: _jsonable(v) for k, v in attrs.items()}
@@ -48,6 +50,11 @@ def format_text(info: dict[str, Any]) -> str:
                 f"  data    {tuple(d['shape'])} {d['dtype']}, chunks {tuple(d['chunks'] or ())}, "
                 f"{d['compression']}, ratio {ratio} ({d['stored_bytes'] / 1e6:.1f} MB stored)",
                 f"  frames  {d['frames_written']} written, {d['frames_dropped']} dropped"]
+        if d["raw_chunks"]:
+            why = ", ".join(f"{n} {reason.replace('_', ' ')}" for reason, n in
+                            d["raw_chunks_why"].items() if n)
+            out.append(f"  raw     {d['raw_chunks']} chunks stored uncompressed"
+                       + (f" ({why})" if why else ""))
         out += _format_parts(d)
         for dim in d["dims"]:
             span = (f"{dim['first']:g} .. {dim['last']:g}" if isinstance(dim["first"], (int, float))
@@ -127,6 +134,16 @@ def _format_parts(d: dict[str, Any]) -> list[str]:
         out.append(f"    {p['rank']:>3}  {p['path']}  {state}"
                    + (f"  ({p['problem']})" if p["problem"] and p["present"] else ""))
     return out
+
+
+def _raw_chunks(ds) -> dict[str, Any]:
+    """How many chunks are stored uncompressed (filter mask set), from the chunks themselves,
+    and why, as the writer recorded it."""
+    data = ds.data
+    count = data.id.get_num_chunks() if data.chunks else 0
+    raw = sum(1 for i in range(count) if data.id.get_chunk_info(i).filter_mask)
+    return {"raw_chunks": raw,
+            "raw_chunks_why": {r: int(ds.group.attrs.get(f"raw_chunks_{r}", 0)) for r in RAW_REASONS}}
 
 
 def _num(v):

@@ -91,7 +91,9 @@ def _create_stream(f: h5py.File, stream) -> None:
                          **VALUES_ENCODER.dataset_options())
     state.create_dataset("value_names", shape=(0,), maxshape=(None,), chunks=(1024,),
                          dtype=np.uint8)
-    state.create_dataset("raw_chunks", data=np.zeros(len(RAW_REASONS), np.int64))
+    # (why, first slot) of each chunk written uncompressed, appended at each flush
+    state.create_dataset("raw_chunks", shape=(0, 2), maxshape=(None, 2), chunks=(4096, 2),
+                         dtype=np.int64)
 
 
 def state_path(name: str) -> str:
@@ -244,7 +246,7 @@ def _finalize_stream(f: h5py.File, name: str) -> tuple[int, int]:
             table[:, names.index(dims[0].from_values)]
         _write_dim(group, 0, Dim(dims[0].name, dims[0].units, values=axis0), grid[0],
                    resizable=data.maxshape[0] is None)
-    for reason, count in zip(RAW_REASONS, state["raw_chunks"][()]):
+    for reason, count in zip(RAW_REASONS, _raw_counts(data, state["raw_chunks"][()], committed)):
         group.attrs[f"raw_chunks_{reason}"] = np.int64(count)
     group.attrs["frames_written"] = np.int64(written)
     group.attrs["frames_dropped"] = np.int64(dropped.size)
@@ -252,6 +254,26 @@ def _finalize_stream(f: h5py.File, name: str) -> tuple[int, int]:
         group.attrs["dropped_frames"] = dropped
     group.attrs["complete"] = True
     return written, int(dropped.size)
+
+
+def _raw_counts(data: h5py.Dataset, rows: np.ndarray, committed: int) -> list[int]:
+    """Chunks stored raw, by reason, as the file holds them now: a partial chunk may have been
+    written again compressed, and trimming a stack re-encodes its last chunk."""
+    last = {int(first): int(why) for why, first in rows if first < committed}
+    counts = [0] * len(RAW_REASONS)
+    grid = data.shape[:data.ndim - int(data.parent.attrs["frame_ndim"])]
+    for first, why in last.items():
+        coord = tuple(int(i) for i in np.unravel_index(first, grid)) + (0,) * (data.ndim - len(grid))
+        if data.id.get_chunk_info_by_coord(coord).filter_mask:
+            counts[why] += 1
+    return counts
+
+
+def append_rows(ds: h5py.Dataset, rows) -> None:
+    """Append rows to a resizable 2-D state dataset (safe in SWMR mode)."""
+    start = ds.shape[0]
+    ds.resize((start + len(rows), ds.shape[1]))
+    ds[start:] = np.asarray(rows, dtype=ds.dtype)
 
 
 def _blank_unrecorded(table: h5py.Dataset, committed: int) -> None:

@@ -36,7 +36,7 @@ from .errors import WriterError
 _FRAME_POLL = 0.05  # seconds: how often flush_frames is checked while no chunk arrives
 
 
-RAW_INCOMPRESSIBLE, RAW_WRITER_BEHIND = 0, 1  # why a chunk was stored raw (layout.RAW_REASONS)
+RAW_INCOMPRESSIBLE, RAW_WRITER_BEHIND = 0, 1  # why a chunk is stored raw (layout.RAW_REASONS)
 
 
 class Close:
@@ -62,7 +62,7 @@ class _Sink:
         self.values_chunk_shape = self.values.chunks
         # filter mask that skips every filter of the data (0: no filter, nothing to skip)
         self.skip_all_filters = (1 << self.data.id.get_create_plist().get_nfilters()) - 1
-        self.raw_chunks: dict[int, int] = {}  # chunk id -> why it is stored raw (RAW_*)
+        self.raw_written: list[tuple[int, int]] = []  # (why, first slot) of raw chunks to record
         self.committed = 0  # slots 0..committed-1 have been handed to HDF5
         self.durable = 0    # ... and were flushed and recorded in the file as valid
         self.in_flight = 0  # chunks handed to the encoder pool, not yet written
@@ -242,10 +242,9 @@ class WriterThread(threading.Thread):
             sink.values.resize((new_len, sink.values.shape[1]))
         if raw_because is None:
             sink.data.id.write_direct_chunk(offset, payload)
-            sink.raw_chunks.pop(chunk_id, None)  # a partial chunk written again
         else:
             sink.data.id.write_direct_chunk(offset, payload, filter_mask=sink.skip_all_filters)
-            sink.raw_chunks[chunk_id] = raw_because
+            sink.raw_written.append((raw_because, geometry.chunk_slots(chunk_id)[0]))
         n_outer = len(sink.values_chunk_shape) - 1
         sink.values.id.write_direct_chunk(offset[:n_outer] + (0,), values_payload)
 
@@ -286,9 +285,9 @@ class WriterThread(threading.Thread):
                 ds.resize((ds.shape[0] + len(new_drops),))
                 ds[-len(new_drops):] = new_drops
                 sink.dropped_logged = len(sink.snapshot_dropped)
-            reasons = list(sink.raw_chunks.values())
-            sink.state["raw_chunks"][:] = [reasons.count(RAW_INCOMPRESSIBLE),
-                                           reasons.count(RAW_WRITER_BEHIND)]
+            if sink.raw_written:
+                layout.append_rows(sink.state["raw_chunks"], sink.raw_written)
+                sink.raw_written = []
             if not sink.names_logged and sink.columns.names is not None:
                 layout.record_value_names(sink.state, sink.columns.all_names)
                 sink.names_logged = True
