@@ -8,7 +8,8 @@
 For each thread role (producer = MainThread, writer = the WriterThread, encoder = pool threads) it
 prints the share of samples per innermost frame ("self") and per innermost emdstream frame (the
 package function that was running or waiting). ``--timed-only`` keeps only the samples taken while
-the producer was inside the timed loop (``run_emdstream``), dropping imports and setup.
+the producer was inside a timed runner (``bench_write.run_emdstream``, ``bench_limits.run_emd``),
+dropping imports and setup.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import argparse
 import collections
 import re
 
+_TIMED = re.compile(r"run_emd(stream)? \(")  # bench_write's and bench_limits's timed runners
 _FRAME = re.compile(r"^(?P<func>.*?) \((?P<where>[^()]*)\)$")
 
 
@@ -57,7 +59,7 @@ def main() -> None:
                 continue
             frames = stack.split(";")
             r = role(frames[1:])
-            if args.timed_only and r == "producer" and not any("run_emdstream" in x for x in frames):
+            if args.timed_only and r == "producer" and not any(_TIMED.match(x) for x in frames):
                 continue
             n = int(count)
             totals[r] += n
