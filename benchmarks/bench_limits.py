@@ -292,7 +292,18 @@ def where(r: dict) -> str:
     parts = [f"{name} {r[key] / s:.2f}" for name, key in
              (("producer", "cpu_producer"), ("writer", "cpu_writer"), ("encoders", "cpu_encoders"))
              if r.get(key) is not None]
+    other = _other_cpu(r)
+    if other is not None:
+        parts.append(f"other {other / s:.2f}")
     return "cores: " + ", ".join(parts) + f" (process {r['cpu'] / s:.2f})"
+
+
+def _other_cpu(r: dict) -> Optional[float]:
+    """Process CPU outside the producer loop, the writer and the encoder threads: mostly the
+    OpenMP threads bitshuffle's ``compress_lz4`` starts (libgomp), plus close() in the producer."""
+    if r.get("cpu_writer") is None:
+        return None
+    return r["cpu"] - r["cpu_producer"] - r["cpu_writer"] - (r.get("cpu_encoders") or 0.0)
 
 
 def target_rows(a: dict) -> list[list[str]]:
@@ -333,7 +344,7 @@ def target_rows(a: dict) -> list[list[str]]:
 
 def print_rows(rows: list[dict], markdown: bool) -> None:
     headers = ["case", "method", "frames", "GB/s", "spread", "stored GB/s", "ratio", "vs compress",
-               "CPU bound", "vs I/O ceil", "cores", "producer", "writer", "encoders",
+               "CPU bound", "vs I/O ceil", "cores", "producer", "writer", "encoders", "other",
                "call p50 us", "call p99 us", "queue hw", "peak RSS MiB"]
     out = []
     for r in rows:
@@ -345,10 +356,22 @@ def print_rows(rows: list[dict], markdown: bool) -> None:
                     _f(r.get("vs_compress"), ".2f"), _f(r.get("cpu_bound"), ".2f"),
                     _f(r.get("vs_io"), ".2f"), _f(r["cores"], ".2f"),
                     c("cpu_producer"), c("cpu_writer"), c("cpu_encoders"),
+                    _f(_other_cpu(r) / s if _other_cpu(r) is not None else None, ".2f"),
                     _f(r.get("put_p50_us"), ".1f"), _f(r.get("put_p99_us"), ".1f"),
                     f"{r['queue_high_water']}/{r['queue_size']}" if "queue_size" in r else "",
                     _f(r["peak_rss"] / MiB, ".0f")])
     print(fmt_table(headers, out, markdown))
+
+
+def print_all(rows: list[dict], markdown: bool) -> None:
+    a = analyse(rows)
+    print("Throughput at the limit (cores = CPU seconds / wall seconds of the whole timed part; "
+          "producer, writer, encoders: those threads; other: the rest of the process, mostly "
+          "bitshuffle's OpenMP threads)")
+    print_rows(rows, markdown)
+    print("\nTargets (issue #10)")
+    print(fmt_table(["target", "wanted", "measured", "", "where the time goes"],
+                    target_rows(a), markdown))
 
 
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
@@ -364,7 +387,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p.add_argument("--pace", type=float, default=PACE_GBPS,
                    help=f"GB/s of the put_paced run (default {PACE_GBPS})")
     p.add_argument("--dir", default=None)
-    p.add_argument("--json", default=None)
+    p.add_argument("--json", default=None, help="also write the results to this JSON file")
+    p.add_argument("--from-json", default=None, help="print the tables of a saved --json run")
     p.add_argument("--in-process", action="store_true", help="measure in this process (profilers)")
     p.add_argument("-v", "--verbose", action="store_true")
     p.add_argument("--child", help=argparse.SUPPRESS)
@@ -381,6 +405,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.child:
         bw.child_main(json.loads(args.child), RUNNERS)
         return 0
+    if args.from_json:
+        with open(args.from_json) as f:
+            saved = json.load(f)
+        fence = "```\n" if args.markdown else ""
+        print(fence + saved["info"] + f"\n{fence}")
+        print_all(saved["results"], args.markdown)
+        return 0
     bench = bw.Bench(args)
     bench.script, bench.runners = __file__, RUNNERS
     try:
@@ -390,13 +421,7 @@ def main(argv: Optional[list[str]] = None) -> int:
               f"GB/s of raw frame bytes unless 'stored'\n{fence}", flush=True)
         t0 = time.perf_counter()
         rows = run_all(bench)
-        a = analyse(rows)
-        print("Throughput at the limit (cores = CPU seconds / wall seconds of the whole "
-              "timed part, per thread)")
-        print_rows(rows, args.markdown)
-        print("\nTargets (issue #10)")
-        print(fmt_table(["target", "wanted", "measured", "", "where the time goes"],
-                        target_rows(a), args.markdown))
+        print_all(rows, args.markdown)
         print(f"\ntotal benchmark time {time.perf_counter() - t0:.0f} s")
         if args.json:
             with open(args.json, "w") as f:
