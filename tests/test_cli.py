@@ -115,7 +115,7 @@ def test_info_json_has_shape_dims_metadata_and_comments_in_order(small_scan):
     assert result.returncode == 0, result.stderr
     info = json.loads(result.stdout)
     assert info["emd_version"] == [0, 2]
-    ds = info["datasets"]["dataset_1"]
+    ds = info["datasets"]["diffraction"]
     assert ds["shape"] == [6, 8, 24, 24] and ds["dtype"] == "uint16" and ds["complete"]
     assert ds["frames_written"] == 48 and ds["frames_dropped"] == 0
     assert [(d["name"], d["units"], d["length"]) for d in ds["dims"]] == [
@@ -169,7 +169,7 @@ def test_simulate_fps_paces_and_reports_counts(tmp_path):
     assert int(written) == 48 and kept_up == "writer kept up"
     assert float(seconds) >= 47 / 300 and 1 <= int(high_water) <= int(size)
     with emdstream.open(path) as f:
-        assert f["dataset_1"].frames_written == 48
+        assert f["diffraction"].frames_written == 48
         assert any("paced at 300.0 frames/s" in text for _, text in f.comments)
 
 
@@ -183,7 +183,7 @@ def test_simulate_with_a_tiny_queue_counts_every_frame_written_or_dropped(tmp_pa
     assert int(written) + dropped == 600 and 1 <= int(high_water) <= int(size) == 60
     assert result.returncode == (1 if dropped else 0)
     with emdstream.open(path) as f:
-        assert (f["dataset_1"].frames_written, f["dataset_1"].frames_dropped) == (int(written), dropped)
+        assert (f["diffraction"].frames_written, f["diffraction"].frames_dropped) == (int(written), dropped)
     assert verify(path) == []
 
 

@@ -23,7 +23,7 @@ def scan_4d(tmp_path_factory):
 
 
 def test_virtual_bright_field_shows_the_simulated_lattice(scan_4d):
-    _, (pattern, bright_field) = compute_panels(scan_4d)
+    _, (haadf, pattern, bright_field) = compute_panels(scan_4d)
     sim = Simulated4DSTEM(SCAN, FRAME)
     disk = pattern.outline
     # the detector is the central disk, a bit smaller than the beam that wanders by radius / 2
@@ -35,6 +35,9 @@ def test_virtual_bright_field_shows_the_simulated_lattice(scan_4d):
                              for iy in range(SCAN[0])])
     assert bright_field.values.shape == SCAN
     assert np.corrcoef(bright_field.values.ravel(), transmission.ravel())[0, 1] > 0.85
+    # the HAADF stream, shown first, sees the same sample: what the bright field loses
+    assert haadf.title == "haadf" and haadf.values.shape == SCAN
+    assert np.corrcoef(haadf.values.ravel(), transmission.ravel())[0, 1] < -0.85
     assert [d.name for d in bright_field.axes] == ["scan_y", "scan_x"]
     assert [d.units for d in pattern.axes] == ["[px]", "[px]"]
 
@@ -42,8 +45,9 @@ def test_virtual_bright_field_shows_the_simulated_lattice(scan_4d):
 def test_frames_never_written_are_left_out(tmp_path):
     path = tmp_path / "stopped.emd"
     simulate(str(path), scan_shape=SCAN, frame_shape=FRAME, n_frames=100, progress=False)
-    _, (pattern, bright_field) = compute_panels(path)
+    _, (haadf, pattern, bright_field) = compute_panels(path)
     assert np.isnan(bright_field.values).sum() == SCAN[0] * SCAN[1] - 100
+    assert np.isnan(haadf.values).sum() == SCAN[0] * SCAN[1] - 100
     assert np.isnan(bright_field.values.ravel()[100:]).all()
     assert pattern.values.max() < 100  # the unwritten slots hold 65535 (the fill value)
 

@@ -33,7 +33,7 @@ def broken(good, tmp_path):
 
 
 def _replace_dim(f, key, values):
-    group = f["data/dataset_1"]
+    group = f["data/diffraction"]
     attrs = dict(group[key].attrs)
     del group[key]
     group[key] = values
@@ -45,8 +45,8 @@ def test_fresh_simulate_output_verifies(tmp_path):
     assert emdstream_cli("simulate", path, "--scan", "5x7", "--frame-shape", "16x16").returncode == 0
     result = emdstream_cli("verify", path)
     assert (result.returncode, result.stderr) == (0, "")
-    assert result.stdout == f"OK: {path} is EMD v0.2: /data/dataset_1 (5, 7, 16, 16) uint16, " \
-                            f"35 frames\n"
+    assert result.stdout == f"OK: {path} is EMD v0.2: /data/diffraction (5, 7, 16, 16) uint16, " \
+                            f"35 frames; /data/haadf (5, 7) float32, 35 frames\n"
 
 
 def test_the_readers_load_a_good_file(good):
@@ -56,24 +56,24 @@ def test_the_readers_load_a_good_file(good):
 
 
 BREAKS = {
-    "missing dim": (lambda f: f["data/dataset_1"].__delitem__("dim3"),
-                    "/data/dataset_1/dim3: missing"),
+    "missing dim": (lambda f: f["data/diffraction"].__delitem__("dim3"),
+                    "/data/diffraction/dim3: missing"),
     "dim of wrong length": (lambda f: _replace_dim(f, "dim2", np.arange(5.0)),
-                            "/data/dataset_1/dim2: 5 values, but data axis 1 has 8"),
+                            "/data/diffraction/dim2: 5 values, but data axis 1 has 8"),
     "dim stored as (N, 1)": (lambda f: _replace_dim(f, "dim1", np.arange(6.0).reshape(6, 1)),
-                             "/data/dataset_1/dim1: shape (6, 1); EMD v0.2 wants a 1-D vector"),
+                             "/data/diffraction/dim1: shape (6, 1); EMD v0.2 wants a 1-D vector"),
     "missing version": (lambda f: [f.attrs.__delitem__(k) for k in ("version_major", "version_minor")],
                         "/: missing attribute version_major"),
     "wrong version": (lambda f: f.attrs.__setitem__("version_minor", 3), "/: version_minor is 3"),
-    "missing units": (lambda f: f["data/dataset_1/dim4"].attrs.__delitem__("units"),
-                      "/data/dataset_1/dim4: missing attribute units"),
-    "missing emd_group_type": (lambda f: f["data/dataset_1"].attrs.__delitem__("emd_group_type"),
-                               "/data/dataset_1: missing attribute emd_group_type"),
-    "one dim too many": (lambda f: f["data/dataset_1"].create_dataset("dim5", data=[0.0]),
-                         "/data/dataset_1/dim5: data has 4 axes"),
-    "more frames than slots": (lambda f: f["data/dataset_1"].attrs.__setitem__("frames_written", 49),
+    "missing units": (lambda f: f["data/diffraction/dim4"].attrs.__delitem__("units"),
+                      "/data/diffraction/dim4: missing attribute units"),
+    "missing emd_group_type": (lambda f: f["data/diffraction"].attrs.__delitem__("emd_group_type"),
+                               "/data/diffraction: missing attribute emd_group_type"),
+    "one dim too many": (lambda f: f["data/diffraction"].create_dataset("dim5", data=[0.0]),
+                         "/data/diffraction/dim5: data has 4 axes"),
+    "more frames than slots": (lambda f: f["data/diffraction"].attrs.__setitem__("frames_written", 49),
                                "frames_written (49) + frames_dropped (0) exceed the 48 frame slots"),
-    "not finalized": (lambda f: f["data/dataset_1"].attrs.__setitem__("complete", False),
+    "not finalized": (lambda f: f["data/diffraction"].attrs.__setitem__("complete", False),
                       "complete is False"),
 }
 
@@ -87,13 +87,13 @@ def test_a_broken_file_gets_its_problem_named(broken, what):
 
 
 def test_the_command_prints_one_problem_per_line_and_exits_1(broken):
-    path = broken(lambda f: (f["data/dataset_1/dim2"].attrs.__delitem__("name"),
-                             f["data/dataset_1"].__delitem__("dim4")))
+    path = broken(lambda f: (f["data/diffraction/dim2"].attrs.__delitem__("name"),
+                             f["data/diffraction"].__delitem__("dim4")))
     result = emdstream_cli("verify", path)
     assert result.returncode == 1 and result.stderr == ""
     assert result.stdout.splitlines() == verify(path) == [
-        "/data/dataset_1/dim2: missing attribute name",
-        "/data/dataset_1/dim4: missing (no dim vector for data axis 3 of length 24)"]
+        "/data/diffraction/dim2: missing attribute name",
+        "/data/diffraction/dim4: missing (no dim vector for data axis 3 of length 24)"]
 
 
 def test_readers_that_fail_are_named(broken):
@@ -106,12 +106,12 @@ def test_a_corrupt_chunk_is_reported_not_fatal(good, tmp_path):
     path = str(tmp_path / "corrupt.emd")
     shutil.copy(good, path)
     with h5py.File(path, "r") as f:
-        chunk = f["data/dataset_1/data"].id.get_chunk_info(2)
+        chunk = f["data/diffraction/data"].id.get_chunk_info(2)
     with open(path, "r+b") as fh:  # keep the 12-byte bitshuffle header, scramble the LZ4 body
         fh.seek(chunk.byte_offset + 12)
         fh.write(np.random.default_rng(1).bytes(chunk.size - 12))
     problems = verify(path, readers=True)
-    assert problems[0].startswith("/data/dataset_1/data[")
+    assert problems[0].startswith("/data/diffraction/data[")
     assert "unreadable" in problems[0] or "crashed" in problems[0]
     assert problems[1:] == ["readers: not tried, the data is unreadable"]
 

@@ -1,5 +1,6 @@
 """A detector stand-in: 4D-STEM frames (Poisson counts, a bright disk that moves with scan
-position) and ``simulate``, which streams them into a file like a live acquisition would."""
+position) and a HAADF signal from the same sample, and ``simulate``, which streams them into a file
+like a live acquisition would."""
 from __future__ import annotations
 
 import math
@@ -14,7 +15,8 @@ import numpy as np
 
 from .chunking import DEFAULT_CHUNK_BYTES
 from .dims import Dim
-from .writer import EMDWriter
+from .acquisition import Acquisition
+from .stream import Stream
 
 
 class Simulated4DSTEM:
@@ -57,13 +59,24 @@ class Simulated4DSTEM:
             np.minimum(counts, np.iinfo(self.dtype).max, out=counts)
         return counts.astype(self.dtype)
 
+    def haadf(self, iy: int, ix: int) -> float:
+        """The annular dark-field signal at a position: what the sample scatters out of the
+        bright-field disk (so the HAADF image is the bright field's contrast, inverted), with
+        Poisson noise."""
+        scattered = 400.0 * (1.0 - self.transmission(iy, ix)) + 20.0
+        return float(self.rng.poisson(scattered))
+
+    def position(self, index: int) -> tuple[int, int]:
+        """(row, column) of the ``index``-th frame of the scan."""
+        position = np.unravel_index(index, self.scan_shape)
+        return (int(position[-2]) if len(position) > 1 else 0), int(position[-1])
+
     def __len__(self) -> int:
         return math.prod(self.scan_shape)
 
     def __iter__(self) -> Iterator[np.ndarray]:
         for index in range(len(self)):
-            position = np.unravel_index(index, self.scan_shape)
-            yield self.frame(int(position[-2]) if len(position) > 1 else 0, int(position[-1]))
+            yield self.frame(*self.position(index))
 
 
 @dataclass
@@ -97,15 +110,22 @@ class SimulationReport:
                 f"  {kept_up}; queue high-water mark {self.queue_high_water} of {self.queue_size}")
 
 
+STREAM_OPTIONS = ("chunk_frames", "queue_frames", "fillvalue")  # the diffraction stream's own
+
+
 def simulate(path: str, scan_shape=(64, 64), frame_shape=(128, 128), dtype="uint16",
              compression: Optional[str] = "bslz4", n_frames: Optional[int] = None,
              fps: Optional[float] = None, progress: Optional[bool] = None, overwrite: bool = False,
              seed: int = 0, **writer_options) -> SimulationReport:
-    """Run a simulated 4D-STEM acquisition into ``path``.
+    """Run a simulated 4D-STEM acquisition into ``path``: a ``diffraction`` stream of frames and a
+    ``haadf`` stream of one value per position, from the same simulated sample; every frame has
+    its timestamp, and the diffraction frames the simulated beam current.
 
     ``n_frames`` limits the frames put (a scan stopped early). ``fps`` paces frames like a
     detector; then a full queue drops frames (a detector cannot wait) and the report says so.
     ``progress``: a tqdm bar on stderr (default: only when stderr is a terminal).
+    ``writer_options``: ``Acquisition`` options, and ``chunk_frames``/``queue_frames``/``fillvalue``
+    of the diffraction stream.
     """
     from tqdm import tqdm
 
@@ -118,36 +138,44 @@ def simulate(path: str, scan_shape=(64, 64), frame_shape=(128, 128), dtype="uint
         per_flush = fps * writer_options.get("flush_seconds", 1.0)
         writer_options.setdefault("chunk_frames", max(1, min(int(per_flush),
                                                              DEFAULT_CHUNK_BYTES // frame_bytes)))
-    dims = [Dim("scan_y", "[nm]", scale=0.5), Dim("scan_x", "[nm]", scale=0.5),
-            Dim("k_y", "[px]"), Dim("k_x", "[px]")] if len(scan_shape) == 2 else None
-    writer = EMDWriter(path, frame_shape, dtype, scan_shape=scan_shape, compression=compression,
-                       dims=dims, overwrite=overwrite,
-                       microscope={"high_tension_kV": 300.0, "camera_length_mm": 115.0,
-                                   "simulated": True},
-                       sample={"name": "simulated lattice"},
-                       user={"software": "emdstream simulate"}, **writer_options)
+    stream_options = {k: writer_options.pop(k) for k in STREAM_OPTIONS if k in writer_options}
+    scan = [Dim("scan_y", "[nm]", scale=0.5), Dim("scan_x", "[nm]", scale=0.5)] \
+        if len(scan_shape) == 2 else None
+    acq = Acquisition(
+        path, [Stream("diffraction", frame_shape, dtype, compression,
+                      scan + [Dim("k_y", "[px]"), Dim("k_x", "[px]")] if scan else None,
+                      **stream_options),
+               Stream("haadf", (), "float32", "gzip", scan)],
+        scan_shape, microscope={"high_tension_kV": 300.0, "camera_length_mm": 115.0,
+                                "simulated": True},
+        user={"software": "emdstream simulate"}, sample={"name": "simulated lattice"},
+        overwrite=overwrite, **writer_options)
+    diffraction, haadf = acq["diffraction"], acq["haadf"]
     show = sys.stderr.isatty() if progress is None else progress
     start = time.perf_counter()
     in_writer = 0.0
     with tqdm(total=total, unit="frame", disable=not show, file=sys.stderr, smoothing=0.1) as bar, \
-            writer:
+            acq:
         for i, frame in enumerate(source):
             if i >= total:
                 break
             if fps is not None:
                 _wait_until(start + i / fps)
+            adf = source.haadf(*source.position(i))
             t = time.perf_counter()
-            writer.put(frame)
+            diffraction.put(frame, beam_current_pA=50.0)
+            haadf.put(adf)
             in_writer += time.perf_counter() - t
             bar.update(1)
         if fps is not None:
-            writer.comment(f"paced at {fps} frames/s")
+            acq.comment(f"paced at {fps} frames/s")
         closing = time.perf_counter()
     seconds = time.perf_counter() - start
     in_writer += time.perf_counter() - closing  # close(): the last chunks and finalizing
-    return SimulationReport(path, writer.frames_put, writer.frames_written, writer.frames_dropped,
-                            writer.queue_high_water, writer.queue_size,
-                            writer.frames_put * int(np.prod(frame_shape)) * np.dtype(dtype).itemsize,
+    return SimulationReport(path, diffraction.frames_put, diffraction.frames_written,
+                            diffraction.frames_dropped, diffraction.queue_high_water,
+                            diffraction.queue_size,
+                            diffraction.frames_put * int(np.prod(frame_shape)) * np.dtype(dtype).itemsize,
                             seconds, os.path.getsize(path), in_writer)
 
 
