@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Throughput at the limit (project issue #10): each way of feeding frames against its ceiling.
 
-    python benchmarks/bench_limits.py --markdown      # full run, 3 repeats (~5 min on 2 cores)
-    python benchmarks/bench_limits.py --quick         # 1/8 of the sizes, 1 repeat (~1 min)
+    python benchmarks/bench_limits.py --markdown      # full run, 3 repeats (~1.5 min on 2 cores)
+    python benchmarks/bench_limits.py --quick         # 1/8 of the sizes, 1 repeat (~10 s)
     python benchmarks/bench_limits.py --only 256x256-bslz4 --only /put_many
 
 Cases (uint16 "detector" frames from ``bench_write.make_bank``, cycled from a bank of 64; each
@@ -37,11 +37,10 @@ import argparse
 import json
 import math
 import os
-import statistics
 import sys
 import threading
 import time
-from typing import Any, Optional
+from typing import Optional
 
 import bench_write as bw  # noqa: E402  (bench_write puts src/ and benchmarks/ on sys.path)
 from bench_write import GiB, MiB, fmt_table, _f  # noqa: E402
