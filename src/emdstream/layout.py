@@ -28,6 +28,7 @@ from .values import MAX_VALUES, TIMESTAMP
 
 LIBVER = ("v110", "v110")  # HDF5 1.10 file format: readable by h5dump 1.10, MATLAB, older tools
 STATE_GROUP = "emdstream"
+MASTER_ATTR = "master_parts"  # on a master file's virtual data groups: JSON list of part paths
 VALUES = "frame_values"  # per data group: one row of per-frame values per frame slot
 # why data chunks were stored uncompressed (filter mask set): counted while streaming, then in the
 # data group's attributes raw_chunks_<reason>

@@ -33,10 +33,10 @@ from h5py import h5d, h5p, h5s, h5t
 
 from . import layout
 from .dims import Dim
+from .layout import MASTER_ATTR
 from .metadata import METADATA_GROUPS, unique_key, utc_key
 from .parts import Part, read_part
 
-MASTER_ATTR = "master_parts"  # on each virtual data group: JSON list of part paths (rank order)
 PARTIAL_SUFFIX = ".emdstream-partial"
 
 

@@ -241,19 +241,29 @@ class EMDFile:
             live_files.add(self)
 
     def _load(self) -> None:
-        live = self.live
         try:
-            self.h5 = open_h5(self.path) if live else h5py.File(self.path, "r")
+            self.h5 = self._open_live() if self.live else h5py.File(self.path, "r")
         except OSError as exc:
-            if live and "truncated file" in str(exc):
-                # a writer whose last write failed (disk full) left the end-of-file address
-                # beyond the file's end; a SWMR reader does not check it
-                self.h5 = h5py.File(self.path, "r", swmr=True)
-                return self._find_datasets()
             hint = (" (it may be still open for writing or from a killed writer: use live=True, "
                     "or `emdstream recover`)" if "already open" in str(exc) else "")
             raise OSError(f"cannot open {self.path} as HDF5: {exc}{hint}") from exc
         self._find_datasets()
+
+    def _open_live(self) -> h5py.File:
+        """SWMR where a writer may be at work: the write flags are set, the file is shorter than
+        its recorded end (a writer's last write failed: a SWMR reader does not check the end), or
+        it is a master file whose parts may be being written."""
+        try:
+            sb = read_superblock(self.path)
+            swmr = bool(sb.flags) or os.path.getsize(self.path) < sb.offset + sb.eof
+        except (ValueError, OSError):
+            swmr = False  # HDF5's own open says what is wrong
+        h5 = h5py.File(self.path, "r", swmr=swmr)
+        if not swmr and any(layout.MASTER_ATTR in g.attrs for g in h5.get("data", {}).values()
+                            if isinstance(g, h5py.Group)):
+            h5.close()
+            h5 = h5py.File(self.path, "r", swmr=True)
+        return h5
 
     def _find_datasets(self) -> None:
         if "version_major" not in self.h5.attrs or "data" not in self.h5:
