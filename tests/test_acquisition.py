@@ -150,7 +150,7 @@ def test_time_axis_of_a_movie_from_the_timestamps(tmp_path):
     path = str(tmp_path / "movie.emd")
     with EMDWriter(path, (4, 4), "uint16", n_frames=5,
                    dims=[Dim("time", "[s]", from_values="timestamp"), Dim("y"), Dim("x")]) as w:
-        for i in range(5):
+        for _ in range(5):
             w.put(np.zeros((4, 4), np.uint16))
     with emdstream.open(path) as f:
         ds = f["dataset_1"]

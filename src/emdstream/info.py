@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 
 from .encoders import describe_filters
-from .layout import RAW_REASONS
 from .filelock import writer_holds
+from .layout import RAW_REASONS
 from .reader import EMDFile
 
 

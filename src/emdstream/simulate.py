@@ -13,9 +13,9 @@ from typing import Optional
 
 import numpy as np
 
+from .acquisition import Acquisition
 from .chunking import DEFAULT_CHUNK_BYTES
 from .dims import Dim
-from .acquisition import Acquisition
 from .stream import Stream
 
 
