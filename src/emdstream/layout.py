@@ -22,7 +22,8 @@ import h5py
 import numpy as np
 
 from .dims import Dim, dims_from_json, dims_to_json
-from .encoders import GzipShuffle
+from . import value_table
+from .value_table import block_rows
 from .metadata import METADATA_GROUPS, unique_key, utc_key
 from .values import MAX_VALUES, TIMESTAMP
 
@@ -33,7 +34,6 @@ VALUES = "frame_values"  # per data group: one row of per-frame values per frame
 # why data chunks were stored uncompressed (filter mask set): counted while streaming, then in the
 # data group's attributes raw_chunks_<reason>
 RAW_REASONS = ("incompressible", "writer_behind")
-VALUES_ENCODER = GzipShuffle(level=1)  # readable without plugins; NaN columns cost next to nothing
 
 
 def create_skeleton(path: str, streams: Sequence, metadata: Mapping[str, Mapping[str, Any]],
@@ -83,13 +83,13 @@ def _create_stream(f: h5py.File, stream) -> None:
     state.create_dataset("committed_slots", data=np.int64(0))
     state.create_dataset("dropped_frames", shape=(0,), maxshape=(None,), chunks=(4096,),
                          dtype=np.int64)
-    # shaped like the frame grid, chunked like the data: each data chunk has one values chunk,
-    # which the writer compresses (gzip, see ``values_encoder``) and writes beside it
+    # shaped like the frame grid, chunked in blocks of whole data chunks (see value_table)
     n_outer = len(shape) - len(stream.spec.shape)
     group.create_dataset(VALUES, shape=shape[:n_outer] + (MAX_VALUES,), dtype=np.float64,
                          maxshape=maxshape[:n_outer] + (MAX_VALUES,), fillvalue=np.nan,
-                         chunks=geometry.chunk_shape[:n_outer] + (MAX_VALUES,),
-                         **VALUES_ENCODER.dataset_options())
+                         chunks=geometry.chunk_shape[:n_outer - 1] + (block_rows(geometry),
+                                                                      MAX_VALUES),
+                         **value_table.ENCODER.dataset_options())
     state.create_dataset("value_names", shape=(0,), maxshape=(None,), chunks=(1024,),
                          dtype=np.uint8)
     # (why, first slot) of each chunk written uncompressed, appended at each flush

@@ -22,6 +22,7 @@ import os
 import queue
 import threading
 import time
+from concurrent.futures import Future
 from typing import Optional
 
 import h5py
@@ -31,6 +32,7 @@ from . import filelock, journal, layout, live_registry
 from .chunking import ChunkBuffer, EncodedChunk
 from .compact import compact_if_worth_it
 from .encoder_pool import EncoderPool
+from .value_table import ValueTable
 from .errors import WriterError
 
 _FRAME_POLL = 0.05  # seconds: how often flush_frames is checked while no chunk arrives
@@ -58,8 +60,7 @@ class _Sink:
         self.columns = stream.columns
         self.data = h5file[f"data/{stream.name}/data"]
         self.state = h5file[layout.state_path(stream.name)]
-        self.values = h5file[f"data/{stream.name}/{layout.VALUES}"]
-        self.values_chunk_shape = self.values.chunks
+        self.values = ValueTable(h5file[f"data/{stream.name}/{layout.VALUES}"], stream.geometry)
         # filter mask that skips every filter of the data (0: no filter, nothing to skip)
         self.skip_all_filters = (1 << self.data.id.get_create_plist().get_nfilters()) - 1
         self.raw_written: list[tuple[int, int]] = []  # (why, first slot) of raw chunks to record
@@ -187,9 +188,10 @@ class WriterThread(threading.Thread):
     def _submit(self, index: int, buffer, end: int) -> None:
         sink = self.sinks[index]
         if isinstance(buffer, EncodedChunk):
-            fut = self._pool.submit(_encode_values, sink, buffer.payload, buffer.values)
+            fut = Future()  # nothing to encode
+            fut.set_result((buffer.payload,))
         else:
-            fut = self._pool.submit(_encode, sink, buffer.array, buffer.values)
+            fut = self._pool.submit(_encode, sink, buffer.array)
         sink.in_flight += 1
         self._inflight.append((sink, buffer, end, fut))
 
@@ -197,7 +199,7 @@ class WriterThread(threading.Thread):
         """Write finished chunks in order; with ``block``, wait for the oldest one at least."""
         while self._inflight and (block or self._inflight[0][3].done()):
             sink, buffer, end, fut = self._inflight.popleft()
-            self._write_chunk(sink, buffer.chunk_id, *fut.result())
+            self._write_chunk(sink, buffer.chunk_id, buffer.values, end, *fut.result())
             sink.in_flight -= 1
             sink.assembler.release(buffer)
             self._count_written(sink, buffer, end)
@@ -207,8 +209,8 @@ class WriterThread(threading.Thread):
         """``on_full="store_raw"`` with the encoder pool saturated: store this chunk as it is,
         ahead of the chunks still being compressed (counted as in any order)."""
         sink = self.sinks[index]
-        self._write_chunk(sink, buffer.chunk_id,
-                          *_raw(sink, buffer.array, buffer.values, RAW_WRITER_BEHIND))
+        self._write_chunk(sink, buffer.chunk_id, buffer.values, end,
+                          *_raw(buffer.array, RAW_WRITER_BEHIND))
         sink.assembler.release(buffer)
         self._count_written(sink, buffer, end)
 
@@ -229,24 +231,23 @@ class WriterThread(threading.Thread):
             for first in reached:
                 sink.committed = max(sink.committed, ahead.pop(first))
 
-    def _write_chunk(self, sink: _Sink, chunk_id: int, payload, values_payload,
+    def _write_chunk(self, sink: _Sink, chunk_id: int, rows, end: int, payload,
                      raw_because: Optional[int] = None) -> None:
-        """A data chunk and its values chunk (both encoded) into the file; ``raw_because``: the
-        data chunk is stored as it is (all filters skipped), and why (``RAW_*``)."""
+        """A data chunk (encoded) into the file, and the value rows of its slots up to ``end``;
+        ``raw_because``: the data chunk is stored as it is (all filters skipped), and why."""
         geometry = sink.geometry
         offset = geometry.chunk_offset(chunk_id)
         if geometry.growing and offset[0] + geometry.k > sink.data.shape[0]:
             grow = geometry.grow_frames
             new_len = (offset[0] + geometry.k + grow - 1) // grow * grow
             sink.data.resize((new_len,) + sink.data.shape[1:])
-            sink.values.resize((new_len, sink.values.shape[1]))
+        first = geometry.chunk_slots(chunk_id)[0]
         if raw_because is None:
             sink.data.id.write_direct_chunk(offset, payload)
         else:
             sink.data.id.write_direct_chunk(offset, payload, filter_mask=sink.skip_all_filters)
-            sink.raw_written.append((raw_because, geometry.chunk_slots(chunk_id)[0]))
-        n_outer = len(sink.values_chunk_shape) - 1
-        sink.values.id.write_direct_chunk(offset[:n_outer] + (0,), values_payload)
+            sink.raw_written.append((raw_because, first))
+        sink.values.store(first, end, rows)
 
     def _drain(self) -> None:
         while self._inflight:
@@ -269,8 +270,8 @@ class WriterThread(threading.Thread):
                     sink.committed = max(sink.committed, snap.slots)
                 elif (snap.partial_id, snap.partial_end) != sink.partial_written:
                     # a rewrite leaves the chunk's older copy as dead space: only when it grew
-                    self._write_chunk(sink, snap.partial_id,
-                                      *_encode(sink, snap.partial, snap.partial_values))
+                    self._write_chunk(sink, snap.partial_id, snap.partial_values,
+                                      snap.partial_end, *_encode(sink, snap.partial))
                     sink.partial_written = (snap.partial_id, snap.partial_end)
                     sink.committed = max(sink.committed, snap.partial_end)
             sink.snapshot_dropped = snap.dropped
@@ -285,6 +286,7 @@ class WriterThread(threading.Thread):
                 ds.resize((ds.shape[0] + len(new_drops),))
                 ds[-len(new_drops):] = new_drops
                 sink.dropped_logged = len(sink.snapshot_dropped)
+            sink.values.flush()
             if sink.raw_written:
                 layout.append_rows(sink.state["raw_chunks"], sink.raw_written)
                 sink.raw_written = []
@@ -337,24 +339,18 @@ class WriterThread(threading.Thread):
             self._lock_fd = None
 
 
-def _encode(sink: _Sink, frames, values) -> tuple:
-    """A chunk of frames and its rows of values, encoded for ``write_direct_chunk`` (runs in the
-    encoder pool). A chunk the codec does not make smaller (noise) is stored as it is."""
+def _encode(sink: _Sink, frames) -> tuple:
+    """A chunk of frames encoded for ``write_direct_chunk`` (runs in the encoder pool). A chunk
+    the codec does not make smaller (noise) is stored as it is."""
     payload = sink.encoder.encode(frames.reshape(sink.geometry.chunk_shape))
     if sink.skip_all_filters and memoryview(payload).nbytes >= frames.nbytes:
-        return _raw(sink, frames, values, RAW_INCOMPRESSIBLE)
-    return payload, layout.VALUES_ENCODER.encode(values.reshape(sink.values_chunk_shape))
+        return _raw(frames, RAW_INCOMPRESSIBLE)
+    return (payload,)
 
 
-def _raw(sink: _Sink, frames, values, why: int) -> tuple:
+def _raw(frames, why: int) -> tuple:
     """A chunk stored as it is (HDF5 skips its filters when reading it), and why."""
-    return (np.ascontiguousarray(frames).data,
-            layout.VALUES_ENCODER.encode(values.reshape(sink.values_chunk_shape)), why)
-
-
-def _encode_values(sink: _Sink, payload, values) -> tuple:
-    """An encoded chunk as it came, and its value rows encoded (runs in the encoder pool)."""
-    return payload, layout.VALUES_ENCODER.encode(values.reshape(sink.values_chunk_shape))
+    return np.ascontiguousarray(frames).data, why
 
 
 def _file_identity(path: str) -> Optional[tuple[int, int]]:
