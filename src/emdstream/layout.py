@@ -21,10 +21,10 @@ from typing import Any
 import h5py
 import numpy as np
 
-from .dims import Dim, dims_from_json, dims_to_json
 from . import value_table
-from .value_table import block_rows
+from .dims import Dim, dims_from_json, dims_to_json
 from .metadata import METADATA_GROUPS, unique_key, utc_key
+from .value_table import block_rows
 from .values import MAX_VALUES, TIMESTAMP
 
 LIBVER = ("v110", "v110")  # HDF5 1.10 file format: readable by h5dump 1.10, MATLAB, older tools

@@ -32,8 +32,8 @@ from . import filelock, journal, layout, live_registry
 from .chunking import ChunkBuffer, EncodedChunk
 from .compact import compact_if_worth_it
 from .encoder_pool import EncoderPool
-from .value_table import ValueTable
 from .errors import WriterError
+from .value_table import ValueTable
 
 _FRAME_POLL = 0.05  # seconds: how often flush_frames is checked while no chunk arrives
 
