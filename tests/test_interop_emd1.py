@@ -280,7 +280,7 @@ def test_acquisition_with_streams_and_values_round_trips(tmp_path):
 
 def test_master_file_is_converted_with_its_parts_data_written_out(tmp_path):
     from emdstream import write_master
-    from emdstream.master import is_master
+    from emdstream.master_check import is_master
     from emdstream.parts import Part
 
     parts_dir, out_dir = tmp_path / "parts", tmp_path / "out"

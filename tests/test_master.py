@@ -16,8 +16,9 @@ from conftest import h5dump_env, requires_h5dump
 import emdstream
 from emdstream import Acquisition, Dim, EMDWriter, Stream, write_master
 from emdstream.info import describe, format_text
-from emdstream.master import _create_virtual, part_mappings, verify_master
+from emdstream.master_check import verify_master
 from emdstream.parts import Part
+from emdstream.vds import create_virtual, part_mappings
 from emdstream.verify import verify
 
 SCAN = (6, 10)          # 60 slots, rows of 10
@@ -110,7 +111,7 @@ def test_mappings_place_every_slot_once(tmp_path, scan, n, block):
             f["d"] = slots.reshape(-1, 1)
         sources.append((f"./{name}", "d", (slots.size, 1), part_mappings(Part(r, n, block), scan)))
     with h5py.File(tmp_path / "m.h5", "w", libver=("v110", "v110")) as f:
-        _create_virtual(f, "v", scan + (1,), np.int64, -1, sources)
+        create_virtual(f, "v", scan + (1,), np.int64, -1, sources)
     with h5py.File(tmp_path / "m.h5", "r") as f:
         got = f["v"][()]
     assert np.array_equal(got.reshape(-1), np.arange(total))

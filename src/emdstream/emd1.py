@@ -16,7 +16,7 @@ from typing import Any, Optional
 import h5py
 import numpy as np
 
-from .master import MASTER_ATTR
+from .layout import MASTER_ATTR
 from .metadata import METADATA_GROUPS
 from .reader import EMDDataset
 

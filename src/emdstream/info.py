@@ -105,7 +105,8 @@ def _parts(f: EMDFile, name: str, ds) -> dict[str, Any]:
     """A master's parts (``write_master``: each part's file and counts now), or a part file's place
     in the scan."""
     from . import parts
-    from .master import MASTER_ATTR, master_parts
+    from .layout import MASTER_ATTR
+    from .master_check import master_parts
 
     if MASTER_ATTR in ds.group.attrs:
         found = master_parts(f.path).get(name, [])

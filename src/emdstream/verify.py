@@ -229,7 +229,7 @@ def _check_master(path: str, problems: list[str]) -> list[str]:
     """A master file (``write_master``): every part present, fitting, finished and complete, and
     the master's counts those of the parts now. Its ``complete`` says whether every part was
     finished; the master's own lines say which is not, in place of "not finalized"."""
-    from .master import verify_master
+    from .master_check import verify_master
 
     found = verify_master(path)
     if not found:
