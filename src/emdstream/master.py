@@ -13,9 +13,9 @@ The master's counts (``frames_written``, ``frames_dropped``, ``complete``) are a
 parts when it was written: it may be written before or while the parts are written, and readers see
 each part's frames as they land (a reader must open the master with SWMR, ``h5py.File(master, "r",
 swmr=True)``: HDF5 opens the source files with the master's access flags, and without SWMR a part
-still being written cannot be opened, so its frames read as the fill value). ``master_check.verify_master``
-recomputes the counts from the parts; ``write_master`` again, once they are finished, records the
-final ones.
+still being written cannot be opened, so its frames read as the fill value).
+``master_check.verify_master`` recomputes the counts from the parts; ``write_master`` again,
+once they are finished, records the final ones.
 """
 from __future__ import annotations
 
