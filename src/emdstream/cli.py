@@ -145,8 +145,9 @@ def _add_info(sub) -> None:
 
 
 def _info(args) -> int:
+    from .h5open import needs_swmr, require_emd
     from .info import describe, follow, format_text
-    from .reader import EMDFile, needs_swmr, require_emd
+    from .reader import EMDFile
 
     require_emd(args.path)
     if args.follow:
@@ -223,7 +224,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def _say(command: str, exc: BaseException) -> None:
-    from .reader import one_line
+    from .errors import one_line
 
     print(f"emdstream {command}: error: {one_line(exc)}", file=sys.stderr)
 

@@ -10,7 +10,9 @@ from typing import Callable
 import h5py
 import numpy as np
 
-from .reader import DIM_KEY, iter_blocks, one_line
+from .blocks import iter_blocks
+from .dims import DIM_KEY
+from .errors import one_line
 
 
 def _read_ncempy(path: str, shapes: dict[str, tuple]) -> list[str]:

@@ -20,11 +20,13 @@ import hdf5plugin
 import numpy as np
 
 from . import emd1
+from .blocks import iter_blocks
 from .emd1 import emd_version, frame_ndim, linear_axis, plain_units, write_metadata
+from .h5open import check_path, open_h5
 from .layout import LIBVER, STATE_GROUP
 from .metadata import METADATA_GROUPS
 from .py4dstem_io import is_datacube, py4dstem_calibration
-from .reader import EMDDataset, check_path, iter_blocks, open_h5
+from .reader import EMDDataset
 
 BITSHUFFLE = 32008  # HDF5 filter id of bitshuffle(-LZ4)
 TARGETS = ("emd1", "emd02")

@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
+
+DIM_KEY = re.compile(r"dim(\d+)$")  # the name of a dim vector in an EMD group
 
 
 @dataclass(frozen=True)

@@ -19,3 +19,9 @@ class QueueFullError(EMDStreamError):
 
 class WriterFullError(EMDStreamError):
     """``put`` after all pre-allocated frames (``n_frames`` or the whole scan) were put."""
+
+
+def one_line(exc: BaseException) -> str:
+    """The first line of an exception message (HDF5 messages span several lines)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__

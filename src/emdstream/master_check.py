@@ -26,7 +26,7 @@ def master_groups(f: h5py.File) -> dict[str, list[str]]:
 def is_master(path: str | os.PathLike) -> bool:
     """True for a file written by ``write_master`` (a reader should open it with SWMR while its
     parts are being written)."""
-    from .reader import open_h5
+    from .h5open import open_h5
 
     try:
         with open_h5(path) as f:
@@ -85,7 +85,7 @@ def part_status(master_path: str, name: str, rank: int, stored: str, master_attr
 
 def master_parts(path: str | os.PathLike) -> dict[str, list[dict]]:
     """{stream: [part_status of each part]} of a master file (empty for other files)."""
-    from .reader import open_h5
+    from .h5open import open_h5
 
     path = os.fspath(path)
     with open_h5(path) as f:
@@ -105,7 +105,7 @@ def verify_master(path: str | os.PathLike) -> list[str]:
     """Problems of a master file, one line each: parts missing, not fitting (shape, dtype, block
     layout), unfinished or incomplete, mappings not pointing at the listed parts, and counts that
     no longer match the parts (the master's are a snapshot). ``[]`` for a file that is no master."""
-    from .reader import open_h5
+    from .h5open import open_h5
 
     path = os.fspath(path)
     problems = []

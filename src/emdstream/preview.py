@@ -17,8 +17,10 @@ from typing import Optional
 
 import numpy as np
 
+from .blocks import iter_blocks
 from .dims import Dim
-from .reader import EMDDataset, EMDFile, iter_blocks, needs_swmr
+from .h5open import needs_swmr
+from .reader import EMDDataset, EMDFile
 
 BLOCK_BYTES = 16 << 20  # blocks read at once while summing
 MAX_IMAGE_SIDE = 2048   # a bigger 2-D image is shown with every n-th pixel
@@ -238,7 +240,7 @@ def add_command(subparsers) -> None:
 
 def _run(args) -> int:
     from .cli import check_output
-    from .reader import require_emd
+    from .h5open import require_emd
 
     out = args.output or os.path.splitext(args.path)[0] + ".png"
     require_emd(args.path)

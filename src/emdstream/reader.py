@@ -5,12 +5,8 @@ Works on finished files and, with ``live=True``, on files still being written (H
 """
 from __future__ import annotations
 
-import itertools
-import math
 import os
-import re
 import time
-from collections.abc import Iterator
 from typing import Optional
 
 import h5py
@@ -18,102 +14,11 @@ import hdf5plugin  # noqa: F401  (registers the compression filters for reading)
 import numpy as np
 
 from . import layout
+from .blocks import frame_slots
 from .dims import Dim
 from .live_registry import live_files, reopen_lock
 from .metadata import METADATA_GROUPS
 from .superblock import read_superblock
-
-DIM_KEY = re.compile(r"dim(\d+)$")  # the name of a dim vector
-BLOCK_BYTES = 64 << 20  # read data in chunk-aligned blocks of at most this size
-
-
-# --- opening a file that may be EMD ------------------------------------------------------------------
-def check_path(path: str | os.PathLike) -> None:
-    """Raise FileNotFoundError / IsADirectoryError / PermissionError / ValueError unless ``path``
-    is a readable HDF5 file."""
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"no such file: {path}")
-    if os.path.isdir(path):
-        raise IsADirectoryError(f"{path} is a directory, not an EMD file")
-    if not os.access(path, os.R_OK):
-        raise PermissionError(f"no permission to read {path}")
-    if not h5py.is_hdf5(path):
-        raise ValueError(f"{path} is not an HDF5 file")
-
-
-def needs_swmr(path: str | os.PathLike) -> bool:
-    """True if the superblock's write flags are set (a file being written, or from a killed
-    writer), so that only a SWMR reader opens it. Open other files without SWMR: SWMR reading
-    skips HDF5's checks, and HDF5 then hangs on a truncated file. A damaged superblock: False
-    (HDF5's own open then says what is wrong)."""
-    try:
-        return read_superblock(path).flags != 0
-    except (ValueError, OSError):
-        return False
-
-
-def open_h5(path: str | os.PathLike) -> h5py.File:
-    """Open read-only, in SWMR mode only where needed (see ``needs_swmr``)."""
-    return h5py.File(path, "r", swmr=needs_swmr(path))
-
-
-def require_emd_like(f: h5py.File) -> None:
-    """ValueError unless the file has an EMD version attribute or a ``/data`` group: enough to
-    call a broken EMD file broken rather than no EMD file."""
-    if "version_major" not in f.attrs and not isinstance(f.get("data"), h5py.Group):
-        raise ValueError(f"{f.filename} is an HDF5 file but not an EMD file "
-                         f"(no version_major attribute, no /data group)")
-
-
-def require_emd(path: str | os.PathLike) -> None:
-    """``check_path``, then ValueError unless the file opens and looks like EMD."""
-    check_path(path)
-    try:
-        f = open_h5(path)
-    except OSError as exc:
-        raise ValueError(f"HDF5 cannot open {os.fspath(path)}: {one_line(exc)}") from None
-    with f:
-        require_emd_like(f)
-
-
-def one_line(exc: BaseException) -> str:
-    """The first line of an exception message (HDF5 messages span several lines)."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__
-
-
-# --- reading a dataset without loading it whole ----------------------------------------------------
-def iter_blocks(data: h5py.Dataset, max_bytes: int = BLOCK_BYTES) -> Iterator[tuple[slice, ...]]:
-    """Selections covering ``data`` once, in C order, each at most ``max_bytes`` (or one element row)
-    and aligned to the chunks: trailing axes whole, leading axes cut into multiples of the chunk."""
-    shape = data.shape
-    if not shape:
-        yield ()
-        return
-    chunks = data.chunks or (1,) * len(shape)
-    block = list(shape)
-    for axis in range(len(shape)):
-        rest = data.dtype.itemsize * math.prod(block[axis + 1:])
-        if block[axis] * rest <= max_bytes:
-            break
-        n = max_bytes // rest
-        if n >= chunks[axis]:
-            n -= n % chunks[axis]
-        block[axis] = max(1, n)
-        if n >= 1:
-            break
-    starts = [range(0, n, max(1, b)) for n, b in zip(shape, block)]
-    for corner in itertools.product(*starts):
-        yield tuple(slice(s, min(s + b, n)) for s, b, n in zip(corner, block, shape))
-
-
-def frame_slots(shape: tuple[int, ...], frame_ndim: Optional[int] = None) -> int:
-    """Frame slots of data of this shape: all axes but the frame axes (``frame_ndim``, which
-    emdstream records on each data group; else the last two, or one for 2-D data)."""
-    if frame_ndim is None:
-        return math.prod(shape[:max(1, len(shape) - 2)])
-    return math.prod(shape[:len(shape) - int(frame_ndim)])
 
 
 # --- the EMD objects ----------------------------------------------------------------------------

@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 import h5py
 
 from . import compact, journal, layout
+from .errors import one_line
 from .filelock import writer_holds
-from .reader import check_path, one_line, require_emd_like
+from .h5open import check_path, require_emd_like
 from .superblock import clear_consistency_flags, read_superblock
 
 RECOVERED = "emdstream: recovered after the writer stopped without closing"

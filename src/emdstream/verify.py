@@ -17,16 +17,11 @@ import hdf5plugin  # noqa: F401  (registers the compression filters for reading)
 import numpy as np
 
 from . import filelock, layout
+from .blocks import frame_slots, iter_blocks
 from .compat import check_readers
-from .reader import (
-    DIM_KEY,
-    check_path,
-    frame_slots,
-    iter_blocks,
-    one_line,
-    open_h5,
-    require_emd_like,
-)
+from .dims import DIM_KEY
+from .errors import one_line
+from .h5open import check_path, open_h5, require_emd_like
 
 EMD_VERSION = {"version_major": 0, "version_minor": 2}
 
