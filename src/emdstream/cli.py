@@ -1,4 +1,4 @@
-"""The ``emdstream`` command: simulate, info, recover, verify and preview.
+"""The ``emdstream`` command: simulate, info, recover, verify, preview and convert.
 
 Each command has a handler ``fn(args) -> exit code``. User mistakes (a missing or wrong input file,
 an existing output file, a bad option) end in one line ``emdstream <cmd>: error: <cause>`` on stderr
@@ -27,8 +27,10 @@ EPILOG = """examples:
   emdstream recover crashed.emd              # finish a file whose writer was killed
   emdstream verify scan.emd                  # EMD v0.2 conformance; exit 1 and one line per problem
   emdstream verify scan.emd --readers        # ... and load it with ncempy, rosettasciio, h5py
-  emdstream preview scan.emd                 # scan.png: mean diffraction + virtual bright field
+  emdstream preview scan.emd                 # scan.png: HAADF, mean diffraction + virtual bright field
   emdstream preview scan.emd -o view.png --overwrite
+  emdstream convert scan.emd scan_emd1.h5 --to emd1    # EMD 1.0: py4DSTEM.read("scan_emd1.h5")
+  emdstream convert scan_emd1.h5 back.emd --to emd02
 """
 
 # what a mistake of the user raises; shown as one line, exit code 2
@@ -174,16 +176,83 @@ def _recover(args) -> int:
     return 0
 
 
-def _add_optional_commands(sub) -> None:
-    """Commands living in their own modules register themselves (``add_command(subparsers)``)."""
-    for module_name in ("verify", "preview", "convert"):
-        try:
-            module = __import__(f"emdstream.{module_name}", fromlist=["add_command"])
-        except ModuleNotFoundError as exc:
-            if exc.name == f"emdstream.{module_name}":
-                continue  # not installed
-            raise
-        module.add_command(sub)
+# --- verify, preview, convert ----------------------------------------------------------------------
+def _add_verify(sub) -> None:
+    cmd = add_subcommand(sub, "verify", "check a file against EMD v0.2 (exit 1 on problems)",
+                         "Check a file against EMD v0.2: version attributes, emd_group_type, one "
+                         "1-D dim vector per axis with name and units, data readable end to end, "
+                         "frame counts, not left unfinished; a master file's parts. Prints OK or "
+                         "one problem per line.")
+    cmd.add_argument("path", help="the EMD file")
+    cmd.add_argument("--readers", action="store_true",
+                     help="also load it with ncempy, rosettasciio and plain h5py "
+                          "(the first two read whole datasets into memory)")
+    cmd.set_defaults(handler=_verify)
+
+
+def _verify(args) -> int:
+    from .verify import summary, verify
+
+    problems = verify(args.path, readers=args.readers)
+    for problem in problems:
+        print(problem)
+    if problems:
+        return 1
+    readers = "; ncempy, rosettasciio and h5py read it" if args.readers else ""
+    print(f"OK: {summary(args.path)}{readers}")
+    return 0
+
+
+def _add_preview(sub) -> None:
+    cmd = add_subcommand(sub, "preview", "draw a PNG of what a file holds",
+                         "Draw a PNG of every stream: a HAADF image, the mean diffraction pattern "
+                         "(log) beside a virtual bright-field image for a 4-D scan, a frame and "
+                         "the mean frame for a stack, the mean spectrum and total counts for a "
+                         "scan of spectra. Needs matplotlib (pip install emdstream[preview]).")
+    cmd.add_argument("path", help="the EMD file")
+    cmd.add_argument("-o", "--output", metavar="OUT",
+                     help="image file to write (default: PATH with .png instead of its extension)")
+    cmd.add_argument("--dataset", metavar="NAME", help="which /data/NAME (default: every dataset)")
+    cmd.add_argument("--overwrite", action="store_true", help="replace an existing image file")
+    cmd.set_defaults(handler=_preview)
+
+
+def _preview(args) -> int:
+    from .h5open import require_emd
+    from .preview import preview
+
+    out = args.output or os.path.splitext(args.path)[0] + ".png"
+    require_emd(args.path)
+    check_output(out, args.overwrite)
+    print(f"wrote {preview(args.path, out, args.dataset)}")
+    return 0
+
+
+def _add_convert(sub) -> None:
+    from .convert import TARGETS
+
+    cmd = add_subcommand(sub, "convert", "convert between EMD v0.2 and EMD 1.0 (py4DSTEM)",
+                         "Write an EMD v0.2 file as EMD 1.0 (the emdfile layout: py4DSTEM.read "
+                         "opens a 4-D scan as a calibrated DataCube), or an EMD 1.0 file as EMD "
+                         "v0.2. Compressed chunks are copied as they are; metadata and comments "
+                         "are carried, and emd1 -> emd02 gives an emdstream file back exactly.")
+    cmd.add_argument("src", help="the input file")
+    cmd.add_argument("dst", help="the output file (for py4DSTEM name it .h5, .hdf5 or .emd)")
+    cmd.add_argument("--to", choices=TARGETS, default=None,
+                     help="emd1 or emd02 (default: the other version than the input's)")
+    cmd.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    cmd.set_defaults(handler=_convert)
+
+
+def _convert(args) -> int:
+    from .convert import PY4DSTEM_SUFFIXES, convert
+
+    check_output(args.dst, args.overwrite)
+    report = convert(args.src, args.dst, to=args.to, overwrite=args.overwrite)
+    print(report)
+    if report.version == "1.0" and not args.dst.lower().endswith(PY4DSTEM_SUFFIXES):
+        print(f"note: py4DSTEM.read opens only files named {', '.join(PY4DSTEM_SUFFIXES)}")
+    return 0
 
 
 # --- entry point -----------------------------------------------------------------------------------
@@ -195,7 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_simulate(sub)
     _add_info(sub)
     _add_recover(sub)
-    _add_optional_commands(sub)
+    _add_verify(sub)
+    _add_preview(sub)
+    _add_convert(sub)
     return parser
 
 

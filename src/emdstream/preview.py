@@ -219,31 +219,3 @@ def _edges(centers: np.ndarray) -> tuple[float, float]:
         return c - 0.5, c + 0.5
     half = (centers[-1] - centers[0]) / (centers.size - 1) / 2
     return float(centers[0] - half), float(centers[-1] + half)
-
-
-# --- the command ---------------------------------------------------------------------------------
-def add_command(subparsers) -> None:
-    """Register ``emdstream preview`` (called by ``cli.build_parser``)."""
-    from .cli import add_subcommand
-
-    cmd = add_subcommand(subparsers, "preview", "draw a PNG of what a file holds",
-                         "Draw a PNG: for 4-D data the mean diffraction pattern (log) beside a "
-                         "virtual bright-field image; for 3-D a frame and the mean frame; 2-D the "
-                         "image; 1-D a line. Needs matplotlib (pip install emdstream[preview]).")
-    cmd.add_argument("path", help="the EMD file")
-    cmd.add_argument("-o", "--output", metavar="OUT",
-                     help="image file to write (default: PATH with .png instead of its extension)")
-    cmd.add_argument("--dataset", metavar="NAME", help="which /data/NAME (default: every dataset)")
-    cmd.add_argument("--overwrite", action="store_true", help="replace an existing image file")
-    cmd.set_defaults(handler=_run)
-
-
-def _run(args) -> int:
-    from .cli import check_output
-    from .h5open import require_emd
-
-    out = args.output or os.path.splitext(args.path)[0] + ".png"
-    require_emd(args.path)
-    check_output(out, args.overwrite)
-    print(f"wrote {preview(args.path, out, args.dataset)}")
-    return 0

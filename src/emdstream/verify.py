@@ -257,31 +257,5 @@ def summary(path: str | os.PathLike) -> str:
         return f"{os.fspath(path)} is EMD v{f.version[0]}.{f.version[1]}: " + "; ".join(parts)
 
 
-def add_command(subparsers) -> None:
-    """Register ``emdstream verify`` (called by ``cli.build_parser``)."""
-    from .cli import add_subcommand
-
-    cmd = add_subcommand(subparsers, "verify", "check a file against EMD v0.2 (exit 1 on problems)",
-                         "Check a file against EMD v0.2: version attributes, emd_group_type, one "
-                         "1-D dim vector per axis with name and units, data readable end to end, "
-                         "frame counts, not left unfinished. Prints OK or one problem per line.")
-    cmd.add_argument("path", help="the EMD file")
-    cmd.add_argument("--readers", action="store_true",
-                     help="also load it with ncempy, rosettasciio and plain h5py "
-                          "(the first two read whole datasets into memory)")
-    cmd.set_defaults(handler=_run)
-
-
-def _run(args) -> int:
-    problems = verify(args.path, readers=args.readers)
-    for problem in problems:
-        print(problem)
-    if problems:
-        return 1
-    readers = "; ncempy, rosettasciio and h5py read it" if args.readers else ""
-    print(f"OK: {summary(args.path)}{readers}")
-    return 0
-
-
 if __name__ == "__main__" and sys.argv[1:2] == ["--read-through"]:
     _read_through(sys.argv[2], sys.argv[3:])
