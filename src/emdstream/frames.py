@@ -29,18 +29,11 @@ class FrameSpec:
         if not isinstance(frame, np.ndarray):
             if not self.shape and isinstance(frame, (int, float)) and not isinstance(frame, bool):
                 return self._python_number(frame)
-            if not hasattr(frame, "__array__") and not hasattr(frame, "__array_interface__") \
-                    and not isinstance(frame, memoryview):
-                raise TypeError(f"frame must be a numpy array (or array-like with __array__), "
-                                f"got {type(frame).__name__}")
-            frame = np.asarray(frame)
+            frame = _as_array(frame, "frame must be a numpy array (or array-like with __array__)")
         if frame.shape != self.shape:
             raise ValueError(f"frame shape {frame.shape} does not match the writer's "
                              f"frame_shape {self.shape}")
-        if frame.dtype != self.dtype and not lossless_cast(frame.dtype, self.dtype):
-            raise TypeError(f"frame dtype {frame.dtype} cannot be stored losslessly as the writer's "
-                            f"dtype {self.dtype}; convert it explicitly if that is intended")
-        return frame
+        return self._lossless(frame)
 
 
     def _python_number(self, value) -> np.ndarray:
@@ -59,18 +52,25 @@ class FrameSpec:
     def checked_block(self, frames: Any) -> np.ndarray:
         """``frames`` as an ``(n, *shape)`` array (not copied) once its shape and dtype fit."""
         if not isinstance(frames, np.ndarray):
-            if not hasattr(frames, "__array__") and not hasattr(frames, "__array_interface__") \
-                    and not isinstance(frames, memoryview):
-                raise TypeError(f"frames must be a numpy array of shape (n, *frame_shape), "
-                                f"got {type(frames).__name__}")
-            frames = np.asarray(frames)
+            frames = _as_array(frames, "frames must be a numpy array of shape (n, *frame_shape)")
         if frames.ndim != len(self.shape) + 1 or frames.shape[1:] != self.shape:
             raise ValueError(f"frames of shape {frames.shape} are not a block (n, *frame_shape) "
                              f"of the writer's frame_shape {self.shape}")
-        if frames.dtype != self.dtype and not lossless_cast(frames.dtype, self.dtype):
-            raise TypeError(f"frame dtype {frames.dtype} cannot be stored losslessly as the "
-                            f"writer's dtype {self.dtype}; convert it explicitly if that is intended")
-        return frames
+        return self._lossless(frames)
+
+    def _lossless(self, array: np.ndarray) -> np.ndarray:
+        if array.dtype != self.dtype and not lossless_cast(array.dtype, self.dtype):
+            raise TypeError(f"frame dtype {array.dtype} cannot be stored losslessly as the writer's "
+                            f"dtype {self.dtype}; convert it explicitly if that is intended")
+        return array
+
+
+def _as_array(obj: Any, refusal: str) -> np.ndarray:
+    """``obj`` as an array (not copied) if it is array-like, else TypeError(refusal)."""
+    if not hasattr(obj, "__array__") and not hasattr(obj, "__array_interface__") \
+            and not isinstance(obj, memoryview):
+        raise TypeError(f"{refusal}, got {type(obj).__name__}")
+    return np.asarray(obj)
 
 
 def lossless_cast(src: np.dtype, dst: np.dtype) -> bool:

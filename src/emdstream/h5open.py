@@ -48,12 +48,22 @@ def require_emd_like(f: h5py.File) -> None:
                          f"(no version_major attribute, no /data group)")
 
 
-def require_emd(path: str | os.PathLike) -> None:
-    """``check_path``, then ValueError unless the file opens and looks like EMD."""
+def open_emd(path: str | os.PathLike, what: str = "") -> h5py.File:
+    """``check_path``, then the file open read-only (``open_h5``) if it looks like EMD; ValueError
+    (naming ``what`` the file was meant to be) otherwise."""
     check_path(path)
     try:
         f = open_h5(path)
     except OSError as exc:
-        raise ValueError(f"HDF5 cannot open {os.fspath(path)}: {one_line(exc)}") from None
-    with f:
+        raise ValueError(f"HDF5 cannot open {what}{os.fspath(path)}: {one_line(exc)}") from None
+    try:
         require_emd_like(f)
+    except BaseException:
+        f.close()
+        raise
+    return f
+
+
+def require_emd(path: str | os.PathLike) -> None:
+    """``check_path``, then ValueError unless the file opens and looks like EMD."""
+    open_emd(path).close()

@@ -90,18 +90,11 @@ class PartFile:
 
 def read_part_file(path: str | os.PathLike) -> PartFile:
     """What a part file holds (finished or still being written). ValueError if it is no part file."""
-    from .h5open import check_path, open_h5, require_emd_like
+    from .h5open import open_emd
     from .reader import EMDDataset
 
     path = os.path.abspath(os.fspath(path))
-    check_path(path)
-    try:
-        f = open_h5(path)
-    except OSError as exc:
-        from .errors import one_line
-        raise ValueError(f"HDF5 cannot open part file {path}: {one_line(exc)}") from None
-    with f:
-        require_emd_like(f)
+    with open_emd(path, "part file ") as f:
         out = PartFile(path)
         states = f.get(f"{layout.STATE_GROUP}/streams", {})
         for name, group in f.get("data", {}).items():

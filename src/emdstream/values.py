@@ -51,21 +51,13 @@ class ValueColumns:
 
     def columns(self, values: Mapping[str, object]) -> list[tuple[int, float]]:
         """(column, value) pairs of one put's values; ValueError/TypeError before anything is taken."""
-        if self.names is None:
-            self.fix(values)
-        elif self.required:
-            self._check_required(values)
-        out = []
-        for name, value in values.items():
-            column = self._column.get(name)
-            if column is None:
-                raise ValueError(f"stream {self.stream!r}: per-frame value {name!r} was not in the "
-                                 f"first put, which fixed the names {self.names}")
-            out.append((column, as_number(self.stream, name, value)))
-        return out
+        return self._pairs(values, lambda name, value: as_number(self.stream, name, value))
 
     def block_columns(self, values: Mapping[str, object], n: int) -> list[tuple[int, np.ndarray]]:
         """(column, n values) pairs for ``put_many``: each value a length-n sequence or a scalar."""
+        return self._pairs(values, lambda name, value: as_column(self.stream, name, value, n))
+
+    def _pairs(self, values: Mapping[str, object], convert) -> list:
         if self.names is None:
             self.fix(values)
         elif self.required:
@@ -76,7 +68,7 @@ class ValueColumns:
             if column is None:
                 raise ValueError(f"stream {self.stream!r}: per-frame value {name!r} was not in the "
                                  f"first put, which fixed the names {self.names}")
-            out.append((column, as_column(self.stream, name, value, n)))
+            out.append((column, convert(name, value)))
         return out
 
     def _check_required(self, values: Mapping[str, object]) -> None:
