@@ -16,7 +16,6 @@ import tempfile
 import time
 
 import bench_write as bw  # noqa: E402  (puts src/ on sys.path)
-import numpy as np  # noqa: E402
 
 
 def per_call(fn, n: int, loops: int = 5) -> float:
@@ -69,7 +68,8 @@ def main() -> int:
         lambda i: pool.submit(len, rows).result(), n)
     pool.shutdown()
     width = max(map(len, out))
-    print(f"per-call costs, 256x256 uint16 detector frames ({bw.machine_info(tempfile.gettempdir()).splitlines()[2]})")
+    machine = bw.machine_info(tempfile.gettempdir()).splitlines()[2]
+    print(f"per-call costs, 256x256 uint16 detector frames ({machine})")
     for k, us in out.items():
         print(f"  {k:<{width}}  {us:8.1f} us")
     writer = sum(us for k, us in out.items() if "(writer" in k)

@@ -43,9 +43,8 @@ import time
 from typing import Optional
 
 import bench_write as bw  # noqa: E402  (bench_write puts src/ and benchmarks/ on sys.path)
-from bench_write import GiB, MiB, fmt_table, _f  # noqa: E402
-
 import numpy as np  # noqa: E402
+from bench_write import GiB, MiB, _f, fmt_table  # noqa: E402
 
 IO_BIG = 32 * MiB
 PACE_GBPS = 0.5
@@ -89,7 +88,6 @@ def api(w, name: str):
 # ------------------------------------------------------------------------------------------------
 def run_emd(job: dict, bank: np.ndarray, path: str) -> dict:
     import _breakdown
-    import h5py
 
     from emdstream import EMDWriter
     from emdstream.encoders import BitshuffleLZ4
@@ -150,15 +148,9 @@ def run_emd(job: dict, bank: np.ndarray, path: str) -> dict:
     w._thread.join(5)  # its CPU is recorded as run() returns, just after close() sees it finished
     threads = _breakdown.thread_cpu()
     lat = lat[:min(n_calls, LAT_RING)]
-    with h5py.File(path, "r") as f:  # not timed: the file holds what was put
-        import hdf5plugin  # noqa: F401
-        d = f["data/dataset_1/data"]
-        assert d.shape == (n,) + bank.shape[1:], d.shape
-        for i in (0, n // 2, n - 1):
-            assert np.array_equal(d[i], bank[i % b]), f"frame {i} differs"
-        stored = int(d.id.get_storage_size())
-        raw_behind = int(d.parent.attrs.get("raw_chunks_writer_behind", 0))
-        raw_incompressible = int(d.parent.attrs.get("raw_chunks_incompressible", 0))
+    stored, attrs = bw.check_written(path, n, bank)  # not timed: the file holds what was put
+    raw_behind = int(attrs.get("raw_chunks_writer_behind", 0))
+    raw_incompressible = int(attrs.get("raw_chunks_incompressible", 0))
     return dict(seconds=t1 - t0, cpu=cpu1 - cpu0, rss0=rss0, peak_timed=peak, stored=stored,
                 loop_seconds=t_loop, put_p50_us=float(np.percentile(lat, 50)) / 1e3,
                 put_p99_us=float(np.percentile(lat, 99)) / 1e3, put_max_us=float(lat.max()) / 1e3,
@@ -332,7 +324,8 @@ def target_rows(a: dict) -> list[list[str]]:
         if worst:
             ok = worst["vs_io"] <= 1.10
             out.append(["I/O ceiling holds", "no emdstream path > 1.10x of it (stored bytes)",
-                        f"ceiling {io_best['best_gbps']:.2f} GB/s (fastest run, {io_best['label']}); highest: "
+                        f"ceiling {io_best['best_gbps']:.2f} GB/s (fastest run, {io_best['label']}); "
+                        f"highest: "
                         f"{worst['case']}/{worst['label']} {worst['stored_gbps']:.2f} GB/s stored = "
                         f"{worst['vs_io']:.2f}x", "met" if ok else "MISSED",
                         "I/O methods, median (fastest) GB/s: " + ", ".join(
@@ -348,7 +341,10 @@ def print_rows(rows: list[dict], markdown: bool) -> None:
     out = []
     for r in rows:
         s = r["seconds"]
-        c = lambda key: _f(r.get(key) / s if r.get(key) is not None else None, ".2f")  # noqa: E731
+
+        def c(key, r=r, s=s):
+            return _f(r.get(key) / s if r.get(key) is not None else None, ".2f")
+
         out.append([r["case"], r["label"], str(r["frames"]), _f(r["gbps"], ".3f"),
                     _f(100 * r["spread"], ".0f") + "%" if len(r["all_seconds"]) > 1 else "",
                     _f(r.get("stored_gbps"), ".3f"), bw._ratio(r["ratio"]),

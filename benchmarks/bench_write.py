@@ -201,7 +201,6 @@ def run_naive(job: dict, bank: np.ndarray, path: str) -> dict:
 
 
 def run_emdstream(job: dict, bank: np.ndarray, path: str) -> dict:
-    import h5py
 
     from emdstream import EMDWriter
     n = job["frames"]
@@ -227,13 +226,7 @@ def run_emdstream(job: dict, bank: np.ndarray, path: str) -> dict:
         import _breakdown
         breakdown = _breakdown.report(t1 - t0)  # before the read-back below
     lat = lat[:min(n, LAT_RING)]
-    with h5py.File(path, "r") as f:  # not timed: the file holds what was put
-        import hdf5plugin  # noqa: F401  (filters for reading back)
-        d = f["data/dataset_1/data"]
-        assert d.shape == (n,) + bank.shape[1:], d.shape
-        for i in (0, n // 2, n - 1):
-            assert np.array_equal(d[i], bank[i % b]), f"frame {i} differs"
-        stored = int(d.id.get_storage_size())
+    stored, _ = check_written(path, n, bank)  # not timed: the file holds what was put
     return dict(seconds=t1 - t0, cpu=cpu1 - cpu0, rss0=rss0, peak_timed=peak, stored=stored,
                 put_p50_us=float(np.percentile(lat, 50)) / 1e3,
                 put_p99_us=float(np.percentile(lat, 99)) / 1e3,
@@ -695,6 +688,20 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     top = args.scaling_max or (1e5 if args.quick else 1e6)
     args.scaling_ns = [n for n in SCALING_NS if n <= top]
     return args
+
+
+def check_written(path: str, n: int, bank: np.ndarray) -> tuple[int, dict]:
+    """Assert an emdstream file holds frames 0, n/2, n-1 of ``bank`` cycled; (stored bytes, data
+    group attributes)."""
+    import h5py
+    import hdf5plugin  # noqa: F401  (filters for reading back)
+
+    with h5py.File(path, "r") as f:
+        d = f["data/dataset_1/data"]
+        assert d.shape == (n,) + bank.shape[1:], d.shape
+        for i in (0, n // 2, n - 1):
+            assert np.array_equal(d[i], bank[i % len(bank)]), f"frame {i} differs"
+        return int(d.id.get_storage_size()), dict(d.parent.attrs)
 
 
 def main(argv: Optional[list[str]] = None) -> int:

@@ -168,6 +168,7 @@ with multiprocessing.get_context("fork").Pool(2) as pool:
 
 
 @pytest.mark.parametrize("spawn", [FORK_EXIT, FORK_POOL], ids=["fork-exit", "fork-pool"])
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_forked_children_never_touch_the_file_and_recover_keeps_every_frame(tmp_path, spawn):
     path = str(tmp_path / "fork.emd")
     code = FORK_THEN_KILL.format(path=path, spawn=spawn)
@@ -343,6 +344,7 @@ def test_multi_stream_acquisition_killed_mid_stream_recovers_each_stream(tmp_pat
 _INHERITED = {}  # what a forked pool worker inherits from the test
 
 
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_put_in_a_forked_pool_worker_is_refused_at_once(tmp_path):
     path = str(tmp_path / "pool.emd")
     w = _INHERITED["writer"] = EMDWriter(path, (8, 8), "uint16")

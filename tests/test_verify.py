@@ -100,7 +100,10 @@ def test_the_command_prints_one_problem_per_line_and_exits_1(broken):
 def test_readers_that_fail_are_named(broken):
     path = broken(lambda f: _replace_dim(f, "dim1", np.arange(6.0).reshape(6, 1)))
     problems = verify(path, readers=True)
-    assert any(p.startswith("rsciio.emd.file_reader: failed:") for p in problems), problems
+    # RosettaSciIO 0.15 raises on (N, 1) dims with NumPy 2.4, gives NaN scales with NumPy 2.2
+    assert any(p.startswith("rsciio.emd.file_reader: failed:") or
+               (p.startswith("rsciio.emd.file_reader: axes") and "finite" in p)
+               for p in problems), problems
 
 
 def test_a_corrupt_chunk_is_reported_not_fatal(good, tmp_path):

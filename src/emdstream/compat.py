@@ -5,7 +5,7 @@ import contextlib
 import gc
 import io
 import warnings
-from typing import Callable
+from collections.abc import Callable
 
 import h5py
 import numpy as np
@@ -30,10 +30,18 @@ def _read_ncempy(path: str, shapes: dict[str, tuple]) -> list[str]:
 def _read_rsciio(path: str, shapes: dict[str, tuple]) -> list[str]:
     from rsciio.emd import file_reader
 
-    got = sorted(tuple(np.shape(s["data"]))[::-1] for s in file_reader(path))  # axes reversed
+    signals = file_reader(path)
+    got = sorted(tuple(np.shape(s["data"]))[::-1] for s in signals)  # axes reversed
     want = sorted(shapes.values())
-    return [] if got == want else [f"rsciio.emd.file_reader: signals of shapes {got} "
-                                   f"(axes reversed back), the file {want}"]
+    problems = [] if got == want else [f"rsciio.emd.file_reader: signals of shapes {got} "
+                                       f"(axes reversed back), the file {want}"]
+    for s in signals:  # (N, 1) dims give NaN scales with older NumPy instead of an error
+        bad = [a.get("name", "?") for a in s.get("axes", ())
+               if not np.isfinite(a.get("scale", 1.0)) or not np.isfinite(a.get("offset", 0.0))]
+        if bad:
+            problems.append(f"rsciio.emd.file_reader: axes {bad} of a {np.shape(s['data'])} signal "
+                            f"have no finite scale/offset")
+    return problems
 
 
 def _read_h5py(path: str, shapes: dict[str, tuple]) -> list[str]:

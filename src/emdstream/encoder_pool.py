@@ -9,8 +9,9 @@ from __future__ import annotations
 import os
 import queue
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Callable, Optional
+from typing import Optional
 
 
 class EncoderPool:

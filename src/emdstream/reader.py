@@ -26,10 +26,11 @@ class EMDDataset:
     """One ``/data/<name>`` group: lazy ``data`` (an h5py Dataset), ``dims`` and frame counts."""
 
     def __init__(self, group: h5py.Group, state: Optional[h5py.Group],
-                 live_file: Optional[EMDFile] = None):
+                 file: Optional[EMDFile] = None):
         self.group = group
+        self.file = file  # kept alive as long as the dataset (a lazy signal over it needs it)
         self.name = group.name.rsplit("/", 1)[-1]
-        self.data = group["data"] if live_file is None else LiveData(live_file, self.name)
+        self.data = LiveData(file, self.name) if file is not None and file.live else group["data"]
         self._state = state
         if state is not None:  # still being written (or from a killed writer)
             committed, dropped = layout.read_progress(state)
@@ -180,8 +181,7 @@ class EMDFile:
         for name, group in self.h5["data"].items():
             if isinstance(group, h5py.Group) and int(group.attrs.get("emd_group_type", 0)) == 1 \
                     and "data" in group:
-                self.datasets[name] = EMDDataset(group, states.get(name),
-                                                 self if self.live else None)
+                self.datasets[name] = EMDDataset(group, states.get(name), self)
 
     @property
     def version(self) -> tuple[int, int]:
