@@ -73,7 +73,7 @@ def close_seconds(tmp_path, n_comments):
 def test_kill_9_at_random_moments_inside_close_leaves_a_recoverable_file(tmp_path):
     rng = random.Random(9)
     window = close_seconds(tmp_path, 1500)
-    outcomes = {"finished": 0, "recovered": 0}
+    outcomes = {"finished": 0, "recovered": 0, "journal left": 0}
     for run in range(RUNS):
         path = str(tmp_path / f"close{run}.emd")
         child = start(path, 1500, env=SLOW_APPLY)
@@ -81,11 +81,13 @@ def test_kill_9_at_random_moments_inside_close_leaves_a_recoverable_file(tmp_pat
         time.sleep(rng.uniform(0, window * 1.2))
         child.kill()
         child.wait()
+        outcomes["journal left"] += os.path.exists(path + ".emdstream-journal")
         report = emdstream.recover(path)
         outcomes["recovered" if report.changed else "finished"] += 1
         check_recovered(path, durable)
         assert not os.path.exists(path + ".emdstream-journal")
-    assert sum(outcomes.values()) == RUNS, outcomes
+    print("kills inside close():", dict(outcomes))
+    assert RUNS < 8 or outcomes["recovered"] > 0, f"no kill landed before close() ended: {outcomes}"
 
 
 def test_kill_9_at_random_moments_inside_recover_then_recover_again(tmp_path):

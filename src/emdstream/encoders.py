@@ -14,7 +14,11 @@ thread pool, so each uses a library that releases the GIL while compressing:
 """
 from __future__ import annotations
 
+import functools
+import glob
+import os
 import struct
+import threading
 import zlib
 from typing import Any, Optional
 
@@ -59,6 +63,7 @@ class BitshuffleLZ4(ChunkEncoder):
     def encode(self, chunk: np.ndarray) -> bytes:
         import bitshuffle
 
+        _one_openmp_thread()
         block_elems = max(8, (self.BLOCK_BYTES // chunk.itemsize) // 8 * 8)
         body = bitshuffle.compress_lz4(np.ascontiguousarray(chunk).reshape(-1), block_elems)
         out = np.empty(12 + body.nbytes, dtype=np.uint8)  # header + body, copied once
@@ -94,6 +99,38 @@ class BitshuffleLZ4(ChunkEncoder):
             raise ValueError(f"bslz4 frame of {data.nbytes} bytes; its blocks need "
                              f"{at + elements * itemsize}")
         return data
+
+
+_per_thread = threading.local()
+
+
+def _one_openmp_thread() -> None:
+    """bitshuffle runs an OpenMP team (its own bundled libgomp) inside every call. The encoder pool
+    is already one thread per core, so that team only competes with the pool and spins while idle
+    (0.3-0.5 cores of 2 in benchmarks/bench_limits.py's "other" column). Limit the calling
+    thread's team to itself: ``omp_set_num_threads`` is a per-thread setting in libgomp, so the
+    rest of the process (and ``OMP_NUM_THREADS``) is left alone."""
+    if getattr(_per_thread, "openmp_set", False):
+        return
+    _per_thread.openmp_set = True
+    libgomp = _bitshuffle_libgomp()
+    if libgomp is not None:
+        libgomp.omp_set_num_threads(1)
+
+
+@functools.cache
+def _bitshuffle_libgomp():
+    """The libgomp bitshuffle's wheel bundles (already loaded with it), or None."""
+    import ctypes
+
+    import bitshuffle
+
+    found = glob.glob(os.path.join(os.path.dirname(bitshuffle.__file__), os.pardir,
+                                   "bitshuffle.libs", "libgomp*.so*"))
+    try:
+        return ctypes.CDLL(found[0]) if found else None
+    except OSError:
+        return None
 
 
 class Zstd(ChunkEncoder):
