@@ -95,6 +95,7 @@ class WriterThread(threading.Thread):
         self.pid = os.getpid()
         self._identity = _file_identity(path)
         self._lock_fd: Optional[int] = lock_fd
+        self._hdf5_fd: Optional[int] = h5file.id.get_vfd_handle()  # None once the file is closed
         self._comments: list[tuple[str, str]] = []
         self._comments_lock = threading.Lock()
         self.error: Optional[BaseException] = None
@@ -118,11 +119,9 @@ class WriterThread(threading.Thread):
         return self.sinks[index].frames_written()
 
     def detach_in_forked_child(self) -> None:
-        """In a forked child: never write the parent's file (see ``acquisition``)."""
-        try:
-            fd = self.file.id.get_vfd_handle() if self.file.id.valid else None
-        except Exception:  # already closed, or a driver without a descriptor
-            fd = None
+        """In a forked child: never write the parent's file (see ``acquisition``). No h5py call
+        here: another thread of the parent may have held h5py's lock at the fork."""
+        fd = self._hdf5_fd
         if fd is not None:
             null = os.open(os.devnull, os.O_RDWR)
             os.dup2(null, fd)
@@ -317,6 +316,7 @@ class WriterThread(threading.Thread):
         self._flush(final=close)
         with live_registry.reopen_lock:  # see live_registry
             live_registry.close_live_readers(self.path)
+            self._hdf5_fd = None
             self.file.close()
             counts = journal.finalize(self.path, close.closing_comment)  # flock kept: recover waits
             compact_if_worth_it(self.path)
@@ -327,6 +327,7 @@ class WriterThread(threading.Thread):
         """After an error: release the file; what the last flush recorded stays valid."""
         for _, _, _, fut in self._inflight:
             fut.cancel()
+        self._hdf5_fd = None
         try:
             self.file.close()
         except Exception:
