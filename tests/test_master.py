@@ -266,6 +266,9 @@ def test_master_written_during_acquisition_fills_in(tmp_path):
             live = f["data/dataset_1/data"][()].reshape(60, *FRAME)
         assert np.array_equal(live[slots0[:6], 0, 0], slots0[:6])
         assert (live[slots0[6:]] == FILL).all()
+        with emdstream.open(master, live=True) as f:  # opens the master with SWMR by itself
+            seen = f["dataset_1"].data[()].reshape(60, *FRAME)
+        np.testing.assert_array_equal(seen, live)
         with h5py.File(master, "r") as f:  # without SWMR, HDF5 cannot open the part being
             try:                               # written: an error (HDF5 2.0) or the fill value
                 plain = f["data/dataset_1/data"][()].reshape(60, *FRAME)
