@@ -1,7 +1,7 @@
 """A producer for the close/recover kill campaigns: an acquisition of two streams whose close()
 takes long (many comments to finalize), printing what it knows at each step.
 
-usage: python close_child.py PATH N_COMMENTS [stop]
+usage: python close_child.py PATH N_COMMENTS [stop]   |   python close_child.py PATH slow
 Prints ``started``, then ``closing D`` (D: frames the file records as durable before close) and
 ``closed N`` after close(); with ``stop`` it sleeps after putting the frames instead of closing
 (the parent kills it: a file for ``recover``).
@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from emdstream import Acquisition, Stream
+from emdstream import Acquisition, EMDWriter, Stream
 
 N_FRAMES = 120
 SHAPE = (16, 16)
@@ -21,7 +21,27 @@ def frame(i: int) -> np.ndarray:
     return np.full(SHAPE, i, np.uint16) + np.arange(SHAPE[1], dtype=np.uint16)
 
 
+def slow_frames() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return rng.poisson(3, (40, 128, 128)).astype(np.uint16) + np.arange(40, dtype=np.uint16)[:, None, None]
+
+
+def slow_stream(path: str) -> None:
+    """Frames slower than a chunk per flush: partial chunks rewritten, so close() compacts."""
+    w = EMDWriter(path, (128, 128), "uint16", flush_seconds=0.005, overwrite=True)
+    print("started", flush=True)
+    for frame in slow_frames():
+        w.put(frame)
+        time.sleep(0.004)
+    time.sleep(0.05)
+    print("closing", w.frames_written, flush=True)
+    w.close()
+    print("closed", w.frames_written, flush=True)
+
+
 def main() -> None:
+    if sys.argv[2] == "slow":
+        return slow_stream(sys.argv[1])
     path, n_comments = sys.argv[1], int(sys.argv[2])
     acq = Acquisition(path, [Stream("frames", SHAPE, "uint16", chunk_frames=8),
                              Stream("haadf", (), "float32", chunk_frames=8)],

@@ -17,7 +17,7 @@ import time
 import h5py
 import numpy as np
 import pytest
-from close_child import N_FRAMES, frame
+from close_child import N_FRAMES, frame, slow_frames
 
 import emdstream
 from emdstream import EMDWriter
@@ -133,6 +133,35 @@ def test_ctrl_c_at_random_moments_inside_close_then_close_again_finishes(tmp_pat
         interrupted += "interrupted" in out
         assert check_recovered(path, N_FRAMES) == N_FRAMES
     assert RUNS < 4 or interrupted, "no SIGINT landed inside close(): the test tests nothing"
+
+
+def test_kill_9_inside_a_close_that_compacts_leaves_a_recoverable_file(tmp_path):
+    """A slow stream's close() finalizes, then compacts (copy + rename): killed anywhere in it,
+    the file recovers with every durable frame and no temporary copy is left."""
+    rng = random.Random(12)
+    window = None
+    for run in range(max(4, RUNS // 2)):
+        path = str(tmp_path / f"slow{run}.emd")
+        child = start(path, "slow")
+        durable = expect_line(child, "closing")
+        t = time.monotonic()
+        if window is None:  # the first run measures the close
+            expect_line(child, "closed")
+            window = time.monotonic() - t
+            child.wait()
+            assert os.path.getsize(path) < 2.5e6  # compacted (2 MB of raw frames, rewritten)
+        else:
+            time.sleep(rng.uniform(0, window * 1.2))
+            child.kill()
+            child.wait()
+        emdstream.recover(path)
+        assert not os.path.exists(path + ".emdstream-compact")
+        assert verify(path) == []
+        with emdstream.open(path) as f:
+            ds = f["dataset_1"]
+            n = ds.frames_written
+            assert durable <= n <= 40
+            np.testing.assert_array_equal(ds.data[:n], slow_frames()[:n])
 
 
 FORK_THEN_KILL = """
