@@ -108,8 +108,7 @@ class StreamWriter:
         frame = self.spec.checked(frame)
         when = now()
         with self._lock:
-            cols = self.columns
-            columns = cols.columns(values) if values or cols.names is None or cols.required else ()
+            columns = self._value_columns(values)
             self._check_open()
             assembler = self.assembler
             if assembler.current is None:
@@ -155,8 +154,7 @@ class StreamWriter:
         the slot counted as dropped."""
         self._acq._raise_if_unusable()
         with self._lock:
-            cols = self.columns
-            columns = cols.columns(values) if values or cols.names is None or cols.required else ()
+            columns = self._value_columns(values)
             self._check_open()
             if self.assembler.current is None:
                 buffer = self._free_buffer()
@@ -186,9 +184,7 @@ class StreamWriter:
         payload = self.encoder.check_encoded(blob, self.spec.nbytes, self.spec.dtype.itemsize)
         rows, when = empty_rows(1), now()
         with self._lock:
-            cols = self.columns
-            for column, value in (cols.columns(values) if values or cols.names is None
-                                  or cols.required else ()):
+            for column, value in self._value_columns(values):
                 rows[0, column] = value
             rows[0, 0] = when
             self._check_open()
@@ -242,6 +238,12 @@ class StreamWriter:
         if g.capacity is None:
             raise ValueError("an open-ended stream has no fixed number of chunks")
         return g.locate(g.capacity - 1)[0] + 1
+
+    def _value_columns(self, values: dict) -> list:
+        """(column, value) pairs of one frame's values (under the lock: the first put fixes the
+        names); nothing to do in the common case of no values after the first put."""
+        cols = self.columns
+        return cols.columns(values) if values or cols.names is None or cols.required else []
 
     def _check_open(self, n: int = 1) -> None:
         """Under the lock: the stream takes ``n`` more frames."""
