@@ -67,6 +67,8 @@ def test_four_streams_each_land_in_their_own_emd_group(tmp_path):
         assert any("/data/eels: 48 frames written" in c and "/data/camera: 3 frames" in c
                    for c in comments)
         assert "emdstream" not in f  # no streaming state left
+    with emdstream.open(path) as f:  # in the order the streams were given
+        assert list(f.datasets) == ["diffraction", "haadf", "eels", "camera"]
     assert verify(path, readers=True) == []
 
 

@@ -52,7 +52,10 @@ def create_skeleton(path: str, streams: Sequence, metadata: Mapping[str, Mapping
             for key, value in metadata.get(meta_group, {}).items():
                 g.attrs[key] = value
         f.create_group("comments").attrs[first_comment[0]] = first_comment[1]
+        # streams are listed in the order they were given, not alphabetically
+        f.create_group("data", track_order=True)
         state = f.create_group(STATE_GROUP)
+        state.create_group("streams", track_order=True)
         state.create_dataset("log", shape=(0,), maxshape=(None,), chunks=(4096,), dtype=np.uint8)
         for stream in streams:
             _create_stream(f, stream)
