@@ -35,3 +35,27 @@ def test_libertem_reads_a_scan(tmp_path, compression):
         np.testing.assert_array_equal(vbf, want.sum(axis=(2, 3)))  # one value per scan position
         auto = ctx.load("auto", path=path)
         assert tuple(auto.shape) == (3, 4, 10, 8)
+
+
+def test_libertem_reads_a_master_file_as_one_scan(tmp_path):
+    from libertem.udf.sumsigudf import SumSigUDF
+
+    from emdstream import write_master
+
+    frames = detector_frames(24, (10, 8))
+    parts = []
+    for rank in range(2):  # two part writers, blocks of 5 frames crossing the rows of 6
+        path = str(tmp_path / f"run.part{rank}.emd")
+        with EMDWriter(path, (10, 8), "uint16", scan_shape=(4, 6), part=(rank, 2),
+                       block_frames=5) as w:
+            for slot in w.dims[0].values:
+                w.put(frames[slot])
+        parts.append(path)
+    master = str(tmp_path / "run.emd")
+    write_master(master, parts)
+    want = frames.reshape(4, 6, 10, 8).astype(np.float64)
+    with lt.Context.make_with("inline") as ctx:
+        ds = ctx.load("hdf5", path=master, ds_path="/data/dataset_1/data")
+        assert tuple(ds.shape) == (4, 6, 10, 8)
+        vbf = ctx.run_udf(dataset=ds, udf=SumSigUDF())["intensity"].data
+        np.testing.assert_array_equal(vbf, want.sum(axis=(2, 3)))
