@@ -4,6 +4,7 @@ import os
 import shutil
 import subprocess
 import threading
+import time
 
 import h5py
 import hdf5plugin
@@ -261,3 +262,26 @@ def test_put_many_is_safe_from_several_threads(tmp_path):
         chunk = data[start:start + block]
         assert len({int(x) for x in chunk[:, 0, 0]}) == 1
         assert list(chunk[:, 0, 2]) == list(range(block))
+
+
+def test_a_failed_frame_buffer_below_later_drops_is_recorded(tmp_path):
+    """Slot 0 is held open (so its chunk and every later one wait) until the queue is full and
+    later frames are dropped; then slot 0 fails. Every dropped slot is in the file, in order."""
+    path = str(tmp_path / "drops.emd")
+    w = EMDWriter(path, (8, 8), "uint16", chunk_frames=2, queue_frames=4, on_full="drop",
+                  flush_seconds=0.01)
+    held = w.frame_buffer()
+    held.__enter__()
+    taken = [w.put(np.full((8, 8), i, np.uint16)) for i in range(1, 12)]
+    assert not all(taken)  # the queue filled up behind the open slot
+    time.sleep(0.05)  # a flush records the drops so far
+    try:
+        raise ConnectionError("link lost")
+    except ConnectionError as exc:
+        held.__exit__(type(exc), exc, exc.__traceback__)
+    w.close()
+    want = [0] + [i for i, ok in zip(range(1, 12), taken) if not ok]
+    with emdstream.open(path) as f:
+        ds = f["dataset_1"]
+        assert list(ds.dropped_frames) == want
+        assert ds.frames_written == 12 - len(want)

@@ -164,10 +164,6 @@ def add_comment(f: h5py.File, key: str, text: str) -> str:
     return key
 
 
-def is_complete(f: h5py.File, name: str) -> bool:
-    return bool(f[f"data/{name}"].attrs.get("complete", False))
-
-
 def stream_names(f: h5py.File) -> list[str]:
     """Names of the data groups that still have streaming state (unfinished or being written)."""
     streams = f.get(f"{STATE_GROUP}/streams")

@@ -50,7 +50,10 @@ def recover(path: str | os.PathLike) -> RecoveryReport:
     RuntimeError while a writer holds it."""
     path = os.fspath(path)
     check_path(path)
-    changed = compact.remove_leftover(path)
+    changed = False
+    if os.path.exists(compact.temp_path(path)):  # a killed compaction's copy (not a live one's)
+        _refuse_if_held(path)
+        changed = compact.remove_leftover(path)
     if os.path.exists(journal.journal_path(path)):
         _refuse_if_held(path)
         changed = journal.replay(path) is True

@@ -36,6 +36,7 @@ class ValueTable:
         scan = geometry.scan_shape  # a stack's blocks just follow one another
         self.blocks_per_row = math.ceil(scan[-1] / self.rows) if scan else None
         self._blocks: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # block -> (rows, written)
+        self._changed: set[int] = set()  # blocks filling that changed since the last flush
 
     def store(self, first: int, end: int, rows: np.ndarray) -> None:
         """The value rows of slots ``first .. end - 1`` (one data chunk, or its filled part)."""
@@ -49,11 +50,15 @@ class ValueTable:
         if written[:self._length(key)].all():
             self._write(key, values)
             del self._blocks[key]
+            self._changed.discard(key)
+        else:
+            self._changed.add(key)
 
     def flush(self) -> None:
-        """Write the blocks still filling (they are written again once complete)."""
-        for key, (values, _) in self._blocks.items():
-            self._write(key, values)
+        """Write the blocks still filling that changed (they are written again once complete)."""
+        for key in self._changed:
+            self._write(key, self._blocks[key][0])
+        self._changed.clear()
 
     def _locate(self, slot: int) -> tuple[int, int]:
         if self.blocks_per_row is None:

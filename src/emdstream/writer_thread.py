@@ -22,6 +22,7 @@ import os
 import queue
 import threading
 import time
+import warnings
 from concurrent.futures import Future
 from typing import Optional
 
@@ -279,12 +280,12 @@ class WriterThread(threading.Thread):
 
     def _record(self) -> None:
         for sink in self.sinks:
-            new_drops = sink.snapshot_dropped[sink.dropped_logged:]
-            if new_drops:
-                ds = sink.state["dropped_frames"]
-                ds.resize((ds.shape[0] + len(new_drops),))
-                ds[-len(new_drops):] = new_drops
-                sink.dropped_logged = len(sink.snapshot_dropped)
+            dropped = sink.snapshot_dropped
+            if len(dropped) != sink.dropped_logged:  # sorted; a failed frame_buffer may insert
+                ds = sink.state["dropped_frames"]  # below the end, so the list is written whole
+                ds.resize((len(dropped),))
+                ds[:] = dropped
+                sink.dropped_logged = len(dropped)
             sink.values.flush()
             if sink.raw_written:
                 layout.append_rows(sink.state["raw_chunks"], sink.raw_written)
@@ -319,7 +320,11 @@ class WriterThread(threading.Thread):
             self._hdf5_fd = None
             self.file.close()
             counts = journal.finalize(self.path, close.closing_comment)  # flock kept: recover waits
-            compact_if_worth_it(self.path)
+            try:
+                compact_if_worth_it(self.path)
+            except OSError as exc:  # the file is finished and whole, only not compacted
+                warnings.warn(f"emdstream: {self.path} is finished, but compacting its dead space "
+                              f"failed: {exc}", RuntimeWarning, stacklevel=1)
         self.final_counts = {name: written for name, (written, _) in counts.items()}
         self._release_lock()
 
