@@ -17,23 +17,23 @@ _acc: dict[tuple[str, str], list] = {}
 
 # (owner import path, attribute, section label, indent); order = report order
 _SECTIONS = [
-    ("emdstream.writer:EMDWriter", "put", "put()", 0),
-    ("emdstream.frames:FrameSpec", "checked", "checked (shape/dtype)", 1),
-    ("emdstream.writer:EMDWriter", "_free_buffer", "_free_buffer (waiting when behind)", 1),
-    ("emdstream.assembler:ChunkAssembler", "add", "add (copy into chunk buffer)", 1),
-    ("emdstream.writer:EMDWriter", "close", "close()", 0),
-    ("emdstream.writer_thread:WriterThread", "run", "run (whole thread)", 0),
-    ("emdstream.writer_thread:WriterThread", "_submit", "_submit", 1),
-    ("emdstream.writer_thread:WriterThread", "_write_ready", "_write_ready", 1),
+    ("emdstream.write.writer:EMDWriter", "put", "put()", 0),
+    ("emdstream.write.frames:FrameSpec", "checked", "checked (shape/dtype)", 1),
+    ("emdstream.write.writer:EMDWriter", "_free_buffer", "_free_buffer (waiting when behind)", 1),
+    ("emdstream.write.assembler:ChunkAssembler", "add", "add (copy into chunk buffer)", 1),
+    ("emdstream.write.writer:EMDWriter", "close", "close()", 0),
+    ("emdstream.write.writer_thread:WriterThread", "run", "run (whole thread)", 0),
+    ("emdstream.write.writer_thread:WriterThread", "_submit", "_submit", 1),
+    ("emdstream.write.writer_thread:WriterThread", "_write_ready", "_write_ready", 1),
     ("concurrent.futures:Future", "result", "Future.result (waiting for encoder)", 2),
-    ("emdstream.writer_thread:WriterThread", "_write_chunk", "_write_chunk", 2),
+    ("emdstream.write.writer_thread:WriterThread", "_write_chunk", "_write_chunk", 2),
     ("h5py:Dataset", "resize", "Dataset.resize", 3),
-    ("emdstream.writer_thread:WriterThread", "_flush", "_flush (periodic + final)", 1),
-    ("emdstream.writer_thread:WriterThread", "_drain", "_drain", 2),
+    ("emdstream.write.writer_thread:WriterThread", "_flush", "_flush (periodic + final)", 1),
+    ("emdstream.write.writer_thread:WriterThread", "_drain", "_drain", 2),
     ("h5py:File", "flush", "File.flush", 2),
-    ("emdstream.writer_thread:WriterThread", "_finish", "_finish (close)", 1),
+    ("emdstream.write.writer_thread:WriterThread", "_finish", "_finish (close)", 1),
     ("h5py:File", "close", "File.close", 2),
-    ("emdstream.layout:finalize", None, "layout.finalize", 2),
+    ("emdstream.format.layout:finalize", None, "layout.finalize", 2),
     ("emdstream.encoders:BitshuffleLZ4", "encode", "encoder.encode", 0),
 ]
 _ORDER = {label: (i, indent) for i, (_, _, label, indent) in enumerate(_SECTIONS)}
@@ -104,8 +104,8 @@ _thread_cpu: list[tuple[str, float]] = []
 
 
 def install_thread_cpu() -> None:
-    from emdstream.encoder_pool import EncoderPool
-    from emdstream.writer_thread import WriterThread
+    from emdstream.write.encoder_pool import EncoderPool
+    from emdstream.write.writer_thread import WriterThread
     if getattr(WriterThread.run, "_records_cpu", False):  # installed already (--in-process)
         return
 

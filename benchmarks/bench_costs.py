@@ -31,10 +31,10 @@ def per_call(fn, n: int, loops: int = 5) -> float:
 def main() -> int:
     import h5py
 
-    from emdstream import layout
-    from emdstream.encoder_pool import EncoderPool
+    from emdstream.format import layout
     from emdstream.encoders import BitshuffleLZ4
-    from emdstream.values import MAX_VALUES, empty_rows
+    from emdstream.format.values import MAX_VALUES, empty_rows
+    from emdstream.write.encoder_pool import EncoderPool
     shape = (256, 256)
     bank = bw.make_bank("detector", shape)
     enc = BitshuffleLZ4()

@@ -60,7 +60,7 @@ def _part_writer(rank, n, path, scan, block, barrier, results):
     import numpy as np  # noqa: F401
 
     from emdstream import EMDWriter
-    from emdstream.parts import Part
+    from emdstream.format.parts import Part
 
     bank = frame_bank(rank)
     slots = Part(rank, n, block).slots(scan[0] * scan[1])

@@ -112,7 +112,7 @@ def make_bank(workload: str, shape: tuple[int, int], n: int = BANK_FRAMES, seed:
 
 def chunk_frames_for(shape: tuple[int, int], chunk_frames: Optional[int]) -> int:
     """The frames per chunk emdstream uses (its own default when ``chunk_frames`` is None)."""
-    from emdstream.chunking import ChunkGeometry
+    from emdstream.format.chunk_grid import ChunkGeometry
     return ChunkGeometry(tuple(shape), 2, None, None, chunk_frames).k
 
 

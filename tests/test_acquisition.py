@@ -11,7 +11,7 @@ from conftest import detector_frames
 
 import emdstream
 from emdstream import Acquisition, Dim, EMDWriter, Stream
-from emdstream.verify import verify
+from emdstream.tools.verify import verify
 
 SCAN = (6, 8)
 SCAN_DIMS = [Dim("scan_y", "[nm]", scale=0.5), Dim("scan_x", "[nm]", scale=0.5)]
@@ -245,8 +245,8 @@ def test_live_reading_a_multi_stream_file(tmp_path):
 
 
 def test_info_and_preview_show_every_stream(tmp_path):
-    from emdstream.info import describe, format_text
-    from emdstream.preview import compute_panels
+    from emdstream.tools.info import describe, format_text
+    from emdstream.tools.preview import compute_panels
 
     path = str(tmp_path / "run.emd")
     acquire(path)

@@ -16,7 +16,7 @@ import h5py
 import pytest
 
 import emdstream
-from emdstream.verify import verify
+from emdstream.tools.verify import verify
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

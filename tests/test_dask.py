@@ -12,10 +12,10 @@ from conftest import detector_frames
 
 import emdstream
 from emdstream import Dim, EMDWriter
-from emdstream.verify import verify
+from emdstream.tools.verify import verify
 
 da = pytest.importorskip("dask.array")
-from emdstream.dask_sink import WriteDaskError, encode_block, plan_chunks  # noqa: E402
+from emdstream.parallel.dask_sink import WriteDaskError, encode_block, plan_chunks  # noqa: E402
 
 SCAN = (6, 10)
 FRAME = (16, 16)
@@ -123,8 +123,8 @@ def test_encode_block_output_is_codec_bytes():
     """What a task returns (and so what travels from a worker) is the encoded chunks."""
     x = scan_data()
     w_geometry = plan_chunks(da.from_array(x, chunks=(2, 5, 16, 16)))
-    from emdstream.chunking import ChunkGeometry
     from emdstream.encoders import get_encoder
+    from emdstream.format.chunk_grid import ChunkGeometry
 
     geometry = ChunkGeometry(FRAME, 2, None, SCAN, w_geometry.chunk_frames)
     encoder = get_encoder("bslz4")

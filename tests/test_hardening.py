@@ -21,7 +21,7 @@ from close_child import N_FRAMES, frame, slow_frames
 
 import emdstream
 from emdstream import EMDWriter
-from emdstream.verify import verify
+from emdstream.tools.verify import verify
 
 HERE = os.path.dirname(__file__)
 CHILD = os.path.join(HERE, "close_child.py")
@@ -340,7 +340,7 @@ def test_recover_refuses_a_hopeless_file_in_one_line_and_changes_nothing(tmp_pat
 
 
 def test_a_writer_thread_that_fails_to_start_releases_the_file(tmp_path, monkeypatch):
-    from emdstream import writer_thread
+    from emdstream.write import writer_thread
 
     def refuse(self):
         raise RuntimeError("can't start new thread")
@@ -351,7 +351,7 @@ def test_a_writer_thread_that_fails_to_start_releases_the_file(tmp_path, monkeyp
         EMDWriter(path, (8, 8), "uint16")
     monkeypatch.undo()
     # no HDF5 handle and no lock left: the file can be recovered (nothing written) or replaced
-    assert not emdstream.filelock.writer_holds(path)
+    assert not emdstream.safety.filelock.writer_holds(path)
     with EMDWriter(path, (8, 8), "uint16", overwrite=True) as w:
         w.put(np.zeros((8, 8), np.uint16))
     assert emdstream.open(path)["dataset_1"].frames_written == 1

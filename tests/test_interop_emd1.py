@@ -10,10 +10,10 @@ from conftest import detector_frames, h5dump_env, run_python
 
 import emdstream
 from emdstream import Dim, EMDWriter
-from emdstream.cli import main
-from emdstream.convert import to_emd02, to_emd1
-from emdstream.emd1 import HIDDEN, read_metadata
-from emdstream.py4dstem_io import py4dstem_calibration
+from emdstream.interop.convert import to_emd02, to_emd1
+from emdstream.interop.emd1 import HIDDEN, read_metadata
+from emdstream.interop.py4dstem import py4dstem_calibration
+from emdstream.tools.cli import main
 
 SCAN_DIMS = [Dim("scan_y", "[nm]", scale=0.5), Dim("scan_x", "[nm]", scale=0.5, offset=2.0),
              Dim("k_y", "[1/nm]", scale=0.2), Dim("k_x", "[1/nm]", scale=0.2)]
@@ -104,7 +104,7 @@ def test_pipelines_hdf5_would_not_recreate_and_contiguous_data_are_copied_by_hdf
         g = f.create_group("data/plain")
         g.attrs["emd_group_type"] = np.int32(1)
         g.create_dataset("data", data=np.arange(12.0).reshape(3, 4))
-    monkeypatch.setattr("emdstream.convert.BITSHUFFLE", -1)  # bitshuffle's set_local not undone
+    monkeypatch.setattr("emdstream.interop.convert.BITSHUFFLE", -1)  # bitshuffle's set_local not undone
     report = to_emd1(src, emd1)
     assert report.chunks_copied == 6
     to_emd02(emd1, back)
@@ -280,8 +280,8 @@ def test_acquisition_with_streams_and_values_round_trips(tmp_path):
 
 def test_master_file_is_converted_with_its_parts_data_written_out(tmp_path):
     from emdstream import write_master
-    from emdstream.master_check import is_master
-    from emdstream.parts import Part
+    from emdstream.format.parts import Part
+    from emdstream.parallel.master_check import is_master
 
     parts_dir, out_dir = tmp_path / "parts", tmp_path / "out"
     parts_dir.mkdir()

@@ -9,7 +9,7 @@ from conftest import detector_frames
 
 import emdstream
 from emdstream import Dim, EMDWriter
-from emdstream.reader import EMDDataset
+from emdstream.read.reader import EMDDataset
 
 hs = pytest.importorskip("hyperspy.api")
 

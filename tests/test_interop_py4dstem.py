@@ -12,7 +12,7 @@ from conftest import detector_frames
 
 import emdstream
 from emdstream import Dim, EMDWriter
-from emdstream.cli import main
+from emdstream.tools.cli import main
 
 pytestmark = pytest.mark.py4dstem
 py4DSTEM = pytest.importorskip("py4DSTEM", reason="py4DSTEM (numpy < 2) not installed here")

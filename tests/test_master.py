@@ -15,11 +15,11 @@ from conftest import h5dump_env, requires_h5dump
 
 import emdstream
 from emdstream import Acquisition, Dim, EMDWriter, Stream, write_master
-from emdstream.info import describe, format_text
-from emdstream.master_check import verify_master
-from emdstream.parts import Part
-from emdstream.vds import create_virtual, part_mappings
-from emdstream.verify import verify
+from emdstream.format.parts import Part
+from emdstream.parallel.master_check import verify_master
+from emdstream.parallel.vds import create_virtual, part_mappings
+from emdstream.tools.info import describe, format_text
+from emdstream.tools.verify import verify
 
 SCAN = (6, 10)          # 60 slots, rows of 10
 BLOCK = 7               # blocks cross rows, last block partial
@@ -35,7 +35,7 @@ PART_CHILD = r"""
 import os, sys, time
 import numpy as np
 from emdstream import EMDWriter, Dim
-from emdstream.parts import Part
+from emdstream.format.parts import Part
 rank, n, path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 stop_after, mode = int(sys.argv[4]), sys.argv[5]
 dims = [Dim("scan_y", "[nm]", scale=0.5), Dim("scan_x", "[nm]", scale=0.25),

@@ -9,8 +9,8 @@ from conftest import write_frames
 from test_cli import emdstream_cli, refuses_to_overwrite
 
 from emdstream import Dim
-from emdstream.preview import INSTALL_HINT, compute_panels, preview
-from emdstream.simulate import Simulated4DSTEM, simulate
+from emdstream.tools.preview import INSTALL_HINT, compute_panels, preview
+from emdstream.tools.simulate import Simulated4DSTEM, simulate
 
 SCAN, FRAME = (16, 16), (32, 32)
 
@@ -112,7 +112,7 @@ def test_preview_command_writes_a_png_of_a_4d_scan(scan_4d, tmp_path):
 
 def test_without_matplotlib_the_command_says_how_to_install_it(scan_4d, tmp_path):
     code = ("import sys; sys.modules['matplotlib'] = None  # as if it were not installed\n"
-            "from emdstream.cli import main; sys.exit(main(sys.argv[1:]))")
+            "from emdstream.tools.cli import main; sys.exit(main(sys.argv[1:]))")
     out = tmp_path / "none.png"
     result = subprocess.run([sys.executable, "-c", code, "preview", str(scan_4d), "-o", str(out)],
                             capture_output=True, text=True, timeout=60)

@@ -2,7 +2,7 @@
 import h5py
 import numpy as np
 
-from emdstream.superblock import clear_consistency_flags, lookup3
+from emdstream.safety.superblock import clear_consistency_flags, lookup3
 
 
 def test_lookup3_matches_the_reference_vectors():

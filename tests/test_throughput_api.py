@@ -183,7 +183,7 @@ def test_a_corrupt_compressed_body_is_isolated_by_verify(tmp_path):
     with h5py.File(path, "r") as f:  # the other frames read
         np.testing.assert_array_equal(f["data/dataset_1/data"][0], frames[0])
         np.testing.assert_array_equal(f["data/dataset_1/data"][2], frames[2])
-    from emdstream.verify import verify
+    from emdstream.tools.verify import verify
 
     problems = verify(path)
     assert problems and all("unreadable" in p or "crashed" in p for p in problems), problems
@@ -207,7 +207,7 @@ def test_incompressible_chunks_are_stored_raw_and_read_back_everywhere(tmp_path)
         ds = f["data/dataset_1/data"]
         masks = [ds.id.get_chunk_info(i).filter_mask for i in range(ds.id.get_num_chunks())]
     assert masks == [0, 0, 1, 1]
-    from emdstream.info import describe, format_text
+    from emdstream.tools.info import describe, format_text
 
     with emdstream.open(path) as f:
         info = describe(f)

@@ -9,9 +9,9 @@ import pytest
 from test_cli import emdstream_cli
 from test_crash import start_child
 
-from emdstream.blocks import iter_blocks
-from emdstream.simulate import simulate
-from emdstream.verify import verify
+from emdstream.format.blocks import iter_blocks
+from emdstream.tools.simulate import simulate
+from emdstream.tools.verify import verify
 
 
 @pytest.fixture(scope="module")

@@ -5,15 +5,15 @@
             w.put(frame)
     f = emdstream.open("scan.emd")
 """
-from .acquisition import Acquisition
-from .dask_sink import write_dask  # imports dask only when called
-from .dims import Dim
-from .errors import EMDStreamError, QueueFullError, WriterClosedError, WriterError, WriterFullError
-from .master import write_master
-from .reader import EMDDataset, EMDFile, open
-from .recover import RecoveryReport, recover
-from .stream import Stream, StreamWriter
-from .writer import EMDWriter
+from emdstream.errors import EMDStreamError, QueueFullError, WriterClosedError, WriterError, WriterFullError
+from emdstream.format.dims import Dim
+from emdstream.parallel.dask_sink import write_dask  # imports dask only when called
+from emdstream.parallel.master import write_master
+from emdstream.read.reader import EMDDataset, EMDFile, open
+from emdstream.safety.recover import RecoveryReport, recover
+from emdstream.write.acquisition import Acquisition
+from emdstream.write.stream import Stream, StreamWriter
+from emdstream.write.writer import EMDWriter
 
 __version__ = "0.1.0"
 

@@ -1,0 +1,304 @@
+"""The ``emdstream`` command: simulate, info, recover, verify, preview and convert.
+
+Each command has a handler ``fn(args) -> exit code``. User mistakes (a missing or wrong input file,
+an existing output file, a bad option) end in one line ``emdstream <cmd>: error: <cause>`` on stderr
+and exit code 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import textwrap
+from collections.abc import Sequence
+from typing import Optional
+
+from emdstream.encoders import COMPRESSIONS
+from emdstream.errors import EMDStreamError
+
+EPILOG = """examples:
+  emdstream simulate                         # 64x64 scan of 128x128 frames -> simulated.emd
+  emdstream simulate scan.emd --scan 128x128 --frame-shape 256x256 --compression zstd
+  emdstream simulate live.emd --fps 2000     # paced like a detector; reports dropped frames
+  emdstream info scan.emd                    # tree: shape, chunks, compression, dims, comments
+  emdstream info scan.emd --json
+  emdstream info live.emd --follow           # frame count while it is being written
+  emdstream recover crashed.emd              # finish a file whose writer was killed
+  emdstream verify scan.emd                  # EMD v0.2 conformance; exit 1 and one line per problem
+  emdstream verify scan.emd --readers        # ... and load it with ncempy, rosettasciio, h5py
+  emdstream preview scan.emd                 # scan.png: HAADF, mean diffraction + virtual bright field
+  emdstream preview scan.emd -o view.png --overwrite
+  emdstream convert scan.emd scan_emd1.h5 --to emd1    # EMD 1.0: py4DSTEM.read("scan_emd1.h5")
+  emdstream convert scan_emd1.h5 back.emd --to emd02
+"""
+
+# what a mistake of the user raises; shown as one line, exit code 2
+USER_ERRORS = (FileNotFoundError, FileExistsError, IsADirectoryError, PermissionError, ValueError,
+               TypeError, KeyError, ImportError, OSError, RuntimeError)
+
+
+def examples(command: str) -> str:
+    """The lines of ``EPILOG`` for one command."""
+    lines = [line for line in EPILOG.splitlines() if line.startswith(f"  emdstream {command}")]
+    return "examples:\n" + "\n".join(lines) + "\n"
+
+
+def add_subcommand(subparsers, name: str, summary: str, description: Optional[str] = None,
+                   ) -> argparse.ArgumentParser:
+    """A subcommand parser with its examples as epilog (used by the command modules too)."""
+    return subparsers.add_parser(name, help=summary, epilog=examples(name),
+                                 description=textwrap.fill(description or summary, 78),
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def check_output(path: str, overwrite: bool) -> None:
+    """FileExistsError / FileNotFoundError / IsADirectoryError unless ``path`` can be written."""
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{path} is a directory; give a file name")
+    if os.path.exists(path) and not overwrite:
+        raise FileExistsError(f"{path} already exists; use --overwrite to replace it")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"cannot create {path}: directory {folder} does not exist")
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(p) for p in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected sizes like 128x128, got {text!r}") from None
+    if not shape or any(n < 1 for n in shape):
+        raise argparse.ArgumentTypeError(f"sizes must be positive, got {text!r}")
+    return shape
+
+
+def _positive(kind):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
+        return value
+    return parse
+
+
+def _compression(text: str) -> Optional[str]:
+    value = None if text.lower() == "none" else text
+    if value not in COMPRESSIONS:
+        raise argparse.ArgumentTypeError(
+            f"choose one of {', '.join(str(c).lower() for c in COMPRESSIONS)}")
+    return value
+
+
+# --- simulate, info, recover -----------------------------------------------------------------------
+def _add_simulate(sub) -> None:
+    sim = add_subcommand(sub, "simulate", "run a simulated 4D-STEM acquisition into a file",
+                         "Stream a simulated 4D-STEM scan (Poisson counts, a bright disk over a "
+                         "lattice) into an EMD file, like a live acquisition; prints a report.")
+    sim.add_argument("path", nargs="?", default="simulated.emd",
+                     help="output file (default: simulated.emd)")
+    sim.add_argument("--scan", type=_shape, default=(64, 64), metavar="YxX",
+                     help="scan positions (default 64x64)")
+    sim.add_argument("--frame-shape", type=_shape, default=(128, 128), metavar="HxW",
+                     help="detector frame size (default 128x128)")
+    sim.add_argument("--frames", type=_positive(int), default=None, metavar="N",
+                     help="stop after N frames (a scan stopped early)")
+    sim.add_argument("--compression", type=_compression, default="bslz4",
+                     help="bslz4 (default), zstd, blosc-lz4, gzip or none")
+    sim.add_argument("--dtype", default="uint16", help="frame dtype (default uint16)")
+    sim.add_argument("--fps", type=_positive(float), default=None,
+                     help="pace frames like a detector; a writer that cannot keep up drops frames "
+                          "(exit code 1 if any were dropped)")
+    sim.add_argument("--queue-frames", type=_positive(int), default=None, metavar="N",
+                     help="writer queue capacity in frames (default: about 64 MiB of frames)")
+    sim.add_argument("--quiet", action="store_true", help="no progress bar")
+    sim.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    sim.set_defaults(handler=_simulate)
+
+
+def _simulate(args) -> int:
+    from emdstream.tools.simulate import simulate
+
+    check_output(args.path, args.overwrite)
+    options = {"queue_frames": args.queue_frames} if args.queue_frames else {}
+    report = simulate(args.path, scan_shape=args.scan, frame_shape=args.frame_shape,
+                      dtype=args.dtype, compression=args.compression, n_frames=args.frames,
+                      fps=args.fps, progress=False if args.quiet else None,
+                      overwrite=args.overwrite, **options)
+    print(report)
+    return 1 if report.frames_dropped else 0
+
+
+def _add_info(sub) -> None:
+    info = add_subcommand(sub, "info", "print what an EMD file holds",
+                          "Print an EMD file's datasets (shape, chunks, compression, dims with "
+                          "ranges and units, frame counts), metadata and comments in time order.")
+    info.add_argument("path", help="the EMD file")
+    info.add_argument("--json", action="store_true", help="machine-readable output")
+    info.add_argument("--follow", action="store_true",
+                      help="print the frame count while the file is being written, until the "
+                           "writer finishes (exit 1 if it stopped without finishing)")
+    info.add_argument("--interval", type=_positive(float), default=1.0,
+                      help="seconds between --follow polls (default 1)")
+    info.set_defaults(handler=_info)
+
+
+def _info(args) -> int:
+    from emdstream.read.reader import EMDFile
+    from emdstream.safety.h5open import needs_swmr, require_emd
+    from emdstream.tools.info import describe, follow, format_text
+
+    require_emd(args.path)
+    if args.follow:
+        return 0 if follow(args.path, args.interval) else 1
+    with EMDFile(args.path, live=needs_swmr(args.path)) as f:
+        info = describe(f)
+    print(json.dumps(info, indent=2) if args.json else format_text(info))
+    return 0
+
+
+def _add_recover(sub) -> None:
+    rec = add_subcommand(sub, "recover", "finish a file whose writer was killed",
+                         "Finish a file whose writer stopped without closing it (killed, crashed): "
+                         "clear HDF5's write flags, trim it, write dims and a comment. "
+                         "A finished file is left as it is.")
+    rec.add_argument("path", help="the EMD file")
+    rec.set_defaults(handler=_recover)
+
+
+def _recover(args) -> int:
+    from emdstream.safety.recover import recover
+
+    print(recover(args.path))
+    return 0
+
+
+# --- verify, preview, convert ----------------------------------------------------------------------
+def _add_verify(sub) -> None:
+    cmd = add_subcommand(sub, "verify", "check a file against EMD v0.2 (exit 1 on problems)",
+                         "Check a file against EMD v0.2: version attributes, emd_group_type, one "
+                         "1-D dim vector per axis with name and units, data readable end to end, "
+                         "frame counts, not left unfinished; a master file's parts. Prints OK or "
+                         "one problem per line.")
+    cmd.add_argument("path", help="the EMD file")
+    cmd.add_argument("--readers", action="store_true",
+                     help="also load it with ncempy, rosettasciio and plain h5py "
+                          "(the first two read whole datasets into memory)")
+    cmd.set_defaults(handler=_verify)
+
+
+def _verify(args) -> int:
+    from emdstream.tools.verify import summary, verify
+
+    problems = verify(args.path, readers=args.readers)
+    for problem in problems:
+        print(problem)
+    if problems:
+        return 1
+    readers = "; ncempy, rosettasciio and h5py read it" if args.readers else ""
+    print(f"OK: {summary(args.path)}{readers}")
+    return 0
+
+
+def _add_preview(sub) -> None:
+    cmd = add_subcommand(sub, "preview", "draw a PNG of what a file holds",
+                         "Draw a PNG of every stream: a HAADF image, the mean diffraction pattern "
+                         "(log) beside a virtual bright-field image for a 4-D scan, a frame and "
+                         "the mean frame for a stack, the mean spectrum and total counts for a "
+                         "scan of spectra. Needs matplotlib (pip install emdstream[preview]).")
+    cmd.add_argument("path", help="the EMD file")
+    cmd.add_argument("-o", "--output", metavar="OUT",
+                     help="image file to write (default: PATH with .png instead of its extension)")
+    cmd.add_argument("--dataset", metavar="NAME", help="which /data/NAME (default: every dataset)")
+    cmd.add_argument("--overwrite", action="store_true", help="replace an existing image file")
+    cmd.set_defaults(handler=_preview)
+
+
+def _preview(args) -> int:
+    from emdstream.safety.h5open import require_emd
+    from emdstream.tools.preview import preview
+
+    out = args.output or os.path.splitext(args.path)[0] + ".png"
+    require_emd(args.path)
+    check_output(out, args.overwrite)
+    print(f"wrote {preview(args.path, out, args.dataset)}")
+    return 0
+
+
+def _add_convert(sub) -> None:
+    from emdstream.interop.convert import TARGETS
+
+    cmd = add_subcommand(sub, "convert", "convert between EMD v0.2 and EMD 1.0 (py4DSTEM)",
+                         "Write an EMD v0.2 file as EMD 1.0 (the emdfile layout: py4DSTEM.read "
+                         "opens a 4-D scan as a calibrated DataCube), or an EMD 1.0 file as EMD "
+                         "v0.2. Compressed chunks are copied as they are; metadata and comments "
+                         "are carried, and emd1 -> emd02 gives an emdstream file back exactly.")
+    cmd.add_argument("src", help="the input file")
+    cmd.add_argument("dst", help="the output file (for py4DSTEM name it .h5, .hdf5 or .emd)")
+    cmd.add_argument("--to", choices=TARGETS, default=None,
+                     help="emd1 or emd02 (default: the other version than the input's)")
+    cmd.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    cmd.set_defaults(handler=_convert)
+
+
+def _convert(args) -> int:
+    from emdstream.interop.convert import PY4DSTEM_SUFFIXES, convert
+
+    check_output(args.dst, args.overwrite)
+    report = convert(args.src, args.dst, to=args.to, overwrite=args.overwrite)
+    print(report)
+    if report.version == "1.0" and not args.dst.lower().endswith(PY4DSTEM_SUFFIXES):
+        print(f"note: py4DSTEM.read opens only files named {', '.join(PY4DSTEM_SUFFIXES)}")
+    return 0
+
+
+# --- entry point -----------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="emdstream", description="Stream detector frames into EMD v0.2 (HDF5) files.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_simulate(sub)
+    _add_info(sub)
+    _add_recover(sub)
+    _add_verify(sub)
+    _add_preview(sub)
+    _add_convert(sub)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the command's handler; returns its exit code."""
+    return args.handler(args)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point; user mistakes (missing file, not EMD, bad option) are one line, exit 2."""
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except BrokenPipeError:  # e.g. `emdstream info big.emd | head`: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except EMDStreamError as exc:  # the writer failed (disk full, ...): not the user's mistake
+        _say(args.command, exc)
+        return 1
+    except USER_ERRORS as exc:
+        _say(args.command, exc)
+        return 2
+    except KeyboardInterrupt:
+        print(f"emdstream {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _say(command: str, exc: BaseException) -> None:
+    from emdstream.errors import one_line
+
+    print(f"emdstream {command}: error: {one_line(exc)}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

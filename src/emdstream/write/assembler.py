@@ -1,0 +1,216 @@
+"""The producer's side of the queue: frames are copied once, into reusable chunk buffers.
+
+``put`` copies each frame straight into its slot of the current chunk buffer; a full chunk is
+handed to the writer thread through an (unbounded) queue. The number of buffers is bounded, so
+a writer that falls behind shows up as no free buffer when a new chunk starts: that is where
+back-pressure happens. The writer returns each buffer once its chunk is in the file, and may take
+a snapshot of the partly filled chunk so slow streams are durable every flush interval too.
+"""
+from __future__ import annotations
+
+import bisect
+import collections
+import queue
+import threading
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from emdstream.format.chunk_grid import ChunkGeometry
+from emdstream.write.chunk_buffer import ChunkBuffer
+
+
+@dataclass
+class Snapshot:
+    """What the producer has handed over or filled so far (taken under the assembler's lock)."""
+
+    handed_end: int                 # every slot below this is in a chunk handed to the writer
+    slots: int                      # slots assigned so far (frames put or dropped)
+    dropped: list[int]
+    partial_id: Optional[int] = None
+    partial_end: int = 0
+    partial: Optional[np.ndarray] = None  # a copy, fill value where no frame was put
+    partial_values: Optional[np.ndarray] = None  # a copy of the value rows
+    waiting: bool = False  # a complete chunk waits for an open slot: nothing past it is counted
+
+
+class ChunkAssembler:
+    """One stream's chunks: frames copied into buffers, full chunks put on the file's queue as
+    ``(stream index, buffer, end slot)``."""
+
+    def __init__(self, geometry: ChunkGeometry, dtype: np.dtype, fillvalue, n_buffers: int,
+                 chunks: queue.SimpleQueue, stream_index: int = 0):
+        self.geometry = geometry
+        self.dtype = dtype
+        self.fillvalue = fillvalue
+        self.n_buffers = max(2, n_buffers)
+        self.chunks = chunks  # the file's one queue, shared by its streams
+        self.stream_index = stream_index
+        self.lock = threading.Lock()  # guards the fields below; never held while waiting
+        self._free: queue.SimpleQueue = queue.SimpleQueue()
+        # encoded chunks waiting for the writer: at most as many as there are chunk buffers
+        self.encoded_room = threading.Semaphore(self.n_buffers)
+        self._allocated = 0
+        self.current: Optional[ChunkBuffer] = None
+        self.handed_end = 0
+        self.slots = 0
+        self.dropped: list[int] = []
+        self.buffers_high_water = 0
+        self.any_order = False  # chunks came in any order (put_encoded_chunk): see writer_thread
+        self._complete_chunks: collections.deque = collections.deque()  # waiting for open slots
+        self.finished = False
+
+    # --- buffers ---------------------------------------------------------------------------
+    def acquire(self, timeout: Optional[float]) -> Optional[ChunkBuffer]:
+        """A free buffer, a new one while fewer than ``n_buffers`` exist, or None after ``timeout``
+        (0: do not wait)."""
+        try:
+            return self._free.get_nowait()
+        except queue.Empty:
+            pass
+        if self._allocated < self.n_buffers:
+            self._allocated += 1
+            return ChunkBuffer(self.geometry.k, self.geometry.frame_shape, self.dtype)
+        if not timeout:
+            return None
+        try:
+            return self._free.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def release(self, buffer) -> None:
+        """The writer is done with a buffer: its chunk is in the file (an ``EncodedChunk`` frees
+        its place in the queue)."""
+        if isinstance(buffer, ChunkBuffer):
+            self._free.put(buffer)
+        else:
+            self.encoded_room.release()
+
+    def buffers_in_use(self) -> int:
+        return self._allocated - self._free.qsize()
+
+    # --- frames (the caller serializes these) -------------------------------------------------
+    # A chunk is complete once its last slot is taken; it is handed over when no slot of it (nor
+    # of an earlier chunk) is still open (``reserve``), so chunks reach the writer in order.
+    # Frames are only dropped when no chunk is current: the current chunk, if any, always holds
+    # the next slot.
+    def begin_chunk(self, buffer: ChunkBuffer) -> None:
+        """Start ``buffer`` as the chunk holding the next slot."""
+        chunk_id, _ = self.geometry.locate(self.slots)
+        buffer.start(chunk_id, *self.geometry.chunk_slots(chunk_id))
+        with self.lock:
+            self.current = buffer
+        self.buffers_high_water = max(self.buffers_high_water, self.buffers_in_use())
+
+    def add(self, frame: np.ndarray, when: float, columns=()) -> None:
+        """Copy a checked frame (and its per-frame values) into the next slot."""
+        with self.lock:
+            cur = self.current
+            cur.put(self.slots - cur.first_slot, frame, when, columns)
+            self._taken(1)
+
+    def add_many(self, frames: np.ndarray, when: float, columns=()) -> int:
+        """Copy as many of ``frames`` as the current chunk has room for, from the next slot on,
+        in one copy; returns how many. ``columns``: (column, array of values per frame)."""
+        with self.lock:
+            cur = self.current
+            n = min(len(frames), cur.end_slot - self.slots)
+            cur.put_block(self.slots - cur.first_slot, frames[:n], when,
+                          [(c, v[:n]) for c, v in columns])
+            self._taken(n)
+        return n
+
+    def reserve(self) -> tuple[ChunkBuffer, int]:
+        """The next slot, left open for the caller to fill in place (``frame_buffer``): (buffer,
+        position); ``commit`` closes it."""
+        with self.lock:
+            cur = self.current
+            position = self.slots - cur.first_slot
+            cur.open.add(position)
+            self._taken(1)
+        return cur, position
+
+    def commit(self, buffer: ChunkBuffer, position: int, when: float, columns, filled: bool) -> None:
+        """Close a reserved slot: filled (values recorded) or dropped."""
+        with self.lock:
+            if self.finished:  # close() went ahead without it: the slot counts as dropped
+                return
+            if filled:
+                buffer.mark(position, when, columns)
+            else:
+                bisect.insort(self.dropped, buffer.first_slot + position)
+            buffer.open.discard(position)
+            self._hand_over_ready()
+
+    def drop(self) -> None:
+        """The next slot gets no frame (``on_full="drop"``)."""
+        with self.lock:
+            self.dropped.append(self.slots)
+            self.slots += 1
+
+    def add_encoded(self, chunk) -> None:
+        """Hand an ``EncodedChunk`` to the writer (the caller holds a place in ``encoded_room``)."""
+        with self.lock:
+            if chunk.in_order:
+                self._complete(None, chunk)
+                self.slots = chunk.end_slot
+            else:
+                self.any_order = True
+                self.chunks.put((self.stream_index, chunk, chunk.end_slot))
+                self.slots += chunk.end_slot - chunk.first_slot
+
+    def dropped_below(self, slot: int) -> int:
+        """How many dropped slots lie below ``slot`` (kept sorted)."""
+        return bisect.bisect_left(self.dropped, slot)
+
+    def finish(self) -> None:
+        """No more frames: hand over the partly filled last chunk; slots still open (a
+        ``frame_buffer`` not left yet) count as dropped."""
+        with self.lock:
+            if self.current is not None:
+                self._complete(self.current.filled_end())
+            for buffer, _ in self._complete_chunks:
+                for position in getattr(buffer, "open", ()):
+                    bisect.insort(self.dropped, buffer.first_slot + position)
+                if isinstance(buffer, ChunkBuffer):
+                    buffer.open.clear()
+            self._hand_over_ready()
+            self.finished = True
+
+    def _taken(self, n: int) -> None:
+        self.slots += n
+        if self.slots == self.current.end_slot:
+            self._complete(self.current.end_slot)
+
+    def _complete(self, end: Optional[int], encoded=None) -> None:
+        """The current chunk (or an encoded one) is complete: it goes to the writer as soon as
+        every chunk before it has gone and none of its slots is open."""
+        if encoded is not None:
+            self._complete_chunks.append((encoded, encoded.end_slot))
+        else:
+            self._complete_chunks.append((self.current, end))
+            self.current = None
+        self._hand_over_ready()
+
+    def _hand_over_ready(self) -> None:
+        while self._complete_chunks and not getattr(self._complete_chunks[0][0], "open", None):
+            buffer, end = self._complete_chunks.popleft()
+            if isinstance(buffer, ChunkBuffer):
+                buffer.complete(self.fillvalue)
+            self.chunks.put((self.stream_index, buffer, end))
+            self.handed_end = end
+
+    # --- the writer's view -------------------------------------------------------------------
+    def snapshot(self) -> Snapshot:
+        with self.lock:
+            snap = Snapshot(self.handed_end, self.slots, list(self.dropped),
+                            waiting=bool(self._complete_chunks))
+            cur = self.current
+            if cur is not None and cur.filled.any() and not snap.waiting:
+                snap.partial_id = cur.chunk_id
+                snap.partial_end = cur.filled_end()
+                snap.partial = np.where(cur.filled.reshape((-1,) + (1,) * (cur.array.ndim - 1)),
+                                        cur.array, np.asarray(self.fillvalue, cur.array.dtype))
+                snap.partial_values = cur.values.copy()
+        return snap

@@ -1,0 +1,75 @@
+"""The writer's side of a stream's per-frame values: rows gathered into blocks of the table's
+chunk size, each block compressed and written once all its rows are in, and at every flush (so the
+values of durable frames are durable too; a block written again later leaves its older copy as
+dead space, which ``compact`` gives back).
+
+The table ``/data/<name>/frame_values`` is shaped like the frame grid plus one axis of
+``values.MAX_VALUES`` columns; its chunks hold ``block_rows`` slots along the last grid axis, a
+whole number of data chunks, never crossing a scan row.
+"""
+from __future__ import annotations
+
+import math
+
+import h5py
+import numpy as np
+
+from emdstream.format.chunk_grid import ChunkGeometry
+from emdstream.format.values import ENCODER, empty_rows
+
+
+class ValueTable:
+    def __init__(self, dataset: h5py.Dataset, geometry: ChunkGeometry):
+        self.ds = dataset
+        self.geometry = geometry
+        self.rows = dataset.chunks[-2]
+        scan = geometry.scan_shape  # a stack's blocks just follow one another
+        self.blocks_per_row = math.ceil(scan[-1] / self.rows) if scan else None
+        self._blocks: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # block -> (rows, written)
+        self._changed: set[int] = set()  # blocks filling that changed since the last flush
+
+    def store(self, first: int, end: int, rows: np.ndarray) -> None:
+        """The value rows of slots ``first .. end - 1`` (one data chunk, or its filled part)."""
+        key, at = self._locate(first)
+        if key not in self._blocks:
+            self._blocks[key] = (empty_rows(self.rows), np.zeros(self.rows, dtype=bool))
+        values, written = self._blocks[key]
+        n = end - first
+        values[at:at + n] = rows[:n]
+        written[at:at + n] = True
+        if written[:self._length(key)].all():
+            self._write(key, values)
+            del self._blocks[key]
+            self._changed.discard(key)
+        else:
+            self._changed.add(key)
+
+    def flush(self) -> None:
+        """Write the blocks still filling that changed (they are written again once complete)."""
+        for key in self._changed:
+            self._write(key, self._blocks[key][0])
+        self._changed.clear()
+
+    def _locate(self, slot: int) -> tuple[int, int]:
+        if self.blocks_per_row is None:
+            return divmod(slot, self.rows)
+        row, column = divmod(slot, self.geometry.row_length)
+        return row * self.blocks_per_row + column // self.rows, column % self.rows
+
+    def _length(self, key: int) -> int:
+        if self.blocks_per_row is None:
+            return self.rows
+        return min(self.rows, self.geometry.row_length - key % self.blocks_per_row * self.rows)
+
+    def _write(self, key: int, values: np.ndarray) -> None:
+        if self.blocks_per_row is None:
+            offset = (key * self.rows, 0)
+            if offset[0] + self.rows > self.ds.shape[0]:  # a growing stack
+                grow = self.geometry.grow_frames
+                self.ds.resize(((offset[0] + self.rows + grow - 1) // grow * grow, self.ds.shape[1]))
+        else:
+            row, block = divmod(key, self.blocks_per_row)
+            outer = np.unravel_index(row, self.geometry.scan_shape[:-1]) if len(
+                self.geometry.scan_shape) > 1 else ()
+            offset = tuple(int(i) for i in outer) + (block * self.rows, 0)
+        self.ds.id.write_direct_chunk(offset, ENCODER.encode(values.reshape(self.ds.chunks)))

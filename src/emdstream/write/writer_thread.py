@@ -1,0 +1,381 @@
+"""The writer thread: the only code that touches the HDF5 file while frames stream in.
+
+It takes full chunks of every stream from the file's one queue, has the encoder pool compress
+them and writes them in the order they came, with ``write_direct_chunk``, and gives their buffers
+back. What is durable when:
+
+1. A chunk is handed to HDF5 (``committed``): its bytes may still sit in HDF5's or the OS's cache.
+2. A flush (every ``flush_seconds``, or once ``flush_frames`` written frames are not yet durable)
+   writes each stream's partly filled chunk if its stream is idle (slow streams), flushes the
+   file (fsyncs it with ``fsync=True``), and only then records each stream's count in its state
+   group (``committed_slots``, see ``layout``) and flushes (fsyncs) again: ``durable``. A flush never
+   waits for chunks still in the encoder pool; they are counted at the next one.
+3. On close: everything is written and flushed, the SWMR handle closed, and the file finalized
+   through a journal (``journal``): a kill at any moment leaves either the streaming state or the
+   finished file, and ``recover`` completes it. A file with much dead space (slow streams rewrite
+   their partial chunk) is then compacted (``compact``).
+"""
+from __future__ import annotations
+
+import collections
+import os
+import queue
+import threading
+import time
+import warnings
+from concurrent.futures import Future
+from typing import Optional
+
+import h5py
+import numpy as np
+
+from emdstream.errors import WriterError
+from emdstream.format import layout
+from emdstream.safety import filelock, journal, live_registry
+from emdstream.safety.compact import compact_if_worth_it
+from emdstream.write.chunk_buffer import ChunkBuffer, EncodedChunk
+from emdstream.write.encoder_pool import EncoderPool
+from emdstream.write.value_table import ValueTable
+
+_FRAME_POLL = 0.05  # seconds: how often flush_frames is checked while no chunk arrives
+
+
+RAW_INCOMPRESSIBLE, RAW_WRITER_BEHIND = 0, 1  # why a chunk is stored raw (layout.RAW_REASONS)
+
+
+class Close:
+    """Queue message: no more frames; ``total_slots[i]`` slots of stream i were used."""
+
+    def __init__(self, total_slots: list[int], closing_comment: str):
+        self.total_slots = total_slots
+        self.closing_comment = closing_comment
+
+
+class _Sink:
+    """The writer thread's view of one stream: its datasets and how far it got."""
+
+    def __init__(self, h5file: h5py.File, stream):
+        self.name = stream.name
+        self.geometry = stream.geometry
+        self.encoder = stream.encoder
+        self.assembler = stream.assembler
+        self.columns = stream.columns
+        self.data = h5file[f"data/{stream.name}/data"]
+        self.state = h5file[layout.state_path(stream.name)]
+        self.values = ValueTable(h5file[f"data/{stream.name}/{layout.VALUES}"], stream.geometry)
+        # filter mask that skips every filter of the data (0: no filter, nothing to skip)
+        self.skip_all_filters = (1 << self.data.id.get_create_plist().get_nfilters()) - 1
+        self.raw_written: list[tuple[int, int]] = []  # (why, first slot) of raw chunks to record
+        self.committed = 0  # slots 0..committed-1 have been handed to HDF5
+        self.durable = 0    # ... and were flushed and recorded in the file as valid
+        self.in_flight = 0  # chunks handed to the encoder pool, not yet written
+        self.out_of_order: dict[int, int] = {}  # first slot -> end of chunks written past committed
+        self.dropped_logged = 0
+        self.names_logged = False
+        self.partial_written: Optional[tuple[int, int]] = None
+        self.snapshot_dropped: list[int] = []
+
+    def frames_written(self) -> int:
+        durable = self.durable
+        return durable - self.assembler.dropped_below(durable)
+
+
+class WriterThread(threading.Thread):
+    def __init__(self, h5file: h5py.File, path: str, streams: list, chunks: queue.SimpleQueue,
+                 lock_fd: int, workers: Optional[int], flush_frames: Optional[int],
+                 flush_seconds: Optional[float], fsync: bool = False, store_raw: bool = False):
+        super().__init__(name=f"emdstream-writer-{os.path.basename(path)}", daemon=True)
+        self.file = h5file
+        self.path = path
+        self.sinks = [_Sink(h5file, s) for s in streams]
+        self.chunks = chunks
+        self.workers = workers
+        self.flush_frames = flush_frames
+        self.flush_seconds = flush_seconds
+        self.fsync = fsync
+        self.store_raw = store_raw
+        self.pid = os.getpid()
+        self._identity = _file_identity(path)
+        self._lock_fd: Optional[int] = lock_fd
+        self._hdf5_fd: Optional[int] = h5file.id.get_vfd_handle()  # None once the file is closed
+        self._comments: list[tuple[str, str]] = []
+        self._comments_lock = threading.Lock()
+        self.error: Optional[BaseException] = None
+        self.finished = threading.Event()
+        self.final_counts: Optional[dict[str, int]] = None
+
+    @property
+    def encoder(self):
+        """The first stream's encoder (the one stream of an ``EMDWriter``)."""
+        return self.sinks[0].encoder
+
+    # --- called from the producer ------------------------------------------------------------
+    def add_comment(self, key: str, text: str) -> None:
+        with self._comments_lock:
+            self._comments.append((key, text))
+
+    def frames_written(self, index: int) -> int:
+        """Frames of stream ``index`` durably in the file and counted there (dropped not counted)."""
+        if self.final_counts is not None:
+            return self.final_counts[self.sinks[index].name]
+        return self.sinks[index].frames_written()
+
+    def detach_in_forked_child(self) -> None:
+        """In a forked child: never write the parent's file (see ``acquisition``). No h5py call
+        here: another thread of the parent may have held h5py's lock at the fork."""
+        fd = self._hdf5_fd
+        if fd is not None:
+            null = os.open(os.devnull, os.O_RDWR)
+            os.dup2(null, fd)
+            os.close(null)
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # the child's copy; the parent's lock stays
+            self._lock_fd = None
+
+    # --- the thread ------------------------------------------------------------------------
+    def run(self) -> None:
+        self._pool: Optional[EncoderPool] = None
+        self._inflight: collections.deque = collections.deque()
+        try:
+            self._pool = EncoderPool(self.workers)
+            close = self._stream()
+            self._finish(close)
+        except BaseException as exc:
+            self.error = exc
+            self._abandon()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown()
+            self.finished.set()
+
+    def _stream(self) -> Close:
+        deadline = self._next_deadline()
+        while True:
+            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if self.flush_frames:  # frames fill chunks without waking this thread: look often
+                timeout = _FRAME_POLL if timeout is None else min(timeout, _FRAME_POLL)
+            try:
+                # with chunks in flight, take only what is already there, else write the oldest
+                item = self.chunks.get_nowait() if self._inflight else self.chunks.get(timeout=timeout)
+            except queue.Empty:
+                item = None
+                self._write_ready(block=True)
+            if isinstance(item, Close):
+                return item
+            if item is not None:
+                saturated = len(self._inflight) >= 2 * self._pool.workers
+                if saturated and self.store_raw and isinstance(item[1], ChunkBuffer):
+                    self._write_raw_now(*item)  # behind: the disk takes it while the pool works
+                else:
+                    self._submit(*item)
+                self._write_ready(block=saturated and not self.store_raw)
+            if self._flush_due() or (deadline is not None and time.monotonic() >= deadline):
+                self._flush()
+                deadline = self._next_deadline()
+
+    def _next_deadline(self) -> Optional[float]:
+        return None if self.flush_seconds is None else time.monotonic() + self.flush_seconds
+
+    def _flush_due(self) -> bool:
+        """``flush_frames`` written frames not yet durable, or put into an idle stream's partial
+        chunk (never a reason to wait for chunks still being compressed)."""
+        n = self.flush_frames
+        return bool(n) and any(
+            s.committed - s.durable >= n
+            or (s.in_flight == 0 and s.assembler.slots - s.durable >= n
+                and (s.assembler.current is not None or s.assembler.slots > s.committed))
+            for s in self.sinks)
+
+    def _submit(self, index: int, buffer, end: int) -> None:
+        sink = self.sinks[index]
+        if isinstance(buffer, EncodedChunk):
+            fut = Future()  # nothing to encode
+            fut.set_result((buffer.payload,))
+        else:
+            fut = self._pool.submit(_encode, sink, buffer.array)
+        sink.in_flight += 1
+        self._inflight.append((sink, buffer, end, fut))
+
+    def _write_ready(self, block: bool) -> None:
+        """Write finished chunks in order; with ``block``, wait for the oldest one at least."""
+        while self._inflight and (block or self._inflight[0][3].done()):
+            sink, buffer, end, fut = self._inflight.popleft()
+            self._write_chunk(sink, buffer.chunk_id, buffer.values, end, *fut.result())
+            sink.in_flight -= 1
+            sink.assembler.release(buffer)
+            self._count_written(sink, buffer, end)
+            block = False
+
+    def _write_raw_now(self, index: int, buffer: ChunkBuffer, end: int) -> None:
+        """``on_full="store_raw"`` with the encoder pool saturated: store this chunk as it is,
+        ahead of the chunks still being compressed (counted as in any order)."""
+        sink = self.sinks[index]
+        self._write_chunk(sink, buffer.chunk_id, buffer.values, end,
+                          *_raw(buffer.array, RAW_WRITER_BEHIND))
+        sink.assembler.release(buffer)
+        self._count_written(sink, buffer, end)
+
+    def _count_written(self, sink: _Sink, buffer, end: int) -> None:
+        """Advance ``committed`` past a written chunk. Chunks written in the order they came (the
+        rule for frames put) move it to their end; chunks written in any order (``write_dask``,
+        ``store_raw``) only once every chunk below them is written, so the count never claims a
+        slot whose chunk is not in the file."""
+        if not self.store_raw and not (isinstance(buffer, EncodedChunk) and not buffer.in_order):
+            sink.committed = max(sink.committed, end)
+            return
+        ahead = sink.out_of_order
+        ahead[buffer.first_slot] = max(end, ahead.get(buffer.first_slot, 0))
+        while True:
+            reached = [first for first in ahead if first <= sink.committed]
+            if not reached:
+                return
+            for first in reached:
+                sink.committed = max(sink.committed, ahead.pop(first))
+
+    def _write_chunk(self, sink: _Sink, chunk_id: int, rows, end: int, payload,
+                     raw_because: Optional[int] = None) -> None:
+        """A data chunk (encoded) into the file, and the value rows of its slots up to ``end``;
+        ``raw_because``: the data chunk is stored as it is (all filters skipped), and why."""
+        geometry = sink.geometry
+        offset = geometry.chunk_offset(chunk_id)
+        if geometry.growing and offset[0] + geometry.k > sink.data.shape[0]:
+            grow = geometry.grow_frames
+            new_len = (offset[0] + geometry.k + grow - 1) // grow * grow
+            sink.data.resize((new_len,) + sink.data.shape[1:])
+        first = geometry.chunk_slots(chunk_id)[0]
+        if raw_because is None:
+            sink.data.id.write_direct_chunk(offset, payload)
+        else:
+            sink.data.id.write_direct_chunk(offset, payload, filter_mask=sink.skip_all_filters)
+            sink.raw_written.append((raw_because, first))
+        sink.values.store(first, end, rows)
+
+    def _drain(self) -> None:
+        while self._inflight:
+            self._write_ready(block=True)
+
+    def _flush(self, final: Optional[Close] = None) -> None:
+        """Make what has been written durable, then record the counts (in that order)."""
+        if final is not None:
+            self._drain()
+        else:
+            self._write_ready(block=False)
+        for index, sink in enumerate(self.sinks):
+            snap = sink.assembler.snapshot()
+            if final is not None and not sink.assembler.any_order:
+                sink.committed = max(sink.committed, final.total_slots[index])
+            elif sink.assembler.any_order or snap.waiting:
+                pass  # counted chunk by chunk (_count_written); or a chunk waits for an open slot
+            elif snap.handed_end <= sink.committed:  # every full chunk handed over is written
+                if snap.partial is None:  # slots after the last chunk were all dropped
+                    sink.committed = max(sink.committed, snap.slots)
+                elif (snap.partial_id, snap.partial_end) != sink.partial_written:
+                    # a rewrite leaves the chunk's older copy as dead space: only when it grew
+                    self._write_chunk(sink, snap.partial_id, snap.partial_values,
+                                      snap.partial_end, *_encode(sink, snap.partial))
+                    sink.partial_written = (snap.partial_id, snap.partial_end)
+                    sink.committed = max(sink.committed, snap.partial_end)
+            sink.snapshot_dropped = snap.dropped
+        self._check_file_still_there()
+        self._record()
+
+    def _record(self) -> None:
+        for sink in self.sinks:
+            dropped = sink.snapshot_dropped
+            if len(dropped) != sink.dropped_logged:  # sorted; a failed frame_buffer may insert
+                ds = sink.state["dropped_frames"]  # below the end, so the list is written whole
+                ds.resize((len(dropped),))
+                ds[:] = dropped
+                sink.dropped_logged = len(dropped)
+            sink.values.flush()
+            if sink.raw_written:
+                layout.append_rows(sink.state["raw_chunks"], sink.raw_written)
+                sink.raw_written = []
+            if not sink.names_logged and sink.columns.names is not None:
+                layout.record_value_names(sink.state, sink.columns.all_names)
+                sink.names_logged = True
+        with self._comments_lock:
+            comments, self._comments = self._comments, []
+        layout.append_log(self.file, comments)
+        self._flush_file()
+        for sink in self.sinks:
+            sink.state["committed_slots"][()] = sink.committed
+        self._flush_file()
+        for sink in self.sinks:
+            sink.durable = sink.committed
+
+    def _flush_file(self) -> None:
+        self.file.flush()
+        if self.fsync:
+            os.fsync(self.file.id.get_vfd_handle())
+
+    def _check_file_still_there(self) -> None:
+        if _file_identity(self.path) != self._identity:
+            raise FileNotFoundError(f"{self.path} was deleted or replaced while frames were being "
+                                    f"written to it")
+
+    def _finish(self, close: Close) -> None:
+        self._flush(final=close)
+        with live_registry.reopen_lock:  # see live_registry
+            live_registry.close_live_readers(self.path)
+            self._hdf5_fd = None
+            self.file.close()
+            counts = journal.finalize(self.path, close.closing_comment)  # flock kept: recover waits
+            try:
+                compact_if_worth_it(self.path)
+            except OSError as exc:  # the file is finished and whole, only not compacted
+                warnings.warn(f"emdstream: {self.path} is finished, but compacting its dead space "
+                              f"failed: {exc}", RuntimeWarning, stacklevel=1)
+        self.final_counts = {name: written for name, (written, _) in counts.items()}
+        self._release_lock()
+
+    def _abandon(self) -> None:
+        """After an error: release the file; what the last flush recorded stays valid."""
+        for _, _, _, fut in self._inflight:
+            fut.cancel()
+        self._hdf5_fd = None
+        try:
+            self.file.close()
+        except Exception:
+            pass
+        self._release_lock()
+
+    def _release_lock(self) -> None:
+        if self._lock_fd is not None:
+            filelock.release(self._lock_fd)
+            self._lock_fd = None
+
+
+def _encode(sink: _Sink, frames) -> tuple:
+    """A chunk of frames encoded for ``write_direct_chunk`` (runs in the encoder pool). A chunk
+    the codec does not make smaller (noise) is stored as it is."""
+    payload = sink.encoder.encode(frames.reshape(sink.geometry.chunk_shape))
+    if sink.skip_all_filters and memoryview(payload).nbytes >= frames.nbytes:
+        return _raw(frames, RAW_INCOMPRESSIBLE)
+    return (payload,)
+
+
+def _raw(frames, why: int) -> tuple:
+    """A chunk stored as it is (HDF5 skips its filters when reading it), and why."""
+    return np.ascontiguousarray(frames).data, why
+
+
+def _file_identity(path: str) -> Optional[tuple[int, int]]:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def describe_failure(thread: WriterThread) -> WriterError:
+    """The producer-side exception for a writer-thread error, naming what is safe in the file."""
+    exc = thread.error
+    counts = ", ".join(f"{s.frames_written()}" + (f" of {s.name}" if len(thread.sinks) > 1 else "")
+                       for s in thread.sinks)
+    err = WriterError(
+        f"writing {thread.path} failed: {type(exc).__name__}: {exc}. "
+        f"{counts} frame(s) were safely flushed to the file before the failure; "
+        f"frames put after that are lost. Run `emdstream recover {thread.path}` to finish the file.")
+    err.__cause__ = exc
+    return err
