@@ -41,7 +41,7 @@ def tests(session: nox.Session) -> None:
 def py4dstem(session: nox.Session) -> None:
     """to_py4dstem and converted files in py4DSTEM.read (numpy < 2, apart from the main suite)."""
     session.install("-e", ".[py4dstem]", "pytest>=7.4")
-    session.run("python", "-m", "pytest", "-q", "-m", "py4dstem", "tests/test_interop_py4dstem.py",
+    session.run("python", "-m", "pytest", "-q", "-m", "py4dstem", "tests/interop/test_py4dstem.py",
                 *session.posargs)
 
 
@@ -49,7 +49,7 @@ def py4dstem(session: nox.Session) -> None:
 def libertem(session: nox.Session) -> None:
     """LiberTEM opening emdstream files."""
     session.install("-e", ".[libertem]", "pytest>=7.4")
-    session.run("python", "-m", "pytest", "-q", "-m", "libertem", "tests/test_interop_libertem.py",
+    session.run("python", "-m", "pytest", "-q", "-m", "libertem", "tests/interop/test_libertem.py",
                 *session.posargs)
 
 
@@ -61,3 +61,11 @@ def smoke(session: nox.Session) -> None:
     session.chdir(tmp)
     session.run("emdstream", "simulate", "--quiet", "--overwrite")
     session.run("emdstream", "verify", "simulated.emd")
+
+
+@nox.session(python=False)
+def lint(session: nox.Session) -> None:
+    """ruff, and the layer contracts in pyproject.toml (import-linter); in the current environment."""
+    session.run("ruff", "check", "src", "tests", "benchmarks", "tools")
+    session.run("lint-imports")
+

@@ -31,8 +31,8 @@ def per_call(fn, n: int, loops: int = 5) -> float:
 def main() -> int:
     import h5py
 
-    from emdstream.format import layout
     from emdstream.encoders import BitshuffleLZ4
+    from emdstream.format import layout
     from emdstream.format.values import MAX_VALUES, empty_rows
     from emdstream.write.encoder_pool import EncoderPool
     shape = (256, 256)

@@ -4,12 +4,20 @@
         for frame in detector:
             w.put(frame)
     f = emdstream.open("scan.emd")
+
+The public API is this namespace (``__all__``) plus ``emdstream.encoders``; the subpackages are the
+layers, each importing only those below it (``pyproject.toml``'s import-linter contract):
+``tools`` (command line) -> ``parallel`` (part files, master, Dask) | ``interop`` (EMD 1.0,
+HyperSpy, py4DSTEM, convert) -> ``write`` (the data path) | ``read`` (finished and live files) ->
+``safety`` (locks, superblock, journal, recover) -> ``format`` (what an EMD file holds) ->
+``encoders`` (chunk codecs) -> ``errors``.
 """
 from emdstream.errors import EMDStreamError, QueueFullError, WriterClosedError, WriterError, WriterFullError
 from emdstream.format.dims import Dim
 from emdstream.parallel.dask_sink import write_dask  # imports dask only when called
 from emdstream.parallel.master import write_master
-from emdstream.read.reader import EMDDataset, EMDFile, open
+from emdstream.read.dataset import EMDDataset
+from emdstream.read.file import EMDFile, open
 from emdstream.safety.recover import RecoveryReport, recover
 from emdstream.write.acquisition import Acquisition
 from emdstream.write.stream import Stream, StreamWriter

@@ -23,8 +23,7 @@ import numpy as np
 
 from emdstream.format.dims import Dim, dims_from_json, dims_to_json
 from emdstream.format.metadata import METADATA_GROUPS, unique_key, utc_key
-from emdstream.format.values import MAX_VALUES, TIMESTAMP, block_rows
-from emdstream.write import value_table
+from emdstream.format.values import ENCODER, MAX_VALUES, TIMESTAMP, block_rows
 
 LIBVER = ("v110", "v110")  # HDF5 1.10 file format: readable by h5dump 1.10, MATLAB, older tools
 STATE_GROUP = "emdstream"
@@ -91,7 +90,7 @@ def _create_stream(f: h5py.File, stream) -> None:
                          maxshape=maxshape[:n_outer] + (MAX_VALUES,), fillvalue=np.nan,
                          chunks=geometry.chunk_shape[:n_outer - 1] + (block_rows(geometry),
                                                                       MAX_VALUES),
-                         **value_table.ENCODER.dataset_options())
+                         **ENCODER.dataset_options())
     state.create_dataset("value_names", shape=(0,), maxshape=(None,), chunks=(1024,),
                          dtype=np.uint8)
     # (why, first slot) of each chunk written uncompressed, appended at each flush

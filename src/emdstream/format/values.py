@@ -116,7 +116,7 @@ def empty_rows(n: int) -> np.ndarray:
 
 
 VALUE_BLOCK_ROWS = 256
-ENCODER = GzipShuffle(level=1)  # readable without plugins; unused columns cost next to nothing
+ENCODER = GzipShuffle(level=1)  # value tables: readable without plugins; unused columns cost ~nothing
 
 
 def block_rows(geometry: ChunkGeometry) -> int:

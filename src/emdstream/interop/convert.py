@@ -25,7 +25,7 @@ from emdstream.format.metadata import METADATA_GROUPS
 from emdstream.interop import emd1
 from emdstream.interop.emd1 import emd_version, frame_ndim, linear_axis, plain_units, write_metadata
 from emdstream.interop.py4dstem import is_datacube, py4dstem_calibration
-from emdstream.read.reader import EMDDataset
+from emdstream.read.dataset import EMDDataset
 from emdstream.safety.h5open import check_path, open_h5
 
 BITSHUFFLE = 32008  # HDF5 filter id of bitshuffle(-LZ4)

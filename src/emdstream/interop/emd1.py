@@ -18,7 +18,7 @@ import numpy as np
 
 from emdstream.format.layout import MASTER_ATTR
 from emdstream.format.metadata import METADATA_GROUPS
-from emdstream.read.reader import EMDDataset
+from emdstream.read.dataset import EMDDataset
 
 HIDDEN = "emdstream_v02"  # plain groups (no emd_group_type) that keep the v0.2 file for the way back
 

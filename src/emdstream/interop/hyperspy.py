@@ -29,7 +29,7 @@ from emdstream.interop.emd1 import file_metadata, frame_ndim, linear_axis, plain
 if TYPE_CHECKING:
     from hyperspy.signal import BaseSignal
 
-    from emdstream.read.reader import EMDDataset
+    from emdstream.read.dataset import EMDDataset
 
 # (key words: lower case, a unit suffix like _kV removed; metadata path; factor by that suffix)
 ENERGY = {"": 1.0, "kv": 1.0, "kev": 1.0, "v": 1e-3, "ev": 1e-3}

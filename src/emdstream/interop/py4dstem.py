@@ -22,7 +22,7 @@ from emdstream.interop.emd1 import file_metadata, frame_ndim, linear_axis, link_
 if TYPE_CHECKING:
     from py4DSTEM import DataCube
 
-    from emdstream.read.reader import EMDDataset
+    from emdstream.read.dataset import EMDDataset
 
 
 R_UNITS = {"nm": ("nm", 1.0), "a": ("A", 1.0), "å": ("A", 1.0), "angstrom": ("A", 1.0),

@@ -197,7 +197,7 @@ def write_dask(array, path: str | os.PathLike, dims=None, compression: Any = "bs
                   n_frames=lead[0] if len(lead) == 1 else None,
                   scan_shape=lead if len(lead) > 1 else None, compression=compression, dims=dims,
                   chunk_frames=plan.chunk_frames, **writer_options)
-    stream = w._stream
+    stream = w.streams[w.name]
     mode, client, get = _scheduler(array, client, scheduler)
     try:
         w.comment(f"emdstream: written from a Dask array {tuple(array.shape)} {array.dtype}, "
@@ -222,7 +222,7 @@ def write_dask(array, path: str | os.PathLike, dims=None, compression: Any = "bs
                 if hasattr(exc, "add_note") else None
         if isinstance(exc, (KeyboardInterrupt, SystemExit, WriteDaskError)):
             raise
-        where = getattr(exc, "_emdstream_block", None)
+        where = getattr(exc, "emdstream_block", None)
         raise WriteDaskError(
             f"write_dask: the Dask computation failed{where or ''}: {reason}. {w.path} is finished "
             f"with the {w.frames_written} frames before the first missing chunk (of "
@@ -281,7 +281,7 @@ def _describe_block(index, offsets) -> str:
 
 def _note_block(exc: BaseException, where: str) -> None:
     try:
-        exc._emdstream_block = where
+        exc.emdstream_block = where  # read back where the failure is reported
     except AttributeError:  # an exception type without a __dict__
         pass
 

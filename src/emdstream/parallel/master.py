@@ -90,7 +90,7 @@ class PartFile:
 
 def read_part_file(path: str | os.PathLike) -> PartFile:
     """What a part file holds (finished or still being written). ValueError if it is no part file."""
-    from emdstream.read.reader import EMDDataset
+    from emdstream.read.dataset import EMDDataset
     from emdstream.safety.h5open import open_emd
 
     path = os.path.abspath(os.fspath(path))

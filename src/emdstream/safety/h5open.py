@@ -7,6 +7,7 @@ import h5py
 import hdf5plugin  # noqa: F401  (registers the compression filters for reading)
 
 from emdstream.errors import one_line
+from emdstream.format.layout import MASTER_ATTR
 from emdstream.safety.superblock import read_superblock
 
 
@@ -24,20 +25,38 @@ def check_path(path: str | os.PathLike) -> None:
         raise ValueError(f"{path} is not an HDF5 file")
 
 
-def needs_swmr(path: str | os.PathLike) -> bool:
-    """True if the superblock's write flags are set (a file being written, or from a killed
-    writer), so that only a SWMR reader opens it. Open other files without SWMR: SWMR reading
-    skips HDF5's checks, and HDF5 then hangs on a truncated file. A damaged superblock: False
-    (HDF5's own open then says what is wrong)."""
+def needs_swmr(path: str | os.PathLike, live: bool = False) -> bool:
+    """The one rule for opening a file in SWMR mode: where a writer may be at work.
+
+    Always when the superblock's write flags are set (a file being written, or from a killed
+    writer). For a ``live`` reader (one following the file) also when the file is shorter than its
+    recorded end (a writer's last write failed; the writer may still be at work) and for a master
+    file (HDF5 opens its parts with the master's flags, and a part may be being written). Other
+    opens are without SWMR: SWMR reading skips HDF5's checks, and HDF5 then hangs on a truncated
+    file. A damaged superblock: False (HDF5's own open then says what is wrong)."""
     try:
-        return read_superblock(path).flags != 0
+        sb = read_superblock(path)
     except (ValueError, OSError):
         return False
+    if sb.flags:
+        return True
+    if not live:
+        return False
+    if os.path.getsize(path) < sb.offset + sb.eof:
+        return True
+    with h5py.File(path, "r") as f:
+        return _is_master(f)
 
 
-def open_h5(path: str | os.PathLike) -> h5py.File:
-    """Open read-only, in SWMR mode only where needed (see ``needs_swmr``)."""
-    return h5py.File(path, "r", swmr=needs_swmr(path))
+def open_h5(path: str | os.PathLike, live: bool = False) -> h5py.File:
+    """Open read-only, in SWMR mode where ``needs_swmr(path, live)`` says so."""
+    return h5py.File(path, "r", swmr=needs_swmr(path, live))
+
+
+def _is_master(f: h5py.File) -> bool:
+    data = f.get("data")
+    return isinstance(data, h5py.Group) and any(
+        MASTER_ATTR in g.attrs for g in data.values() if isinstance(g, h5py.Group))
 
 
 def require_emd_like(f: h5py.File) -> None:

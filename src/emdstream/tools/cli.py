@@ -147,7 +147,7 @@ def _add_info(sub) -> None:
 
 
 def _info(args) -> int:
-    from emdstream.read.reader import EMDFile
+    from emdstream.read.file import EMDFile
     from emdstream.safety.h5open import needs_swmr, require_emd
     from emdstream.tools.info import describe, follow, format_text
 

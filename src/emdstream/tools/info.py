@@ -9,7 +9,7 @@ import numpy as np
 
 from emdstream.encoders import describe_filters
 from emdstream.format.layout import RAW_REASONS
-from emdstream.read.reader import EMDFile
+from emdstream.read.file import EMDFile
 from emdstream.safety.filelock import writer_holds
 
 

@@ -19,7 +19,8 @@ import numpy as np
 
 from emdstream.format.blocks import iter_blocks
 from emdstream.format.dims import Dim
-from emdstream.read.reader import EMDDataset, EMDFile
+from emdstream.read.dataset import EMDDataset
+from emdstream.read.file import EMDFile
 from emdstream.safety.h5open import needs_swmr
 
 BLOCK_BYTES = 16 << 20  # blocks read at once while summing

@@ -247,7 +247,7 @@ def _show(value) -> str:
 # --- the command ---------------------------------------------------------------------------------
 def summary(path: str | os.PathLike) -> str:
     """One line on a file that verified: its datasets, shapes and frame counts."""
-    from emdstream.read.reader import EMDFile
+    from emdstream.read.file import EMDFile
 
     def counts(ds) -> str:  # files not written by emdstream have none
         dropped = f" ({ds.frames_dropped} dropped)" if ds.frames_dropped else ""

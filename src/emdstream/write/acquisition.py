@@ -8,10 +8,7 @@
 Each stream has its own producer lock and chunk buffers, so streams are fed at their own pace; one
 writer thread per file does all HDF5 work for all of them (``writer_thread``).
 
-Lock order (a thread holding one may take only those below it, never the reverse):
-``Acquisition._close_lock`` -> ``StreamWriter._lock`` (streams in order) -> ``ChunkAssembler.lock``
--> ``WriterThread._comments_lock``. The writer thread takes only the last two, and never waits
-while holding one. ``reader._reopen_lock`` is taken by the writer thread alone, while it finalizes.
+Threads and the lock order: see ``emdstream.write`` (its package docstring).
 
 Processes: a forked child never touches the parent's file. At fork the child's copy of every open
 acquisition is made unusable (``put`` raises at once), HDF5's inherited descriptor is pointed at
@@ -30,13 +27,13 @@ from typing import Any, Optional
 
 import numpy as np
 
-from emdstream.errors import WriterClosedError, WriterError
 from emdstream.format import layout
 from emdstream.format.metadata import METADATA_GROUPS, check_metadata, unique_key, utc_key
 from emdstream.format.parts import Part
 from emdstream.safety import filelock
+from emdstream.write.session import FileSession
 from emdstream.write.stream import Stream, StreamWriter
-from emdstream.write.writer_thread import Close, WriterThread, describe_failure
+from emdstream.write.writer_thread import Close, WriterThread
 
 ON_FULL = ("block", "raise", "drop", "store_raw")
 # Chunk buffers are reused, but each is first touched once: a larger default costs page faults
@@ -108,18 +105,18 @@ class Acquisition:
         frame_bytes = sum(max(1, int(np.prod(s.frame_shape, dtype=np.int64))
                               * np.dtype(s.dtype).itemsize) for s in streams)
         per_stream = DEFAULT_QUEUE_BYTES // frame_bytes
+        self._session = FileSession(self.path, on_full, len(streams))
         self.streams: dict[str, StreamWriter] = {}
         for i, s in enumerate(streams):
-            self.streams[s.name] = StreamWriter(self, i, s, tuple(scan_shape) if scan_shape else None,
-                                                self._chunks, per_stream, self.part)
+            scan = tuple(scan_shape) if scan_shape else None
+            self.streams[s.name] = StreamWriter(self._session, i, s, scan, self._chunks, per_stream,
+                                                self.part)
         self.scan_shape = tuple(scan_shape) if scan_shape else None
         metadata = {g: check_metadata(g, v)
                     for g, v in zip(METADATA_GROUPS, (microscope, user, sample))}
         self._check_path(overwrite)
         self._close_lock = threading.Lock()
-        self._closed = False      # no more puts
         self._close_sent = False  # the writer thread has its Close message
-        self._forked = False
         self._failure_reported = False
         self._comment_keys: set[str] = set()
         h5file, lock_fd = self._create_file(metadata)
@@ -128,6 +125,7 @@ class Acquisition:
                                         lock_fd, workers, flush_frames, flush_seconds, fsync,
                                         store_raw=on_full == "store_raw")
             self._thread.start()
+            self._session.writer = self._thread
         except BaseException:
             h5file.close()
             filelock.release(lock_fd)
@@ -191,24 +189,15 @@ class Acquisition:
         if not isinstance(text, str):
             raise TypeError(f"comment text must be str, got {type(text).__name__}")
         with self._close_lock:
-            self._raise_if_unusable()
+            self._session.raise_if_unusable()
             key = unique_key(utc_key(), self._comment_keys)
             self._comment_keys.add(key)
             self._thread.add_comment(key, text)
         return key
 
-    def _raise_if_unusable(self) -> None:
-        if self._forked:
-            raise WriterError(f"the writer for {self.path} belongs to process {self._thread.pid}; "
-                              f"a forked child cannot write to it")
-        if self._thread.error is not None:
-            raise describe_failure(self._thread)
-        if self._closed:
-            raise WriterClosedError(f"writer for {self.path} is closed")
-
     @property
     def closed(self) -> bool:
-        return self._closed
+        return self._session.closed
 
     # --- closing -------------------------------------------------------------------------------
     def close(self, comment: Optional[str] = None) -> None:
@@ -218,15 +207,12 @@ class Acquisition:
         the interrupt through and a later ``close()`` finishes the job. Re-raises a writer-thread
         error (after releasing the file).
         """
-        if self._forked:
+        if self._session.forked:
             return  # the parent's file: nothing for a forked child to finish
         with self._close_lock:
             if not self._close_sent:  # each step may be repeated after an interrupt
-                self._closed = True
-                used = []
-                for s in self.streams.values():
-                    with s._lock:
-                        used.append(s._finish())
+                self._session.closed = True
+                used = [s.finish() for s in self.streams.values()]
                 self._chunks.put(Close(used, self._closing_comment(comment, used)))
                 self._close_sent = True
         while not self._thread.finished.wait(_POLL):  # a second close waits as long
@@ -235,7 +221,7 @@ class Acquisition:
         _open.discard(self)
         if self._thread.error is not None and not self._failure_reported:
             self._failure_reported = True  # once: a later close() is a no-op, as on success
-            raise describe_failure(self._thread)
+            raise self._thread.failure()
 
     def _closing_comment(self, comment: Optional[str], used: list[int]) -> str:
         closing = comment or "emdstream: acquisition finished"
@@ -264,11 +250,13 @@ class Acquisition:
                 print(note, file=sys.stderr)
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else "open"
+        state = "closed" if self.closed else "open"
         return f"<Acquisition {self.path!r} {state}: {list(self.streams.values())}>"
 
-    def _detach_in_forked_child(self) -> None:
-        self._forked = True
+    def detach_in_forked_child(self) -> None:
+        """In a forked child (called by the fork hook): this copy takes no more frames and lets go
+        of the parent's file."""
+        self._session.forked = True
         self._thread.detach_in_forked_child()
 
 
@@ -291,7 +279,7 @@ def _remove_if_exists(path: str) -> None:
 
 def _after_fork_in_child() -> None:
     for acquisition in list(_open):
-        acquisition._detach_in_forked_child()
+        acquisition.detach_in_forked_child()
     _open.clear()  # a forked child has the writers but not their threads: never wait for them
 
 

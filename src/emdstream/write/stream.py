@@ -11,7 +11,7 @@ import queue
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Optional
 
 import numpy as np
 
@@ -24,9 +24,7 @@ from emdstream.format.values import MAX_VALUES, ValueColumns, empty_rows, now
 from emdstream.write.assembler import ChunkAssembler
 from emdstream.write.chunk_buffer import EncodedChunk
 from emdstream.write.frames import FrameSpec
-
-if TYPE_CHECKING:
-    from emdstream.write.acquisition import Acquisition
+from emdstream.write.session import FileSession
 
 _POLL = 0.05  # seconds between checks of the writer thread while put waits for room
 
@@ -58,12 +56,12 @@ class StreamWriter:
     """``acq[name]``: puts frames (and per-frame values) into one stream. Safe from several
     threads: frames land in the order the ``put`` calls take the stream's lock."""
 
-    def __init__(self, acquisition: Acquisition, index: int, stream: Stream,
+    def __init__(self, session: FileSession, index: int, stream: Stream,
                  scan_shape: Optional[tuple[int, ...]], chunks: queue.SimpleQueue,
                  default_queue_frames: int, part: Optional[Part] = None):
         if not isinstance(stream.name, str) or not stream.name or "/" in stream.name:
             raise ValueError(f"stream name must be a non-empty str without '/', got {stream.name!r}")
-        self._acq = acquisition
+        self._session = session
         self.index = index
         self.name = stream.name
         self.spec = FrameSpec(tuple(stream.frame_shape), stream.dtype)
@@ -105,7 +103,7 @@ class StreamWriter:
     def put(self, frame: Any, **values: float) -> bool:
         """Copy one frame (and its per-frame values) into the stream. Returns False if it was
         dropped (``on_full="drop"``)."""
-        self._acq._raise_if_unusable()
+        self._session.raise_if_unusable()
         frame = self.spec.checked(frame)
         when = now()
         with self._lock:
@@ -125,7 +123,7 @@ class StreamWriter:
         """Copy a block of frames ``(n, *frame_shape)``: the same result as n puts, one call's
         overhead. ``values``: a length-n sequence (or one number for all) per name. Returns how
         many were taken (fewer when ``on_full="drop"`` dropped some)."""
-        self._acq._raise_if_unusable()
+        self._session.raise_if_unusable()
         frames = self.spec.checked_block(frames)
         n, when = len(frames), now()
         with self._lock:
@@ -153,7 +151,7 @@ class StreamWriter:
         and committed in order: a slot still open holds back the chunks after it from the
         writer, not other puts. With ``on_full="drop"`` and no room, a scratch array is lent and
         the slot counted as dropped."""
-        self._acq._raise_if_unusable()
+        self._session.raise_if_unusable()
         with self._lock:
             columns = self._value_columns(values)
             self._check_open()
@@ -178,7 +176,7 @@ class StreamWriter:
         direct chunk write. For streams with ``chunk_frames=1``. The header and block lengths are
         checked (ValueError) before anything is taken; the body is not decoded. Returns False if
         it was dropped (``on_full="drop"``)."""
-        self._acq._raise_if_unusable()
+        self._session.raise_if_unusable()
         if self.geometry.k != 1:
             raise ValueError(f"put_compressed needs a stream of one frame per chunk "
                              f"(chunk_frames=1); this one has {self.geometry.k}")
@@ -203,7 +201,7 @@ class StreamWriter:
         in any order (``write_dask``): it is written as it is. ``values``: its rows of per-frame
         values (``values.empty_rows(k)`` filled in; default: the timestamp now). The file counts
         the frames of the chunks below which every chunk is written."""
-        self._acq._raise_if_unusable()
+        self._session.raise_if_unusable()
         first, end = self.geometry.chunk_slots(chunk_id)
         rows = empty_rows(self.geometry.k) if values is None else np.asarray(values, np.float64)
         if values is None:
@@ -212,24 +210,24 @@ class StreamWriter:
             raise ValueError(f"values must have shape ({self.geometry.k}, {MAX_VALUES})")
         with self._lock:
             if self.closed:
-                raise WriterClosedError(f"writer for {self._acq.path} is closed")
+                raise WriterClosedError(f"writer for {self._session.path} is closed")
             while not self.assembler.encoded_room.acquire(timeout=_POLL):  # never dropped
-                self._acq._raise_if_unusable()
+                self._session.raise_if_unusable()
             self.assembler.add_encoded(EncodedChunk(chunk_id, payload, rows, first, end,
                                                     in_order=False))
 
     def _room_for_encoded(self) -> bool:
         """A place in the queue for an encoded frame, following ``on_full`` (False: drop it)."""
         room = self.assembler.encoded_room
-        if self._acq.on_full in ("raise", "drop"):
+        if self._session.on_full in ("raise", "drop"):
             if room.acquire(blocking=False):
                 return True
-            if self._acq.on_full == "raise":
+            if self._session.on_full == "raise":
                 raise QueueFullError(f"queue of {self.queue_size} frames{self._where()} is full "
                                      f"(writer behind); frame not accepted")
             return False
         while not room.acquire(timeout=_POLL):
-            self._acq._raise_if_unusable()
+            self._session.raise_if_unusable()
         return True
 
     @property
@@ -249,18 +247,18 @@ class StreamWriter:
     def _check_open(self, n: int = 1) -> None:
         """Under the lock: the stream takes ``n`` more frames."""
         if self.closed:
-            raise WriterClosedError(f"writer for {self._acq.path} is closed")
+            raise WriterClosedError(f"writer for {self._session.path} is closed")
         capacity = self.geometry.capacity
         if capacity is not None and self.assembler.slots + n > capacity:
             left = capacity - self.assembler.slots
-            raise WriterFullError(f"all {capacity} pre-allocated frames of {self._acq.path}"
+            raise WriterFullError(f"all {capacity} pre-allocated frames of {self._session.path}"
                                   f"{self._where()} have been put" if not left else
                                   f"{n} frames do not fit: {left} of the {capacity} pre-allocated "
-                                  f"frames of {self._acq.path}{self._where()} are left")
+                                  f"frames of {self._session.path}{self._where()} are left")
 
     def _free_buffer(self):
         """A chunk buffer for the next chunk, following ``on_full`` when the writer is behind."""
-        on_full = self._acq.on_full
+        on_full = self._session.on_full
         if on_full in ("raise", "drop"):
             buffer = self.assembler.acquire(timeout=0)
             if buffer is None and on_full == "raise":
@@ -271,17 +269,19 @@ class StreamWriter:
             buffer = self.assembler.acquire(timeout=_POLL)
             if buffer is not None:
                 return buffer
-            self._acq._raise_if_unusable()
+            self._session.raise_if_unusable()
 
-    def _finish(self) -> int:
-        """No more frames (called by the acquisition's close, under this stream's lock):
-        hands over the partly filled chunk; returns the slots used."""
-        self.closed = True
-        self.assembler.finish()
-        return self.assembler.slots
+    def finish(self) -> int:
+        """No more frames (the acquisition's close): waits for a put in progress, hands over the
+        partly filled chunk; returns the slots used. Idempotent."""
+        with self._lock:
+            if not self.closed:
+                self.closed = True
+                self.assembler.finish()
+            return self.assembler.slots
 
     def _where(self) -> str:
-        return f" (stream {self.name!r})" if len(self._acq.streams) > 1 else ""
+        return self._session.where(self.name)
 
     # --- state -------------------------------------------------------------------------------
     @property
@@ -297,7 +297,7 @@ class StreamWriter:
     @property
     def frames_written(self) -> int:
         """Frames durably in the file (after close: all frames put)."""
-        return self._acq._thread.frames_written(self.index)
+        return self._session.frames_written(self.index)
 
     @property
     def queue_high_water(self) -> int:

@@ -120,6 +120,10 @@ class WriterThread(threading.Thread):
             return self.final_counts[self.sinks[index].name]
         return self.sinks[index].frames_written()
 
+    def failure(self) -> WriterError:
+        """The producer-side exception for ``error`` (see ``describe_failure``)."""
+        return describe_failure(self)
+
     def detach_in_forked_child(self) -> None:
         """In a forked child: never write the parent's file (see ``acquisition``). No h5py call
         here: another thread of the parent may have held h5py's lock at the fork."""

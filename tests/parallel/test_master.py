@@ -11,7 +11,7 @@ import h5py
 import hdf5plugin  # noqa: F401
 import numpy as np
 import pytest
-from conftest import h5dump_env, requires_h5dump
+from support.processes import h5dump_env, requires_h5dump
 
 import emdstream
 from emdstream import Acquisition, Dim, EMDWriter, Stream, write_master

@@ -1,47 +1,16 @@
 """kill -9 of a real producer process at random moments: the file keeps every flushed frame,
 says truthfully how many are valid, and `recover` turns it into a finished EMD file."""
-import hashlib
 import os
 import random
-import subprocess
-import sys
 import time
 
 import h5py
 import numpy as np
 import pytest
-from reliability_child import SHAPE, expected_frame
+from support.crash_checks import check_frames, frames_in, last_durable, sha, start_child
+from support.reliability_child import SHAPE
 
 import emdstream
-
-CHILD = os.path.join(os.path.dirname(__file__), "reliability_child.py")
-
-
-def start_child(path, mode, *opts):
-    return subprocess.Popen([sys.executable, CHILD, path, mode, *opts], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-
-
-def frames_in(path, n, mode):
-    with h5py.File(path, "r", swmr=True) as f:
-        data = f["data/dataset_1/data"]
-        flat = data[()].reshape((-1,) + SHAPE) if mode == "scan" else data[:n]
-    return flat[:n]
-
-
-def check_frames(got, n):
-    for i in range(n):
-        np.testing.assert_array_equal(got[i], expected_frame(i), err_msg=f"frame {i}")
-
-
-def sha(path):
-    return hashlib.sha256(open(path, "rb").read()).hexdigest()
-
-
-def last_durable(stdout):
-    """The last ``durable N`` the child printed: frames its writer already counted as durable."""
-    counts = [int(line.split()[1]) for line in stdout.splitlines() if line.startswith("durable ")]
-    return counts[-1] if counts else 0
 
 
 @pytest.mark.parametrize("mode", ["scan", "stack", "open"])

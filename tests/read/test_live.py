@@ -5,15 +5,16 @@ import sys
 import time
 
 import numpy as np
-from reliability_child import expected_frame
-from test_crash import CHILD
+from support.crash_checks import CHILD
+from support.reliability_child import expected_frame
 
 import emdstream
 
+TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # tests/: support is there
 READER = """
 import sys, time, numpy as np, emdstream
 sys.path.insert(0, {tests!r})
-from reliability_child import expected_frame
+from support.reliability_child import expected_frame
 f = emdstream.open({path!r}, live=True)
 seen = []
 deadline = time.monotonic() + 30
@@ -41,7 +42,7 @@ def test_reader_process_races_writer(tmp_path):
                                "delay=0.001"], stdout=subprocess.PIPE, text=True)
     assert writer.stdout.readline().strip() == "started"
     reader = subprocess.run([sys.executable, "-c", READER.format(
-        tests=os.path.dirname(__file__), path=path)], capture_output=True, text=True, timeout=60)
+        tests=TESTS, path=path)], capture_output=True, text=True, timeout=60)
     writer.communicate(timeout=60)
     assert writer.returncode == 0
     assert reader.returncode == 0, reader.stderr

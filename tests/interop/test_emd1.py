@@ -6,7 +6,8 @@ import sys
 import h5py
 import numpy as np
 import pytest
-from conftest import detector_frames, h5dump_env, run_python
+from support.frames import detector_frames
+from support.processes import h5dump_env, run_python
 
 import emdstream
 from emdstream import Dim, EMDWriter

@@ -6,8 +6,8 @@ import shutil
 import h5py
 import numpy as np
 import pytest
+from support.crash_checks import start_child
 from test_cli import emdstream_cli
-from test_crash import start_child
 
 from emdstream.format.blocks import iter_blocks
 from emdstream.tools.simulate import simulate

@@ -5,11 +5,11 @@ import h5py
 import hdf5plugin  # noqa: F401
 import numpy as np
 import pytest
-from conftest import detector_frames
+from support.frames import detector_frames
 
 import emdstream
 from emdstream import Dim, EMDWriter
-from emdstream.read.reader import EMDDataset
+from emdstream.read.dataset import EMDDataset
 
 hs = pytest.importorskip("hyperspy.api")
 

@@ -3,10 +3,10 @@ import os
 
 import numpy as np
 import pytest
-from conftest import write_frames
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from support.frames import write_frames
 
 import emdstream
 from emdstream import EMDWriter

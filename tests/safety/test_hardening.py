@@ -17,14 +17,14 @@ import time
 import h5py
 import numpy as np
 import pytest
-from close_child import N_FRAMES, frame, slow_frames
+from support.close_child import N_FRAMES, frame, slow_frames
 
 import emdstream
 from emdstream import EMDWriter
 from emdstream.tools.verify import verify
 
 HERE = os.path.dirname(__file__)
-CHILD = os.path.join(HERE, "close_child.py")
+CHILD = os.path.join(HERE, "..", "support", "close_child.py")
 RUNS = int(os.environ.get("EMDSTREAM_KILL_RUNS", "8"))
 SLOW_APPLY = {"EMDSTREAM_TEST_APPLY_DELAY": "0.002"}  # widen the journal's apply window
 
@@ -70,6 +70,7 @@ def close_seconds(tmp_path, n_comments):
     return time.monotonic() - t
 
 
+@pytest.mark.campaign
 def test_kill_9_at_random_moments_inside_close_leaves_a_recoverable_file(tmp_path):
     rng = random.Random(9)
     window = close_seconds(tmp_path, 1500)
@@ -90,6 +91,7 @@ def test_kill_9_at_random_moments_inside_close_leaves_a_recoverable_file(tmp_pat
     assert RUNS < 8 or outcomes["recovered"] > 0, f"no kill landed before close() ended: {outcomes}"
 
 
+@pytest.mark.campaign
 def test_kill_9_at_random_moments_inside_recover_then_recover_again(tmp_path):
     rng = random.Random(10)
     env = {**os.environ, **SLOW_APPLY}
@@ -116,6 +118,7 @@ def test_kill_9_at_random_moments_inside_recover_then_recover_again(tmp_path):
         assert check_recovered(path, durable) == durable == N_FRAMES
 
 
+@pytest.mark.campaign
 def test_ctrl_c_at_random_moments_inside_close_then_close_again_finishes(tmp_path):
     rng = random.Random(11)
     window = close_seconds(tmp_path, 1500)
@@ -135,6 +138,7 @@ def test_ctrl_c_at_random_moments_inside_close_then_close_again_finishes(tmp_pat
     assert RUNS < 4 or interrupted, "no SIGINT landed inside close(): the test tests nothing"
 
 
+@pytest.mark.campaign
 def test_kill_9_inside_a_close_that_compacts_leaves_a_recoverable_file(tmp_path):
     """A slow stream's close() finalizes, then compacts (copy + rename): killed anywhere in it,
     the file recovers with every durable frame and no temporary copy is left."""

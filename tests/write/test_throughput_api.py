@@ -10,7 +10,7 @@ import h5py
 import hdf5plugin
 import numpy as np
 import pytest
-from conftest import detector_frames
+from support.frames import detector_frames
 
 import emdstream
 from emdstream import EMDWriter, WriterFullError

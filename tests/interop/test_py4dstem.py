@@ -8,7 +8,7 @@ import warnings
 import hdf5plugin  # noqa: F401  (py4DSTEM.read does not load the bslz4 filter itself)
 import numpy as np
 import pytest
-from conftest import detector_frames
+from support.frames import detector_frames
 
 import emdstream
 from emdstream import Dim, EMDWriter

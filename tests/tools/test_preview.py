@@ -5,7 +5,7 @@ import sys
 import h5py
 import numpy as np
 import pytest
-from conftest import write_frames
+from support.frames import write_frames
 from test_cli import emdstream_cli, refuses_to_overwrite
 
 from emdstream import Dim

@@ -5,7 +5,7 @@ Needs `pip install -e '.[test,libertem]'` (`nox -s libertem`); skipped where Lib
 import hdf5plugin  # noqa: F401  (the inline executor reads bslz4 chunks in this process)
 import numpy as np
 import pytest
-from conftest import detector_frames
+from support.frames import detector_frames
 
 from emdstream import Dim, EMDWriter
 

@@ -7,7 +7,7 @@ import time
 import h5py
 import numpy as np
 import pytest
-from conftest import detector_frames, write_frames
+from support.frames import detector_frames, write_frames
 
 import emdstream
 from emdstream import Dim, EMDWriter

@@ -18,7 +18,7 @@ import pytest
 import emdstream
 from emdstream.tools.verify import verify
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def emdstream_cli(*args, timeout=120, **kw) -> subprocess.CompletedProcess:

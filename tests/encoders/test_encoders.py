@@ -12,9 +12,9 @@ import h5py
 import hdf5plugin  # noqa: F401  (registers the filters for plain h5py reads)
 import numpy as np
 import pytest
-from conftest import COMPRESSIONS, write_frames
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.frames import COMPRESSIONS, write_frames
 
 from emdstream import EMDWriter
 from emdstream.encoders import COMPRESSIONS as ENCODER_NAMES

@@ -9,11 +9,11 @@ import uuid
 
 import numpy as np
 import pytest
-from test_crash import CHILD, check_frames, frames_in
+from support.crash_checks import CHILD, check_frames, frames_in
 
 import emdstream
 
-SRC = os.path.join(os.path.dirname(__file__), "..", "src")
+SRC = os.path.join(os.path.dirname(__file__), "..", "..", "src")
 
 
 def run_child(path, mode, *opts, timeout=60):

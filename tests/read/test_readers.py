@@ -4,7 +4,8 @@ import subprocess
 import h5py
 import numpy as np
 import pytest
-from conftest import COMPRESSIONS, detector_frames, h5dump_env, requires_h5dump, write_frames
+from support.frames import COMPRESSIONS, detector_frames, write_frames
+from support.processes import h5dump_env, requires_h5dump
 
 from emdstream import Dim
 

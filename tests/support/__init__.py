@@ -1,0 +1,1 @@
+"""Helpers shared by the tests: test frames, child processes, crash checks."""
