@@ -4,6 +4,8 @@ One module per codec (``bslz4``, ``zstd``, ``blosc``, ``gzip``; ``base`` is the 
 raw ``None`` codec); ``registry`` lists them by the names ``compression=`` takes. Each pairs the
 dataset-creation keywords (the stock HDF5 / hdf5plugin filter a reader will use) with an ``encode``
 that produces a chunk for ``Dataset.id.write_direct_chunk``.
+
+May import: ``emdstream.errors`` only.
 """
 from .base import ChunkEncoder
 from .blosc import BloscLZ4

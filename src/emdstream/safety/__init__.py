@@ -1,0 +1,6 @@
+"""Surviving kills and other processes: the writer's file lock, the superblock, opening a file that
+may be half written (the one SWMR rule), the live-reader registry, the finalize journal,
+compaction and ``recover``.
+
+May import: ``emdstream.format``, ``emdstream.encoders``, ``emdstream.errors``.
+"""

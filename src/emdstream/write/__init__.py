@@ -7,6 +7,9 @@ narrow handle a stream has on its file), ``writer`` (``EMDWriter``: an acquisiti
 ``writer_thread`` (all HDF5 work), ``encoder_pool`` (compression threads), ``value_table`` (the
 per-frame values as they are written).
 
+May import: ``emdstream.safety``, ``emdstream.format``, ``emdstream.encoders``,
+``emdstream.errors``; never ``emdstream.read``.
+
 Which thread runs what:
 
 * producer threads (any number, any stream): ``put``/``put_many``/``frame_buffer``/
