@@ -20,6 +20,10 @@ class Dim:
     ``Dim("energy", "[eV]", values=[...])`` gives the values as they are;
     ``Dim("tilt", "[deg]", from_values="tilt")`` (the frame axis of a stack only) takes the
     per-frame value ``tilt`` put with each frame, written when the file is finalized.
+
+    With ``values``, ``scale`` and ``offset`` are derived from them: the step and first value of an
+    evenly spaced vector (so a dim read back from a file carries what it was written with), NaN
+    for an uneven one.
     """
 
     name: str
@@ -39,6 +43,10 @@ class Dim:
             if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.number):
                 raise TypeError(f"Dim {self.name!r}: values must be a 1-D numeric sequence")
             object.__setattr__(self, "values", arr)
+            linear = linear_axis(arr)
+            offset, scale = linear if linear is not None else (float("nan"), float("nan"))
+            object.__setattr__(self, "scale", scale)
+            object.__setattr__(self, "offset", offset)
         if self.from_values is not None:
             if not isinstance(self.from_values, str) or not self.from_values:
                 raise TypeError(f"Dim {self.name!r}: from_values must be the name of a per-frame "
@@ -57,9 +65,11 @@ class Dim:
 
     def to_json(self) -> dict:
         """A JSON-able description (used to rebuild a growing axis at close or recovery)."""
-        out = {"name": self.name, "units": self.units, "scale": self.scale, "offset": self.offset}
-        if self.values is not None:
+        out: dict = {"name": self.name, "units": self.units}
+        if self.values is not None:  # scale and offset follow from them
             out["values"] = np.asarray(self.values).tolist()
+        else:
+            out.update(scale=self.scale, offset=self.offset)
         if self.from_values is not None:
             out["from_values"] = self.from_values
         return out
@@ -67,6 +77,37 @@ class Dim:
     @classmethod
     def from_json(cls, spec: dict) -> Dim:
         return cls(**spec)
+
+    def __repr__(self) -> str:
+        head = f"Dim({self.name!r}, {self.units!r}"
+        if self.from_values is not None:
+            return f"{head}, from_values={self.from_values!r})"
+        if self.values is None:
+            return f"{head}, scale={self.scale:g}, offset={self.offset:g})"
+        n = len(self.values)
+        if np.isfinite(self.scale):
+            return f"{head}, scale={self.scale:g}, offset={self.offset:g}, {n} points)"
+        return f"{head}, values=[{self.values[0]:g} .. {self.values[-1]:g}], {n} points)"
+
+
+def linear_axis(values: Sequence[float]) -> Optional[tuple[float, float]]:
+    """(offset, scale) of an evenly spaced vector, to 12 significant digits (an axis written with
+    scale 0.25, offset -3.2 gives back 0.25 and -3.2, not their rounding errors); None if the
+    vector is not evenly spaced."""
+    v = np.asarray(values, dtype=np.float64).reshape(-1)
+    if v.size == 0:
+        return 0.0, 1.0
+    if v.size == 1:
+        return _round12(float(v[0])), 1.0
+    step = np.diff(v)
+    scale = float(v[-1] - v[0]) / (v.size - 1)
+    if scale == 0 or not np.allclose(step, scale, rtol=1e-6, atol=1e-12 * abs(scale)):
+        return None
+    return _round12(float(v[0])), _round12(scale)
+
+
+def _round12(x: float) -> float:
+    return float(f"{x:.12g}")
 
 
 def default_dims(ndim: int, n_frame_axes: int = 2) -> list[Dim]:

@@ -20,10 +20,11 @@ import hdf5plugin
 import numpy as np
 
 from emdstream.format.blocks import iter_blocks
+from emdstream.format.dims import linear_axis
 from emdstream.format.layout import LIBVER, STATE_GROUP
 from emdstream.format.metadata import METADATA_GROUPS
 from emdstream.interop import emd1
-from emdstream.interop.emd1 import emd_version, frame_ndim, linear_axis, plain_units, write_metadata
+from emdstream.interop.emd1 import emd_version, frame_ndim, plain_units, write_metadata
 from emdstream.interop.py4dstem import is_datacube, py4dstem_calibration
 from emdstream.read.dataset import EMDDataset
 from emdstream.safety.h5open import check_path, open_h5

@@ -30,20 +30,6 @@ def plain_units(units: str) -> str:
     return units[1:-1].strip() if units.startswith("[") and units.endswith("]") else units
 
 
-def linear_axis(values: Sequence[float]) -> Optional[tuple[float, float]]:
-    """(offset, scale) of an evenly spaced vector; None if it is not evenly spaced."""
-    v = np.asarray(values, dtype=np.float64).reshape(-1)
-    if v.size == 0:
-        return 0.0, 1.0
-    if v.size == 1:
-        return float(v[0]), 1.0
-    step = np.diff(v)
-    scale = float(v[-1] - v[0]) / (v.size - 1)
-    if scale == 0 or not np.allclose(step, scale, rtol=1e-6, atol=1e-12 * abs(scale)):
-        return None
-    return float(v[0]), scale
-
-
 def frame_ndim(ds: EMDDataset) -> int:
     """The number of frame axes of a dataset (0 for scalars, 1 for spectra, 2 for images)."""
     grid = getattr(ds, "frame_grid", None)

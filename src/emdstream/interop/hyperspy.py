@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from emdstream.interop.emd1 import file_metadata, frame_ndim, linear_axis, plain_units, plain_value
+from emdstream.format.dims import linear_axis
+from emdstream.interop.emd1 import file_metadata, frame_ndim, plain_units, plain_value
 
 if TYPE_CHECKING:
     from hyperspy.signal import BaseSignal

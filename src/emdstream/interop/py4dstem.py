@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import h5py
 
-from emdstream.format.dims import Dim
-from emdstream.interop.emd1 import file_metadata, frame_ndim, linear_axis, link_name, plain_units
+from emdstream.format.dims import Dim, linear_axis
+from emdstream.interop.emd1 import file_metadata, frame_ndim, link_name, plain_units
 
 if TYPE_CHECKING:
     from py4DSTEM import DataCube

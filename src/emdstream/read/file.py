@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator, Mapping
 
 import h5py
 import hdf5plugin  # noqa: F401  (registers the compression filters for reading)
@@ -18,8 +19,15 @@ from emdstream.safety.h5open import open_h5
 from emdstream.safety.live_registry import live_files, reopen_lock
 
 
-class EMDFile:
-    """An open EMD file: ``datasets`` by name, ``metadata`` by group, ``comments`` in time order."""
+class EMDFile(Mapping):
+    """An open EMD file, a read-only mapping of its streams (``/data/<name>`` groups) in the order
+    they were made: ``ef["diffraction"]``, ``"haadf" in ef``, ``len(ef)``, ``list(ef)``,
+    ``ef.items()``; ``metadata`` by group, ``comments`` in time order. A context manager;
+    ``close()`` closes the HDF5 file."""
+
+    # an open file is itself, not its contents: equal only to itself, hashable (weak sets)
+    __eq__ = object.__eq__
+    __hash__ = object.__hash__
 
     def __init__(self, path: str | os.PathLike, live: bool = False):
         self.path = os.fspath(path)
@@ -89,7 +97,21 @@ class EMDFile:
                 time.sleep(0.05)
 
     def __getitem__(self, name: str) -> EMDDataset:
-        return self.datasets[name]
+        try:
+            return self.datasets[name]
+        except KeyError:
+            there = ", ".join(map(repr, self.datasets)) or "none"
+            raise KeyError(f"no stream {name!r} in {self.path}; its streams: {there}") from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.datasets)
+
+    def __len__(self) -> int:
+        return len(self.datasets)
+
+    def __repr__(self) -> str:
+        state = "closed" if not self.h5 else ", ".join(self.datasets) or "no streams"
+        return f"<EMDFile {os.path.basename(self.path)!r}{' (live)' if self.live else ''}: {state}>"
 
     def close(self) -> None:
         self.h5.close()
