@@ -1,4 +1,4 @@
-"""The ``emdstream`` command: simulate, info, recover, verify, preview and convert.
+"""The ``emdstream`` command: simulate, info, recover, verify, preview, convert and view.
 
 Each command has a handler ``fn(args) -> exit code``. User mistakes (a missing or wrong input file,
 an existing output file, a bad option) end in one line ``emdstream <cmd>: error: <cause>`` on stderr
@@ -29,6 +29,8 @@ EPILOG = """examples:
   emdstream verify scan.emd --readers        # ... and load it with ncempy, rosettasciio, h5py
   emdstream preview scan.emd                 # scan.png: HAADF, mean diffraction + virtual bright field
   emdstream preview scan.emd -o view.png --overwrite
+  emdstream view live.emd                    # watch it fill in, in a browser (the URL: first line)
+  emdstream view live.emd --no-browser --port 8050
   emdstream convert scan.emd scan_emd1.h5 --to emd1    # EMD 1.0: py4DSTEM.read("scan_emd1.h5")
   emdstream convert scan_emd1.h5 back.emd --to emd02
 """
@@ -255,6 +257,33 @@ def _convert(args) -> int:
     return 0
 
 
+def _add_view(sub) -> None:
+    cmd = add_subcommand(sub, "view", "watch a file fill in, in a browser",
+                         "Serve a live page for one file, being written or finished: the scan "
+                         "image filling in (click a position for its frame), the latest and mean "
+                         "frame, and per stream counts, frames/s, ETA, dropped frames, raw chunks, "
+                         "compression. Read-only; listens on 127.0.0.1; every request needs the "
+                         "token of the URL printed on the first line.")
+    cmd.add_argument("path", help="the EMD file")
+    cmd.add_argument("--port", type=int, default=0, help="TCP port (default: a free one)")
+    cmd.add_argument("--host", default="127.0.0.1", metavar="ADDR",
+                     help="address to listen on (default 127.0.0.1: this machine only)")
+    cmd.add_argument("--no-browser", action="store_true", help="print the URL, open no browser")
+    cmd.add_argument("--interval", type=_positive(float), default=0.5, metavar="S",
+                     help="seconds between page updates (default 0.5)")
+    cmd.set_defaults(handler=_view)
+
+
+def _view(args) -> int:
+    from emdstream.safety.h5open import require_emd
+    from emdstream.tools.view import serve
+
+    if not 0 <= args.port <= 65535:
+        raise ValueError(f"--port must be 0 (any free port) to 65535, got {args.port}")
+    require_emd(args.path)
+    return serve(args.path, args.host, args.port, args.interval, browser=not args.no_browser)
+
+
 # --- entry point -----------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -267,6 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_verify(sub)
     _add_preview(sub)
     _add_convert(sub)
+    _add_view(sub)
     return parser
 
 
