@@ -1,18 +1,23 @@
 """bslz4: bitshuffle + LZ4, HDF5 filter 32008, framed with the 12-byte header the filter expects
-(big-endian uncompressed size, block size in bytes)."""
+(big-endian uncompressed size, block size in bytes).
+
+A chunk's body is one (4-byte big-endian length, LZ4 block) per block of ``BLOCK_BYTES``, so the
+bodies of block-aligned pieces, concatenated in order under one header, are the body of the whole:
+the write path compresses pieces of a chunk on different threads (``write.packed``) and gathers
+detector-compressed frames into multi-frame chunks without recompressing them.
+"""
 from __future__ import annotations
 
-import functools
-import glob
-import os
 import struct
-import threading
 from typing import Any
 
 import hdf5plugin
 import numpy as np
 
 from .base import ChunkEncoder
+from .bslz4_lib import library
+
+HEADER = struct.Struct(">QI")  # uncompressed bytes, block bytes
 
 
 class BitshuffleLZ4(ChunkEncoder):
@@ -22,17 +27,36 @@ class BitshuffleLZ4(ChunkEncoder):
     def dataset_options(self) -> dict[str, Any]:
         return dict(hdf5plugin.Bitshuffle(cname="lz4"))
 
-    def encode(self, chunk: np.ndarray) -> bytes:
-        import bitshuffle
+    @staticmethod
+    def block_elems(itemsize: int) -> int:
+        return max(8, (BitshuffleLZ4.BLOCK_BYTES // itemsize) // 8 * 8)
 
-        _one_openmp_thread()
-        block_elems = max(8, (self.BLOCK_BYTES // chunk.itemsize) // 8 * 8)
-        body = bitshuffle.compress_lz4(np.ascontiguousarray(chunk).reshape(-1), block_elems)
-        out = np.empty(12 + body.nbytes, dtype=np.uint8)  # header + body, copied once
-        struct.pack_into(">QI", out, 0, chunk.nbytes, block_elems * chunk.itemsize)
-        out[12:] = body.view(np.uint8)
-        return out
+    def header(self, nbytes: int, itemsize: int) -> bytes:
+        """The 12-byte chunk header of ``nbytes`` uncompressed bytes of ``itemsize`` elements."""
+        return HEADER.pack(nbytes, self.block_elems(itemsize) * itemsize)
 
+    def bound(self, nbytes: int, itemsize: int) -> int:
+        """The most body bytes ``compress_into`` writes for ``nbytes`` bytes."""
+        return library().bound(nbytes // itemsize, itemsize, self.block_elems(itemsize))
+
+    def compress_into(self, src: np.ndarray, out: np.ndarray, at: int) -> int:
+        """The body (no header) of C-contiguous ``src`` into ``out`` (uint8) from byte ``at``,
+        which has room for ``bound(src.nbytes)``; returns its length. Releases the GIL."""
+        itemsize = src.itemsize
+        return library().compress(src.ctypes.data, out.ctypes.data + at, src.size, itemsize,
+                                  self.block_elems(itemsize))
+
+    def encode(self, chunk: np.ndarray) -> np.ndarray:
+        chunk = np.ascontiguousarray(chunk)
+        out = np.empty(12 + self.bound(chunk.nbytes, chunk.itemsize), dtype=np.uint8)
+        out[:12] = np.frombuffer(self.header(chunk.nbytes, chunk.itemsize), np.uint8)
+        return out[:12 + self.compress_into(chunk, out, 12)]
+
+    def decode_into(self, payload: Any, out: np.ndarray) -> None:
+        """Decompress a whole chunk (header and body) into C-contiguous ``out``."""
+        data = np.frombuffer(payload, np.uint8)
+        library().decompress(data.ctypes.data + 12, out.ctypes.data, out.size, out.itemsize,
+                             self.block_elems(out.itemsize))
 
     def check_encoded(self, blob: Any, nbytes: int, itemsize: int) -> memoryview:
         """The filter-32008 layout: big-endian uncompressed size and block size, then one
@@ -41,55 +65,40 @@ class BitshuffleLZ4(ChunkEncoder):
         data = memoryview(blob).cast("B")
         if data.nbytes < 12:
             raise ValueError(f"bslz4 frame of {data.nbytes} bytes: shorter than its 12-byte header")
-        size, block = struct.unpack(">QI", data[:12])
+        size, block = HEADER.unpack_from(data)
         if size != nbytes:
             raise ValueError(f"bslz4 header says {size} bytes uncompressed; a frame has {nbytes}")
         if block == 0 or block % (8 * itemsize):
             raise ValueError(f"bslz4 header block size {block} bytes is not a positive multiple "
                              f"of 8 elements of {itemsize} bytes")
-        elements, block_elems, at = nbytes // itemsize, block // itemsize, 12
-        while elements >= 8:
-            this = min(block_elems, elements - elements % 8)
-            if at + 4 > data.nbytes:
-                raise ValueError("bslz4 frame cut short: a block header is missing")
-            length = int.from_bytes(data[at:at + 4], "big")
-            if length > this * itemsize + this * itemsize // 255 + 16:  # LZ4's worst case
-                raise ValueError(f"bslz4 block of {length} bytes for {this * itemsize} bytes of data")
-            at += 4 + length
-            elements -= this
-        if at + elements * itemsize != data.nbytes:
-            raise ValueError(f"bslz4 frame of {data.nbytes} bytes; its blocks need "
-                             f"{at + elements * itemsize}")
+        end = _walk_blocks(data, nbytes, itemsize, block)
+        if end != data.nbytes:
+            raise ValueError(f"bslz4 frame of {data.nbytes} bytes; its blocks need {end}")
         return data
 
 
-_per_thread = threading.local()
+_LENGTH = struct.Struct(">I")
 
 
-def _one_openmp_thread() -> None:
-    """bitshuffle runs an OpenMP team (its own bundled libgomp) inside every call. The encoder pool
-    is already one thread per core, so that team only competes with the pool and spins while idle
-    (0.3-0.5 cores of 2 in benchmarks/bench_limits.py's "other" column). Limit the calling
-    thread's team to itself: ``omp_set_num_threads`` is a per-thread setting in libgomp, so the
-    rest of the process (and ``OMP_NUM_THREADS``) is left alone."""
-    if getattr(_per_thread, "openmp_set", False):
-        return
-    _per_thread.openmp_set = True
-    libgomp = _bitshuffle_libgomp()
-    if libgomp is not None:
-        libgomp.omp_set_num_threads(1)
-
-
-@functools.cache
-def _bitshuffle_libgomp():
-    """The libgomp bitshuffle's wheel bundles (already loaded with it), or None."""
-    import ctypes
-
-    import bitshuffle
-
-    found = glob.glob(os.path.join(os.path.dirname(bitshuffle.__file__), os.pardir,
-                                   "bitshuffle.libs", "libgomp*.so*"))
-    try:
-        return ctypes.CDLL(found[0]) if found else None
-    except OSError:
-        return None
+def _walk_blocks(data: memoryview, nbytes: int, itemsize: int, block: int) -> int:
+    """The byte where a body of ``nbytes`` bytes in blocks of ``block`` bytes ends (ValueError
+    if a block is cut short or longer than LZ4 allows)."""
+    unpack, at, size = _LENGTH.unpack_from, 12, data.nbytes
+    full, rest = divmod(nbytes, block)
+    worst = block + block // 255 + 16  # LZ4's worst case
+    for _ in range(full):
+        if at + 4 > size:
+            raise ValueError("bslz4 frame cut short: a block header is missing")
+        length = unpack(data, at)[0]
+        if length > worst:
+            raise ValueError(f"bslz4 block of {length} bytes for {block} bytes of data")
+        at += 4 + length
+    tail = rest - rest % (8 * itemsize)  # the last block: a multiple of 8 elements
+    if tail:
+        if at + 4 > size:
+            raise ValueError("bslz4 frame cut short: a block header is missing")
+        length = unpack(data, at)[0]
+        if length > tail + tail // 255 + 16:
+            raise ValueError(f"bslz4 block of {length} bytes for {tail} bytes of data")
+        at += 4 + length
+    return at + rest - tail

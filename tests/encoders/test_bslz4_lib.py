@@ -1,0 +1,85 @@
+"""bslz4 without the bitshuffle package: hdf5plugin's bundled library compresses through ctypes,
+byte for byte what the bitshuffle wheel writes, and h5py + hdf5plugin decode it."""
+import os
+import subprocess
+import sys
+
+import h5py
+import hdf5plugin  # noqa: F401  (filters for reading back)
+import numpy as np
+import pytest
+
+from emdstream.encoders import BitshuffleLZ4, bslz4_lib
+
+CASES = [((256, 256), "uint16"), ((16, 64, 64), "uint16"), ((100, 100), "uint16"), ((7,), "uint8"),
+         ((3, 5, 5), "uint32"), ((33, 17), "float64"), ((2, 128, 128), "int16")]
+
+
+def _sample(shape, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    counts = rng.poisson(2.0, size=shape)
+    return np.where(rng.random(shape) < 0.05, rng.integers(0, 255, shape), counts).astype(dtype)
+
+
+def _body(lib: bslz4_lib.Bslz4Library, a: np.ndarray) -> bytes:
+    block = BitshuffleLZ4.block_elems(a.itemsize)
+    out = np.empty(lib.bound(a.size, a.itemsize, block), np.uint8)
+    return bytes(out[:lib.compress(a.ctypes.data, out.ctypes.data, a.size, a.itemsize, block)])
+
+
+@pytest.mark.parametrize("shape,dtype", CASES)
+def test_same_bytes_whichever_library(shape, dtype):
+    a = _sample(shape, dtype)
+    ours = _body(bslz4_lib.library("hdf5plugin"), a)
+    if bslz4_lib.bitshuffle_paths() is None:
+        pytest.skip("bitshuffle is not installed: nothing to compare with")
+    bitshuffle = pytest.importorskip("bitshuffle")
+    assert ours == _body(bslz4_lib.library("bitshuffle"), a)
+    assert ours == bitshuffle.compress_lz4(a.reshape(-1), BitshuffleLZ4.block_elems(a.itemsize)).tobytes()
+
+
+@pytest.mark.parametrize("shape,dtype", CASES)
+def test_chunks_decode_with_h5py(tmp_path, shape, dtype):
+    a = _sample((2,) + shape, dtype, seed=1)
+    enc = BitshuffleLZ4()
+    with h5py.File(tmp_path / "c.h5", "w") as f:
+        d = f.create_dataset("d", a.shape, dtype, chunks=(1,) + shape, **enc.dataset_options())
+        for i in range(2):
+            d.id.write_direct_chunk((i,) + (0,) * len(shape), enc.encode(a[i]))
+    with h5py.File(tmp_path / "c.h5", "r") as f:
+        np.testing.assert_array_equal(f["d"][()], a)
+    back = np.empty_like(a[0])
+    enc.decode_into(enc.encode(a[0]), back)
+    np.testing.assert_array_equal(back, a[0])
+
+
+def test_block_aligned_bodies_concatenate():
+    """The bodies of block-aligned frames, joined under one header, are the whole chunk's."""
+    enc, frames = BitshuffleLZ4(), _sample((4, 64, 64), "uint16")
+    joined = enc.header(frames.nbytes, 2) + b"".join(bytes(enc.encode(f)[12:]) for f in frames)
+    assert joined == bytes(enc.encode(frames))
+
+
+def test_writes_without_the_bitshuffle_package(tmp_path):
+    """A fresh interpreter where ``import bitshuffle`` fails writes and reads back bslz4."""
+    code = f"""
+import sys, numpy as np
+sys.modules["bitshuffle"] = None  # not installed
+import importlib.util
+importlib.util.find_spec = (lambda f: lambda name, *a: None if name == "bitshuffle" else f(name, *a))(
+    importlib.util.find_spec)
+from emdstream import EMDWriter
+from emdstream.encoders import bslz4_lib
+import emdstream
+frames = (np.arange(20 * 64 * 64) % 97).astype("uint16").reshape(20, 64, 64)
+with EMDWriter({str(tmp_path / 'x.emd')!r}, (64, 64), n_frames=20) as w:
+    for f in frames:
+        w.put(f)
+assert bslz4_lib.library().name == "hdf5plugin", bslz4_lib.library()
+with emdstream.open({str(tmp_path / 'x.emd')!r}) as ef:
+    assert np.array_equal(ef["dataset_1"].data[()], frames)
+print("ok")
+"""
+    env = {k: v for k, v in os.environ.items() if k != "EMDSTREAM_BSLZ4_LIBRARY"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stdout + out.stderr
