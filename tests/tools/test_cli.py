@@ -132,7 +132,7 @@ def test_info_text_shows_dims_with_ranges_and_units(small_scan):
     text = emdstream_cli("info", small_scan).stdout
     assert re.search(r"dim2\s+scan_x\s+\[nm\]\s+8 points\s+0 \.\. 3\.5", text)
     assert re.search(r"dim4\s+k_x\s+\[px\]\s+24 points\s+0 \.\. 23", text)
-    assert "high_tension_kV = 300.0" in text and "[complete]" in text
+    assert "high_tension_kV = 300.0" in text and "[finished, all 48 positions written]" in text
 
 
 def test_info_follow_ends_when_the_writer_finishes(tmp_path):

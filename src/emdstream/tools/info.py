@@ -9,6 +9,7 @@ import numpy as np
 
 from emdstream.encoders import describe_filters
 from emdstream.format.layout import RAW_REASONS
+from emdstream.format.values import TIMESTAMP
 from emdstream.read.file import EMDFile
 from emdstream.safety.filelock import writer_holds
 
@@ -27,12 +28,13 @@ def describe(f: EMDFile) -> dict[str, Any]:
             "stored_bytes": int(stored), "raw_bytes": int(raw),
             "ratio": round(raw / stored, 3) if stored else None,
             "frames_written": ds.frames_written, "frames_dropped": ds.frames_dropped,
-            "complete": ds.complete,
+            "complete": ds.complete, "finished": ds.complete, "positions": _positions(ds),
             "dims": [{"axis": i + 1, "name": d.name, "units": d.units, "length": len(d.values),
                       "first": _num(d.values[0]) if len(d.values) else None,
                       "last": _num(d.values[-1]) if len(d.values) else None}
                      for i, d in enumerate(ds.dims)],
         }
+        datasets[name]["values"] = value_ranges(ds.values)
         datasets[name].update(_raw_chunks(ds))
         datasets[name].update(_parts(f, name, ds))
     return {"path": f.path, "emd_version": list(f.version), "datasets": datasets,
@@ -44,7 +46,7 @@ def describe(f: EMDFile) -> dict[str, Any]:
 def format_text(info: dict[str, Any]) -> str:
     out = [f"{info['path']}  (EMD v{info['emd_version'][0]}.{info['emd_version'][1]})"]
     for name, d in info["datasets"].items():
-        state = "complete" if d["complete"] else "IN PROGRESS / not finalized"
+        state = _state(d)
         ratio = f"{d['ratio']:.2f}x" if d["ratio"] else "n/a"
         out += [f"/data/{name}  [{state}]",
                 f"  data    {tuple(d['shape'])} {d['dtype']}, chunks {tuple(d['chunks'] or ())}, "
@@ -61,12 +63,62 @@ def format_text(info: dict[str, Any]) -> str:
                     else "")
             out.append(f"  dim{dim['axis']}    {dim['name']!s:<12} {dim['units']!s:<8} "
                        f"{dim['length']:>6} points  {span}")
+        out += _format_values(d.get("values", {}))
     for group, attrs in info["metadata"].items():
         out.append(f"/{group}" + ("" if attrs else "  (empty)"))
         out += [f"  {k} = {v}" for k, v in attrs.items()]
     out.append("/comments")
     out += [f"  {c['time']}  {c['text']}" for c in info["comments"]]
     return "\n".join(out)
+
+
+def value_ranges(values: dict[str, np.ndarray]) -> dict[str, dict[str, Any]]:
+    """{name: {"frames": frames with a value, "min": ..., "max": ...}} of per-frame values
+    (NaN, where no frame or no value was stored, left out; min and max None without any)."""
+    out = {}
+    for name, column in values.items():
+        column = np.asarray(column, dtype=np.float64)
+        have = column[~np.isnan(column)]
+        out[name] = {"frames": int(have.size),
+                     "min": float(have.min()) if have.size else None,
+                     "max": float(have.max()) if have.size else None}
+    return out
+
+
+def _state(d: dict[str, Any]) -> str:
+    """"finished" (the writer closed the file) apart from whether every position was written."""
+    state = "finished" if d["finished"] else "IN PROGRESS / not finalized"
+    total = d.get("positions")
+    if total is None:
+        return f"{state}, {d['frames_written']} frames"
+    if d["frames_written"] == total:
+        return f"{state}, all {total} positions written"
+    return f"{state}, {d['frames_written']} of {total} positions written"
+
+
+def _positions(ds) -> int | None:
+    """The number of frame slots of a scan or a pre-allocated stack; None for a growing one."""
+    if ds.data.maxshape[0] is None:
+        return None
+    return int(np.prod(ds.frame_grid))
+
+
+def _format_values(values: dict[str, dict[str, Any]]) -> list[str]:
+    out = []
+    width = max(map(len, values), default=0)
+    for name, v in values.items():
+        if v["min"] is None:
+            span = "no values"
+        elif name == TIMESTAMP:
+            span = f"{_utc(v['min'])} .. {_utc(v['max'])} (UTC)"
+        else:
+            span = f"{v['min']:g} .. {v['max']:g}"
+        out.append(f"  value   {name:<{width}}  {span}  ({v['frames']} frames)")
+    return out
+
+
+def _utc(seconds: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds)) + f".{int(seconds % 1 * 1000):03d}"
 
 
 def follow(path: str, interval: float = 1.0, out=print, stop_after: float | None = None,
