@@ -24,6 +24,7 @@ import io
 import os
 import struct
 import time
+from collections.abc import Callable
 from typing import Optional
 
 import h5py
@@ -133,9 +134,11 @@ class ShadowFile(io.RawIOBase):
         super().close()
 
 
-def finalize(path: str | os.PathLike, closing_comment: str) -> dict[str, tuple[int, int]]:
+def finalize(path: str | os.PathLike, closing_comment: str,
+             on_applied: Optional[Callable[[], None]] = None) -> dict[str, tuple[int, int]]:
     """Finalize every stream of a file (``layout.finalize``) through the journal; returns
-    {stream: (frames written, frames dropped)}. The file must not be open for writing elsewhere."""
+    {stream: (frames written, frames dropped)}. The file must not be open for writing elsewhere.
+    ``on_applied`` runs once the finished file is fsynced, before the journal is removed."""
     path = os.fspath(path)
     with ShadowFile(path) as shadow:
         with h5py.File(shadow, "r+", libver=layout.LIBVER) as f:
@@ -143,7 +146,7 @@ def finalize(path: str | os.PathLike, closing_comment: str) -> dict[str, tuple[i
         pages, size = shadow.pages, shadow.size
     _write_journal(path, pages, size)
     with reopen_lock:  # live readers in this process do not reopen a half-applied file
-        _apply(path, pages, size)
+        _apply(path, pages, size, on_applied)
     return counts
 
 
@@ -202,7 +205,7 @@ def _parse(blob: bytes) -> Optional[tuple[dict[int, bytes], int]]:
     return pages, size
 
 
-def _apply(path: str, pages, size: int) -> None:
+def _apply(path: str, pages, size: int, on_applied: Optional[Callable[[], None]] = None) -> None:
     fd = os.open(path, os.O_RDWR)
     delay = float(os.environ.get("EMDSTREAM_TEST_APPLY_DELAY", 0))  # tests: widen the window
     try:
@@ -214,6 +217,8 @@ def _apply(path: str, pages, size: int) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+    if on_applied is not None:
+        on_applied()
     jpath = journal_path(path)
     try:
         os.remove(jpath)

@@ -1,14 +1,18 @@
-"""Finishing a file whose writer was killed, at any moment of its life.
+"""Finishing a file whose writer was killed (or lost power), at any moment of its life.
 
 What ``recover`` decides from, in order (never from the wording of HDF5's errors):
 
-1. a journal next to the file (``journal``): a complete one is applied (the writer was killed
-   while finalizing; the file is then finished), an incomplete one deleted (the file was untouched);
-2. the superblock (``superblock``): a damaged one is reported and nothing is changed; a file
-   shorter than its recorded end (a failed last write) is extended; the write flags a killed
-   writer leaves set are cleared;
-3. the streaming state (``layout``): each stream still having one is finalized through the journal,
-   holding exactly the frames its last flush recorded as durable; then compacted (``compact``).
+1. leftovers of a killed ``recover`` or compaction (temporary copies: removed) and a journal next
+   to the file (``journal``): a complete one is applied (the writer was killed while finalizing;
+   the file is then finished), an incomplete one deleted (the file was untouched);
+2. the chunk log (``chunklog``): a file that has one, not marked finished, is rebuilt from it
+   (``salvage``): the skeleton it holds plus every chunk whose bytes still match their checksum,
+   whatever state HDF5's metadata is in (a log naming the file a killed salvage made is removed);
+3. otherwise (a finished file, or one written without a chunk log) HDF5 itself, in a child
+   process under a timeout (``probe``): the superblock's flags are cleared and its end-of-file
+   address set to the file's real end (as ``h5clear -s -i``), each stream with streaming state is
+   finalized through the journal, and the result must read whole in plain h5py, or ``recover``
+   says so in one line rather than claim success.
 
 A file a live writer holds (``filelock``) is refused. Killing ``recover`` itself at any moment
 leaves a file that a second ``recover`` finishes.
@@ -18,13 +22,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-import h5py
-
-from emdstream.errors import one_line
-from emdstream.format import layout
-from emdstream.safety import compact, journal
+from emdstream.safety import chunklog, compact, journal, probe, salvage
 from emdstream.safety.filelock import writer_holds
-from emdstream.safety.h5open import check_path, require_emd_like
+from emdstream.safety.h5open import check_path
 from emdstream.safety.superblock import clear_consistency_flags, read_superblock
 
 RECOVERED = "emdstream: recovered after the writer stopped without closing"
@@ -47,36 +47,69 @@ class RecoveryReport:
 
 def recover(path: str | os.PathLike) -> RecoveryReport:
     """Turn a file left by a killed writer (or a killed ``recover``) into a finished EMD file; a
-    finished file is untouched. ValueError for a file that cannot be recovered (nothing changed),
-    RuntimeError while a writer holds it."""
+    finished file is untouched. ValueError for a file that cannot be recovered, RuntimeError
+    while a writer holds it."""
     path = os.fspath(path)
-    check_path(path)
+    if not os.path.isfile(path):
+        check_path(path)  # says what the path is instead
+    changed = _remove_leftovers(path)
+    if os.path.exists(journal.journal_path(path)):
+        _refuse_if_held(path)
+        if journal.replay(path) is True:
+            changed = True
+            chunklog.remove(path)  # the file is finished
+    log = chunklog.read(path)
+    if log is not None and log.salvaged == chunklog.fingerprint(path):  # a killed salvage's
+        _refuse_if_held(path)
+        chunklog.remove(path)
+        return RecoveryReport(path, True)
+    if log is not None and not log.finalized and chunklog.belongs_to(log, path):
+        _refuse_if_held(path)
+        counts = salvage.salvage(path, log, RECOVERED)
+        return RecoveryReport(path, True, {name: n for name, (n, _) in counts.items()})
+    if os.path.exists(chunklog.log_path(path)):  # finished, never durable, or another file's
+        _refuse_if_held(path)
+        chunklog.remove(path)
+    return _recover_with_hdf5(path, changed)
+
+
+def _remove_leftovers(path: str) -> bool:
     changed = False
     if os.path.exists(compact.temp_path(path)):  # a killed compaction's copy (not a live one's)
         _refuse_if_held(path)
         changed = compact.remove_leftover(path)
-    if os.path.exists(journal.journal_path(path)):
-        _refuse_if_held(path)
-        changed = journal.replay(path) is True
+    tmp = path + salvage.SUFFIX
+    for leftover in (journal.journal_path(tmp), tmp):  # a killed salvage's copy
+        if os.path.exists(leftover):
+            _refuse_if_held(path)
+            os.remove(leftover)
+    return changed
+
+
+def _recover_with_hdf5(path: str, changed: bool) -> RecoveryReport:
+    check_path(path)
     sb = read_superblock(path)  # ValueError when damaged: nothing changed
-    if os.path.getsize(path) < sb.offset + sb.eof:  # the writer's last write failed (disk full)
-        _refuse_if_held(path)
-        clear_consistency_flags(path)
-        sb = read_superblock(path)
-    try:
-        f = h5py.File(path, "r", swmr=bool(sb.flags))
-    except OSError as exc:
-        raise ValueError(f"HDF5 cannot open {path}: {one_line(exc)}; nothing was changed") from None
-    with f:
-        require_emd_like(f)
-        names = layout.stream_names(f)
+    if sb.flags or os.path.getsize(path) != sb.offset + sb.eof:
+        try:  # a finished file keeps its superblock; a killed writer's file needs it fixed
+            names = probe.run("streams", path)
+        except ValueError:
+            names = None
+        if names is None or names:
+            _refuse_if_held(path)
+            changed = clear_consistency_flags(path) or changed
+    names = probe.run("streams", path)
     if not names:
         return RecoveryReport(path, changed=changed)
     _refuse_if_held(path)
     clear_consistency_flags(path)
-    counts = journal.finalize(path, RECOVERED)
+    counts = probe.run("finalize", path, RECOVERED)
+    try:
+        probe.run("read", path)
+    except ValueError as exc:
+        raise ValueError(f"{path} was finalized but does not read back ({exc}); its frames may "
+                         f"be damaged") from None
     compact.compact_if_worth_it(path)
-    return RecoveryReport(path, True, {name: written for name, (written, _) in counts.items()})
+    return RecoveryReport(path, True, {name: n for name, (n, _) in counts.items()})
 
 
 def _refuse_if_held(path: str) -> None:

@@ -99,8 +99,10 @@ def read_superblock(path: str | os.PathLike) -> Superblock:
 def clear_consistency_flags(path: str | os.PathLike) -> bool:
     """Clear the flags a killed writer left set; True if anything changed.
 
-    Also extends a file shorter than the end-of-file address the superblock records (the last
-    allocation before the kill was not yet written), as ``h5clear --increment`` would allow.
+    Also makes the end-of-file address the superblock records match the file, as ``h5clear -i``
+    does: a file shorter than it (the last allocation before the kill was not yet written) is
+    extended; a longer one (a killed flush wrote metadata past the recorded end, which HDF5
+    would refuse to read: "addr overflow") gets its end recorded.
     ValueError (nothing changed) for a damaged superblock.
     """
     sb = read_superblock(path)
@@ -108,16 +110,22 @@ def clear_consistency_flags(path: str | os.PathLike) -> bool:
         return False
     changed = False
     with open(path, "r+b") as fh:
-        if os.fstat(fh.fileno()).st_size < sb.offset + sb.eof:
+        size = os.fstat(fh.fileno()).st_size
+        if size < sb.offset + sb.eof:
             fh.truncate(sb.offset + sb.eof)
             changed = True
+        fh.seek(sb.offset)
+        body = bytearray(fh.read(12 + 4 * sb.offset_size))
+        at = 12 + 2 * sb.offset_size
+        if size > sb.offset + sb.eof:  # a killed flush wrote metadata past the recorded end
+            body[at:at + sb.offset_size] = (size - sb.offset).to_bytes(sb.offset_size, "little")
+            changed = True
         if sb.flags:
-            fh.seek(sb.offset)
-            body = bytearray(fh.read(12 + 4 * sb.offset_size))
             body[11] = 0
+            changed = True
+        if changed:
             fh.seek(sb.offset)
             fh.write(bytes(body) + struct.pack("<I", lookup3(bytes(body))))
-            changed = True
         fh.flush()
         os.fsync(fh.fileno())
     return changed

@@ -31,6 +31,8 @@ from emdstream.format import layout
 from emdstream.format.metadata import METADATA_GROUPS, check_metadata, unique_key, utc_key
 from emdstream.format.parts import Part
 from emdstream.safety import filelock
+from emdstream.safety.chunklog import ChunkLog, fsync_dir
+from emdstream.write.counted import CountedStream, CountedStreamWriter
 from emdstream.write.session import FileSession
 from emdstream.write.stream import Stream, StreamWriter
 from emdstream.write.writer_thread import Close, WriterThread
@@ -109,8 +111,9 @@ class Acquisition:
         self.streams: dict[str, StreamWriter] = {}
         for i, s in enumerate(streams):
             scan = tuple(scan_shape) if scan_shape else None
-            self.streams[s.name] = StreamWriter(self._session, i, s, scan, self._chunks, per_stream,
-                                                self.part)
+            kind = CountedStreamWriter if isinstance(s, CountedStream) else StreamWriter
+            self.streams[s.name] = kind(self._session, i, s, scan, self._chunks, per_stream,
+                                        self.part)
         self.scan_shape = tuple(scan_shape) if scan_shape else None
         metadata = {g: check_metadata(g, v)
                     for g, v in zip(METADATA_GROUPS, (microscope, user, sample))}
@@ -119,23 +122,26 @@ class Acquisition:
         self._close_sent = False  # the writer thread has its Close message
         self._failure_reported = False
         self._comment_keys: set[str] = set()
-        h5file, lock_fd = self._create_file(metadata)
+        h5file, lock_fd, log = self._create_file(metadata, fsync)
         try:
             self._thread = WriterThread(h5file, self.path, list(self.streams.values()), self._chunks,
                                         lock_fd, workers, flush_frames, flush_seconds, fsync,
-                                        store_raw=on_full == "store_raw")
+                                        store_raw=on_full == "store_raw", chunk_log=log)
             self._thread.start()
             self._session.writer = self._thread
         except BaseException:
             h5file.close()
+            log.close()
             filelock.release(lock_fd)
             raise
         _open.add(self)
 
-    def _create_file(self, metadata):
-        """The file, in SWMR mode, with the writer's lock held. It is built under a temporary name,
-        locked, and renamed once in SWMR mode: at every moment the path is absent (or the old
-        file) or a file that survives a kill -9 and that ``recover`` leaves alone while we live."""
+    def _create_file(self, metadata, fsync: bool):
+        """The file, in SWMR mode, with the writer's lock held, and its chunk log. It is built under
+        a temporary name, locked, fsynced, its image put in the chunk log (fsynced), and renamed
+        once in SWMR mode, the directory fsynced: at every moment (power cuts included) the path
+        is absent (or the old file) or a file that survives a kill -9, that ``recover`` leaves
+        alone while we live, and whose log ``recover`` can rebuild it from."""
         partial = f"{self.path}.emdstream-partial"
         first_key = utc_key()
         self._comment_keys.add(first_key)
@@ -145,18 +151,27 @@ class Acquisition:
         except BaseException:
             _remove_if_exists(partial)
             raise
-        lock_fd = None
+        lock_fd = log = None
         try:
+            token = os.urandom(16).hex()  # ties the chunk log to this file (see safety.chunklog)
+            h5file[layout.STATE_GROUP].attrs["run_token"] = token
             h5file.swmr_mode = True  # HDF5 drops its own lock here...
             lock_fd = filelock.hold(partial)  # ...so ours can be taken, before the path exists
+            os.fsync(h5file.id.get_vfd_handle())
+            with open(partial, "rb") as fh:
+                image = fh.read()
+            log = ChunkLog.create(self.path, image, token, list(self.streams), fsync)
             os.replace(partial, self.path)
+            fsync_dir(self.path)  # the path is durable before any count is
         except BaseException:
             h5file.close()
             if lock_fd is not None:
                 filelock.release(lock_fd)
+            if log is not None:
+                log.remove()
             _remove_if_exists(partial)
             raise
-        return h5file, lock_fd
+        return h5file, lock_fd, log
 
     def _first_comment(self) -> str:
         def describe(s: StreamWriter) -> str:

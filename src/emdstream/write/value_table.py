@@ -27,6 +27,10 @@ class ValueTable:
         self.blocks_per_row = math.ceil(scan[-1] / self.rows) if scan else None
         self._blocks: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # block -> (rows, written)
         self._changed: set[int] = set()  # blocks filling that changed since the last flush
+        self._stored: dict[tuple, int] = {}  # chunk offset -> size of its last write
+        self._raw_mask = (1 << dataset.id.get_create_plist().get_nfilters()) - 1  # stored as is
+        # called after each block written: (offset, payload, filter mask, first slot, end slot)
+        self.on_write = None
 
     def store(self, first: int, end: int, rows: np.ndarray) -> None:
         """The value rows of slots ``first .. end - 1`` (one data chunk, or its filled part)."""
@@ -38,7 +42,7 @@ class ValueTable:
         values[at:at + n] = rows[:n]
         written[at:at + n] = True
         if written[:self._length(key)].all():
-            self._write(key, values)
+            self._write(key, values, self._length(key))
             del self._blocks[key]
             self._changed.discard(key)
         else:
@@ -47,7 +51,8 @@ class ValueTable:
     def flush(self) -> None:
         """Write the blocks still filling that changed (they are written again once complete)."""
         for key in self._changed:
-            self._write(key, self._blocks[key][0])
+            values, written = self._blocks[key]
+            self._write(key, values, len(written) if written.all() else int(np.argmin(written)))
         self._changed.clear()
 
     def _locate(self, slot: int) -> tuple[int, int]:
@@ -61,7 +66,16 @@ class ValueTable:
             return self.rows
         return min(self.rows, self.geometry.row_length - key % self.blocks_per_row * self.rows)
 
-    def _write(self, key: int, values: np.ndarray) -> None:
+    def _first_slot(self, key: int) -> int:
+        if self.blocks_per_row is None:
+            return key * self.rows
+        row, block = divmod(key, self.blocks_per_row)
+        return row * self.geometry.row_length + block * self.rows
+
+    def _write(self, key: int, values: np.ndarray, valid: int) -> None:
+        """Write a block whose first ``valid`` rows hold values. A compressed block is never
+        rewritten in place (same size as its last write: stored as it is instead), so the bytes
+        a durable count relies on stay (see ``safety.chunklog``)."""
         if self.blocks_per_row is None:
             offset = (key * self.rows, 0)
             if offset[0] + self.rows > self.ds.shape[0]:  # a growing stack
@@ -72,4 +86,12 @@ class ValueTable:
             outer = np.unravel_index(row, self.geometry.scan_shape[:-1]) if len(
                 self.geometry.scan_shape) > 1 else ()
             offset = tuple(int(i) for i in outer) + (block * self.rows, 0)
-        self.ds.id.write_direct_chunk(offset, ENCODER.encode(values.reshape(self.ds.chunks)))
+        block = np.ascontiguousarray(values.reshape(self.ds.chunks))
+        payload, mask = ENCODER.encode(block), 0
+        if len(payload) == self._stored.get(offset):
+            payload, mask = block.data, self._raw_mask
+        self.ds.id.write_direct_chunk(offset, payload, filter_mask=mask)
+        self._stored[offset] = memoryview(payload).nbytes
+        if self.on_write is not None:
+            first = self._first_slot(key)
+            self.on_write(offset, payload, mask, first, first + valid)

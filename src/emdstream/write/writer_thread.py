@@ -6,10 +6,12 @@ back. What is durable when:
 
 1. A chunk is handed to HDF5 (``committed``): its bytes may still sit in HDF5's or the OS's cache.
 2. A flush (every ``flush_seconds``, or once ``flush_frames`` written frames are not yet durable)
-   writes each stream's partly filled chunk if its stream is idle (slow streams), flushes the
-   file (fsyncs it with ``fsync=True``), and only then records each stream's count in its state
-   group (``committed_slots``, see ``layout``) and flushes (fsyncs) again: ``durable``. A flush never
-   waits for chunks still in the encoder pool; they are counted at the next one.
+   writes each stream's partly filled chunk if its stream is idle (slow streams), appends where
+   every chunk went and the counts to the chunk log (``safety.chunklog``; with ``fsync=True`` the
+   file is fsynced before, the log after), flushes the file (fsyncs it), and only then records
+   each stream's count in its state group (``committed_slots``, see ``layout``) and flushes
+   (fsyncs) again: ``durable``. A flush never waits for chunks still in the encoder pool; they
+   are counted at the next one.
 3. On close: everything is written and flushed, the SWMR handle closed, and the file finalized
    through a journal (``journal``): a kill at any moment leaves either the streaming state or the
    finished file, and ``recover`` completes it. A file with much dead space (slow streams rewrite
@@ -32,9 +34,12 @@ import numpy as np
 from emdstream.errors import WriterError
 from emdstream.format import layout
 from emdstream.safety import filelock, journal, live_registry
+from emdstream.safety.chunklog import ChunkLog
 from emdstream.safety.compact import compact_if_worth_it
 from emdstream.write.chunk_buffer import ChunkBuffer, EncodedChunk
+from emdstream.write.chunk_notes import ChunkNotes
 from emdstream.write.encoder_pool import EncoderPool
+from emdstream.write.events import EventsPending, EventWriter
 from emdstream.write.value_table import ValueTable
 
 _FRAME_POLL = 0.05  # seconds: how often flush_frames is checked while no chunk arrives
@@ -60,6 +65,7 @@ class _Sink:
         self.encoder = stream.encoder
         self.assembler = stream.assembler
         self.columns = stream.columns
+        self.events = EventWriter.of(h5file, stream)  # a counted stream's events, else None
         self.data = h5file[f"data/{stream.name}/data"]
         self.state = h5file[layout.state_path(stream.name)]
         self.values = ValueTable(h5file[f"data/{stream.name}/{layout.VALUES}"], stream.geometry)
@@ -74,6 +80,7 @@ class _Sink:
         self.names_logged = False
         self.partial_written: Optional[tuple[int, int]] = None
         self.snapshot_dropped: list[int] = []
+        self.stored: dict[tuple, int] = {}  # chunk offset -> size of its last write
 
     def frames_written(self) -> int:
         durable = self.durable
@@ -83,7 +90,8 @@ class _Sink:
 class WriterThread(threading.Thread):
     def __init__(self, h5file: h5py.File, path: str, streams: list, chunks: queue.SimpleQueue,
                  lock_fd: int, workers: Optional[int], flush_frames: Optional[int],
-                 flush_seconds: Optional[float], fsync: bool = False, store_raw: bool = False):
+                 flush_seconds: Optional[float], fsync: bool = False, store_raw: bool = False,
+                 chunk_log: Optional[ChunkLog] = None):
         super().__init__(name=f"emdstream-writer-{os.path.basename(path)}", daemon=True)
         self.file = h5file
         self.path = path
@@ -94,6 +102,8 @@ class WriterThread(threading.Thread):
         self.flush_seconds = flush_seconds
         self.fsync = fsync
         self.store_raw = store_raw
+        self.chunk_log = chunk_log
+        self.notes = ChunkNotes(chunk_log, self.sinks)
         self.pid = os.getpid()
         self._identity = _file_identity(path)
         self._lock_fd: Optional[int] = lock_fd
@@ -135,6 +145,7 @@ class WriterThread(threading.Thread):
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # the child's copy; the parent's lock stays
             self._lock_fd = None
+        self.notes.close()  # the child's copy of the chunk log's descriptor
 
     # --- the thread ------------------------------------------------------------------------
     def run(self) -> None:
@@ -166,6 +177,9 @@ class WriterThread(threading.Thread):
                 self._write_ready(block=True)
             if isinstance(item, Close):
                 return item
+            if isinstance(item, EventsPending):  # a counted stream's events: full chunks
+                self.sinks[item.index].events.write_ready()
+                item = None
             if item is not None:
                 saturated = len(self._inflight) >= 2 * self._pool.workers
                 if saturated and self.store_raw and isinstance(item[1], ChunkBuffer):
@@ -204,7 +218,8 @@ class WriterThread(threading.Thread):
         """Write finished chunks in order; with ``block``, wait for the oldest one at least."""
         while self._inflight and (block or self._inflight[0][3].done()):
             sink, buffer, end, fut = self._inflight.popleft()
-            self._write_chunk(sink, buffer.chunk_id, buffer.values, end, *fut.result())
+            self._write_chunk(sink, buffer.chunk_id, buffer.values, end, *fut.result(),
+                              frames=getattr(buffer, "array", None))
             sink.in_flight -= 1
             sink.assembler.release(buffer)
             self._count_written(sink, buffer, end)
@@ -237,9 +252,12 @@ class WriterThread(threading.Thread):
                 sink.committed = max(sink.committed, ahead.pop(first))
 
     def _write_chunk(self, sink: _Sink, chunk_id: int, rows, end: int, payload,
-                     raw_because: Optional[int] = None) -> None:
+                     raw_because: Optional[int] = None, frames=None) -> None:
         """A data chunk (encoded) into the file, and the value rows of its slots up to ``end``;
-        ``raw_because``: the data chunk is stored as it is (all filters skipped), and why."""
+        ``raw_because``: the data chunk is stored as it is (all filters skipped), and why.
+        ``frames``: the chunk's frames, stored as they are rather than rewriting a compressed
+        chunk in place (same size as its last write: HDF5 would overwrite the bytes a durable
+        count relies on; see ``safety.chunklog``)."""
         geometry = sink.geometry
         offset = geometry.chunk_offset(chunk_id)
         if geometry.growing and offset[0] + geometry.k > sink.data.shape[0]:
@@ -247,11 +265,15 @@ class WriterThread(threading.Thread):
             new_len = (offset[0] + geometry.k + grow - 1) // grow * grow
             sink.data.resize((new_len,) + sink.data.shape[1:])
         first = geometry.chunk_slots(chunk_id)[0]
-        if raw_because is None:
-            sink.data.id.write_direct_chunk(offset, payload)
-        else:
-            sink.data.id.write_direct_chunk(offset, payload, filter_mask=sink.skip_all_filters)
+        if raw_because is None and frames is not None and sink.skip_all_filters and \
+                memoryview(payload).nbytes == sink.stored.get(offset):
+            payload, raw_because = _raw(frames, RAW_INCOMPRESSIBLE)
+        mask = 0 if raw_because is None else sink.skip_all_filters
+        sink.data.id.write_direct_chunk(offset, payload, filter_mask=mask)
+        if raw_because is not None:
             sink.raw_written.append((raw_because, first))
+        sink.stored[offset] = memoryview(payload).nbytes
+        self.notes.note(sink, "data", offset, payload, mask, first, end)
         sink.values.store(first, end, rows)
 
     def _drain(self) -> None:
@@ -276,14 +298,24 @@ class WriterThread(threading.Thread):
                 elif (snap.partial_id, snap.partial_end) != sink.partial_written:
                     # a rewrite leaves the chunk's older copy as dead space: only when it grew
                     self._write_chunk(sink, snap.partial_id, snap.partial_values,
-                                      snap.partial_end, *_encode(sink, snap.partial))
+                                      snap.partial_end, *_encode(sink, snap.partial),
+                                      frames=snap.partial)
                     sink.partial_written = (snap.partial_id, snap.partial_end)
                     sink.committed = max(sink.committed, snap.partial_end)
             sink.snapshot_dropped = snap.dropped
+        for sink in self.sinks:  # after the snapshots: every counted slot's events were queued
+            if sink.events is not None:
+                sink.events.flush()
+        for sink in self.sinks:  # value blocks too are written before the chunk log names them
+            sink.values.flush()
         self._check_file_still_there()
-        self._record()
+        with self._comments_lock:
+            comments, self._comments = self._comments, []
+        self.notes.commit(self.sinks, comments,  # before the counts claim the chunks
+                          self.file.id.get_vfd_handle() if self.fsync else None)
+        self._record(comments)
 
-    def _record(self) -> None:
+    def _record(self, comments: list[tuple[str, str]]) -> None:
         for sink in self.sinks:
             dropped = sink.snapshot_dropped
             if len(dropped) != sink.dropped_logged:  # sorted; a failed frame_buffer may insert
@@ -291,15 +323,12 @@ class WriterThread(threading.Thread):
                 ds.resize((len(dropped),))
                 ds[:] = dropped
                 sink.dropped_logged = len(dropped)
-            sink.values.flush()
             if sink.raw_written:
                 layout.append_rows(sink.state["raw_chunks"], sink.raw_written)
                 sink.raw_written = []
             if not sink.names_logged and sink.columns.names is not None:
                 layout.record_value_names(sink.state, sink.columns.all_names)
                 sink.names_logged = True
-        with self._comments_lock:
-            comments, self._comments = self._comments, []
         layout.append_log(self.file, comments)
         self._flush_file()
         for sink in self.sinks:
@@ -324,7 +353,11 @@ class WriterThread(threading.Thread):
             live_registry.close_live_readers(self.path)
             self._hdf5_fd = None
             self.file.close()
-            counts = journal.finalize(self.path, close.closing_comment)  # flock kept: recover waits
+            log = self.chunk_log
+            counts = journal.finalize(self.path, close.closing_comment,  # flock kept: recover waits
+                                      on_applied=log.mark_finalized if log else None)
+            if log is not None:
+                log.remove()
             try:
                 compact_if_worth_it(self.path)
             except OSError as exc:  # the file is finished and whole, only not compacted
@@ -342,6 +375,7 @@ class WriterThread(threading.Thread):
             self.file.close()
         except Exception:
             pass
+        self.notes.close()  # the chunk log is kept: recover rebuilds the file from it
         self._release_lock()
 
     def _release_lock(self) -> None:

@@ -1,0 +1,243 @@
+"""An append-only, checksummed record of where every chunk went: recovery without HDF5's metadata.
+
+HDF5 has no metadata journal: a power cut in the middle of a flush can leave its chunk indexes and
+object headers torn (checksum errors) or pointing at bytes that never reached the disk. So beside
+the file, while it is written, ``<path>.emdstream-chunks`` holds:
+
+1. a header, written and fsynced (with its directory) before the file appears at its path: the
+   file's skeleton as created (every object, no frame; ``layout.create_skeleton``) and a random
+   token that the skeleton carries too (attribute ``run_token`` of the state group), so a log
+   never applies to another file;
+2. one record per flush, appended after the chunks it names were written (and, with
+   ``fsync=True``, fsynced), and before the count that claims them is written: every data and
+   value chunk written since the last flush (chunk coordinates, file offset, size, filter mask,
+   CRC-32 of its bytes, the slots it holds), and the streaming state (counts, dropped slots,
+   value names, raw chunks, comments).
+
+A record's own CRC-32 makes a torn tail harmless (reading stops there). ``salvage`` rebuilds the
+file from the skeleton and every chunk whose bytes still match their CRC, whatever state HDF5's
+metadata is in. HDF5 in SWMR mode never frees a rewritten chunk's older copy, and the writer never
+lets a compressed chunk be rewritten in place (``place_payload``), so a chunk a record names keeps
+its bytes; raw chunks rewritten in place keep the bytes of the frames they held (checked
+``prefix`` bytes only).
+"""
+from __future__ import annotations
+
+import json
+import os
+import struct
+import zlib
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+SUFFIX = ".emdstream-chunks"
+_FRAME = struct.Struct("<4sII")  # tag, body length, CRC-32 of the body
+_TAG = b"ECL1"
+FINALIZED = b'{"finalized":true}'
+
+
+def log_path(path: str | os.PathLike) -> str:
+    return os.fspath(path) + SUFFIX
+
+
+def fsync_dir(path: str | os.PathLike) -> None:
+    fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@dataclass
+class ChunkRecord:
+    """One chunk version: ``dataset`` "data" or "values" of ``stream``, at chunk ``coord``."""
+
+    stream: str
+    dataset: str
+    coord: tuple[int, ...]
+    offset: int
+    size: int
+    mask: int
+    crc: int
+    checked: int  # bytes of the payload the CRC covers (a raw chunk: the frames it held)
+    first: int    # the slots this version holds: first .. end - 1
+    end: int
+
+    def to_list(self) -> list:
+        return [self.stream, self.dataset, list(self.coord), self.offset, self.size, self.mask,
+                self.crc, self.checked, self.first, self.end]
+
+    @classmethod
+    def from_list(cls, row: list) -> ChunkRecord:
+        return cls(row[0], row[1], tuple(row[2]), *row[3:])
+
+
+class ChunkLog:
+    """The writer's side: ``create`` once, ``note`` each chunk written, ``commit`` each flush."""
+
+    def __init__(self, path: str, fd: int, fsync: bool):
+        self.path = path
+        self._fd: Optional[int] = fd
+        self.fsync = fsync
+        self._pending: list[ChunkRecord] = []
+
+    @classmethod
+    def create(cls, h5_path: str, image: bytes, token: str, streams: list[str],
+               fsync: bool) -> ChunkLog:
+        """Write the header (the skeleton ``image`` of the file to be at ``h5_path``), fsynced."""
+        path = log_path(h5_path)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        log = cls(path, fd, fsync)
+        try:
+            head = {"token": token, "token_at": image.find(token.encode()), "streams": streams}
+            log._append(json.dumps(head).encode() + b"\0" + zlib.compress(image, 1))
+            os.fsync(fd)
+            fsync_dir(path)
+        except BaseException:
+            log.close()
+            raise
+        return log
+
+    def note(self, record: ChunkRecord) -> None:
+        self._pending.append(record)
+
+    def commit(self, state: dict[str, Any]) -> None:
+        """Append the chunks noted since the last commit and the streaming ``state``; with
+        ``fsync``, fsynced before this returns (the caller has fsynced the chunks)."""
+        body = {"chunks": [r.to_list() for r in self._pending], **state}
+        self._append(json.dumps(body, separators=(",", ":")).encode())
+        self._pending = []
+        if self.fsync:
+            os.fsync(self._fd)
+
+    def _append(self, body: bytes) -> None:
+        blob = _FRAME.pack(_TAG, len(body), zlib.crc32(body)) + body
+        done = 0
+        while done < len(blob):
+            done += os.write(self._fd, blob[done:])
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def remove(self) -> None:
+        """The file is finished: the log is no longer needed."""
+        self.close()
+        remove(self.path[: -len(SUFFIX)])
+
+    def mark_finalized(self) -> None:
+        """The finished file is on disk (fsynced); from now on ``recover`` must not salvage."""
+        self._append(FINALIZED)
+        os.fsync(self._fd)
+
+    def detach(self) -> None:
+        """A forked child's copy: close it, never write."""
+        self.close()
+
+
+def remove(h5_path: str | os.PathLike) -> bool:
+    try:
+        os.remove(log_path(h5_path))
+    except FileNotFoundError:
+        return False
+    fsync_dir(h5_path)
+    return True
+
+
+def crc(payload, checked: int) -> int:
+    return zlib.crc32(memoryview(payload).cast("B")[:checked])
+
+
+@dataclass
+class LogContents:
+    token: str
+    token_at: int
+    streams: list[str]
+    image: bytes
+    chunks: list[ChunkRecord] = field(default_factory=list)
+    state: dict[str, dict] = field(default_factory=dict)  # stream -> latest counts, names...
+    comments: list[list[str]] = field(default_factory=list)
+    finalized: bool = False
+    salvaged: Optional[str] = None  # the fingerprint of the file salvage made
+
+
+def read(h5_path: str | os.PathLike) -> Optional[LogContents]:
+    """The log of a file: the header and every complete record (a torn tail is ignored); None
+    when there is no log or its header is incomplete (the file never held a durable frame)."""
+    try:
+        with open(log_path(h5_path), "rb") as fh:
+            blob = fh.read()
+    except FileNotFoundError:
+        return None
+    bodies = list(_bodies(blob))
+    if not bodies:
+        return None
+    head, _, image = bodies[0].partition(b"\0")
+    try:
+        meta = json.loads(head)
+        contents = LogContents(meta["token"], meta["token_at"], meta["streams"],
+                               zlib.decompress(image))
+    except (ValueError, KeyError, zlib.error):
+        return None
+    for body in bodies[1:]:
+        if body == FINALIZED:
+            contents.finalized = True
+            continue
+        record = json.loads(body)
+        if "salvaged" in record:
+            contents.salvaged = record["salvaged"]
+            continue
+        contents.chunks += [ChunkRecord.from_list(row) for row in record["chunks"]]
+        for name, st in record["streams"].items():
+            merged = contents.state.setdefault(name, {"raw": [], "dropped": []})
+            merged["raw"] += st.get("raw", [])
+            merged["dropped"] = st["dropped"] if "dropped" in st else \
+                merged["dropped"] + st.get("dropped_add", [])
+            merged.update({k: v for k, v in st.items()
+                           if v is not None and k not in ("raw", "dropped", "dropped_add")})
+        contents.comments += record.get("comments", [])
+    return contents
+
+
+def _bodies(blob: bytes):
+    at = 0
+    while at + _FRAME.size <= len(blob):
+        tag, length, check = _FRAME.unpack_from(blob, at)
+        body = blob[at + _FRAME.size: at + _FRAME.size + length]
+        if tag != _TAG or len(body) != length or zlib.crc32(body) != check:
+            return
+        yield body
+        at += _FRAME.size + length
+
+
+def mark_salvaged(h5_path: str | os.PathLike, made: str | os.PathLike) -> None:
+    """Salvage finished the file ``made``, about to replace the crashed one: fsynced."""
+    fd = os.open(log_path(h5_path), os.O_WRONLY | os.O_APPEND)
+    try:
+        ChunkLog(log_path(h5_path), fd, True).commit({"salvaged": fingerprint(made)})
+    finally:
+        os.close(fd)
+
+
+def fingerprint(path: str | os.PathLike) -> str:
+    """Size and checksums of the first and last 64 KiB: tells a salvaged file from the crashed
+    one it replaced."""
+    with open(path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        head = fh.read(1 << 16)
+        fh.seek(max(0, size - (1 << 16)))
+        return f"{size}:{zlib.crc32(head)}:{zlib.crc32(fh.read())}"
+
+
+def belongs_to(contents: LogContents, h5_path: str | os.PathLike) -> bool:
+    """The file carries the log's token where its skeleton had it."""
+    if contents.token_at < 0:
+        return False
+    token = contents.token.encode()
+    try:
+        with open(h5_path, "rb") as fh:
+            fh.seek(contents.token_at)
+            return fh.read(len(token)) == token
+    except OSError:
+        return False

@@ -1,0 +1,81 @@
+"""The chunk log (``emdstream.safety.chunklog``) and ``recover``'s salvage from it: a crashed
+file's frames come back whatever state HDF5's metadata is in, never a frame whose bytes are
+damaged, and never from another file's log."""
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from support import crashcampaign as cc
+from support.crash_workload import expected
+
+import emdstream
+from emdstream.safety import chunklog
+from emdstream.tools.verify import verify
+
+
+@pytest.fixture(scope="module")
+def crashed(tmp_path_factory):
+    """A three-stream acquisition killed after streaming: (folder, durable counts)."""
+    return cc.crashed_file(cc.Workload("acq", False), str(tmp_path_factory.mktemp("crashed")))
+
+
+def copy_of(crashed, tmp_path) -> str:
+    folder = shutil.copytree(crashed[0], tmp_path / "c")
+    return os.path.join(folder, cc.NAME)
+
+
+def frames_ok(path, durable):
+    with emdstream.open(path) as f:
+        for name, n in durable.items():
+            ds = f[name]
+            assert ds.complete and ds.frames_written >= n
+            flat = ds.data[()].reshape((-1,) + ds.data.shape[ds.data.ndim - len(
+                expected("acq", name, 0).shape):])
+            for i in range(ds.frames_written):
+                np.testing.assert_array_equal(flat[i], expected("acq", name, i))
+    assert verify(path) == []
+
+
+def test_every_durable_frame_comes_back_with_all_hdf5_metadata_destroyed(crashed, tmp_path):
+    path = copy_of(crashed, tmp_path)
+    log = chunklog.read(path)
+    keep = np.zeros(os.path.getsize(path), dtype=bool)
+    for r in log.chunks:
+        keep[r.offset:r.offset + r.size] = True
+    # the token tying the log to the file, written once at creation and never again, stays
+    keep[log.token_at:log.token_at + len(log.token)] = True
+    data = np.fromfile(path, dtype=np.uint8)
+    data[~keep] = 0  # superblock, object headers, chunk indexes: all gone
+    data.tofile(path)
+    report = emdstream.recover(path)
+    assert report.frames_written == crashed[1]
+    frames_ok(path, crashed[1])
+    assert not os.path.exists(chunklog.log_path(path))
+
+
+def test_a_damaged_chunk_ends_the_count_before_it(crashed, tmp_path):
+    path = copy_of(crashed, tmp_path)
+    versions = [r for r in chunklog.read(path).chunks
+                if r.stream == "frames" and r.dataset == "data" and r.first == 16]
+    with open(path, "r+b") as fh:
+        for victim in versions:  # every version of the chunk holding frames 16..23
+            fh.seek(victim.offset + victim.size // 2)
+            fh.write(b"\xff" * 16)
+    report = emdstream.recover(path)
+    assert report.frames_written["frames"] == 16  # frames 0..15 intact, the rest unproven
+    assert report.frames_written["haadf"] == crashed[1]["haadf"]
+    frames_ok(path, {"frames": 16, "haadf": crashed[1]["haadf"]})
+
+
+def test_another_files_log_is_never_applied(crashed, tmp_path):
+    path = copy_of(crashed, tmp_path)
+    other = str(tmp_path / "other.emd")
+    subprocess.run([sys.executable, cc.WORKLOAD, other, "writer", "0", "kill"],
+                   capture_output=True, timeout=120)
+    shutil.copy(chunklog.log_path(other), chunklog.log_path(path))  # the wrong log
+    report = emdstream.recover(path)  # HDF5's own recovery: the streams of this file
+    assert set(report.frames_written) == {"frames", "haadf", "spectra"}
+    frames_ok(path, crashed[1])
