@@ -21,12 +21,13 @@ from emdstream.read.file import EMDFile, open
 from emdstream.safety.recover import RecoveryReport, recover
 from emdstream.tools.view import view  # the live page in a browser (Jupyter: an IFrame)
 from emdstream.write.acquisition import Acquisition
+from emdstream.write.counted import CountedStream
 from emdstream.write.stream import Stream, StreamWriter
 from emdstream.write.writer import EMDWriter
 
 __version__ = "0.1.0"
 
-__all__ = ["Acquisition", "Dim", "EMDDataset", "EMDFile", "EMDStreamError", "EMDWriter",
+__all__ = ["Acquisition", "CountedStream", "Dim", "EMDDataset", "EMDFile", "EMDStreamError", "EMDWriter",
            "QueueFullError", "RecoveryReport", "Stream", "StreamWriter", "WriterClosedError",
            "WriterError", "WriterFullError", "open", "recover", "view", "write_dask", "write_master",
            "__version__"]

@@ -21,6 +21,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from emdstream.format import counted
 from emdstream.format.dims import Dim, dims_from_json, dims_to_json
 from emdstream.format.metadata import METADATA_GROUPS, unique_key, utc_key
 from emdstream.format.values import ENCODER, MAX_VALUES, TIMESTAMP, block_rows
@@ -57,6 +58,8 @@ def create_skeleton(path: str, streams: Sequence, metadata: Mapping[str, Mapping
         state.create_dataset("log", shape=(0,), maxshape=(None,), chunks=(4096,), dtype=np.uint8)
         for stream in streams:
             _create_stream(f, stream)
+            if hasattr(stream, "create_layout"):  # a counted stream's events (format.counted)
+                stream.create_layout(f)
     except BaseException:
         f.close()
         raise
@@ -251,6 +254,7 @@ def _finalize_stream(f: h5py.File, name: str) -> tuple[int, int]:
     if dropped.size:
         group.attrs["dropped_frames"] = dropped
     group.attrs["complete"] = True
+    counted.finalize(f, name, committed)
     return written, int(dropped.size)
 
 

@@ -12,8 +12,9 @@ from collections.abc import Iterator, Mapping
 import h5py
 import hdf5plugin  # noqa: F401  (registers the compression filters for reading)
 
-from emdstream.format import layout
+from emdstream.format import counted, layout
 from emdstream.format.metadata import METADATA_GROUPS
+from emdstream.read.counted import CountedDataset
 from emdstream.read.dataset import EMDDataset, text
 from emdstream.safety.h5open import open_h5
 from emdstream.safety.live_registry import live_files, reopen_lock
@@ -59,7 +60,8 @@ class EMDFile(Mapping):
         for name, group in self.h5["data"].items():
             if isinstance(group, h5py.Group) and int(group.attrs.get("emd_group_type", 0)) == 1 \
                     and "data" in group:
-                self.datasets[name] = EMDDataset(group, states.get(name), self)
+                kind = CountedDataset if counted.is_counted(group) else EMDDataset
+                self.datasets[name] = kind(group, states.get(name), self)
 
     @property
     def version(self) -> tuple[int, int]:

@@ -1,0 +1,204 @@
+"""Counted streams: events put per frame (put_events) or per block (put_csr), read back as CSR,
+dense frames, counts image and summed pattern; per-frame values; bad input refused before
+anything is taken; on_full; open-ended and n_frames streams; live reading."""
+import threading
+
+import h5py
+import numpy as np
+import pytest
+from support.counted import SHAPE, check_events, csr_of, events_of
+
+import emdstream
+from emdstream import Acquisition, CountedStream, Stream
+from emdstream.errors import QueueFullError, WriterFullError
+
+SCAN = (6, 10)
+N = SCAN[0] * SCAN[1]
+
+
+def write_scan(path, counts=False, **kw):
+    with Acquisition(path, scan_shape=SCAN, streams=[CountedStream("electrons", frame_shape=SHAPE),
+                                                     Stream("haadf", (), "float32")], **kw) as acq:
+        ev = acq["electrons"]
+        for slot in range(N // 2):  # one frame at a time
+            idx = events_of(slot)
+            extra = {"counts": np.full(idx.size, 2, np.uint16)} if counts else {}
+            assert ev.put_events(idx, stage_x=float(slot), **extra)
+            acq["haadf"].put(float(slot))
+        indptr, indices = csr_of(range(N // 2, N))  # the rest as one block
+        extra = {"counts": np.full(indices.size, 2, np.uint8)} if counts else {}
+        assert ev.put_csr(indptr, indices, stage_x=np.arange(N // 2, N, dtype=float), **extra) == N // 2
+        acq["haadf"].put_many(np.arange(N // 2, N, dtype=np.float32))
+
+
+def summed(slots, weight=1):
+    return weight * np.bincount(np.concatenate([events_of(s) for s in slots]),
+                                minlength=SHAPE[0] * SHAPE[1]).reshape(SHAPE)
+
+
+def test_round_trip_csr_frames_values_and_summaries(tmp_path):
+    path = str(tmp_path / "c.emd")
+    write_scan(path)
+    f = emdstream.open(path)
+    e = f["electrons"]
+    assert e.frames_written == N and e.complete and e.frame_shape == SHAPE
+    check_events(e, N)
+    assert e.csr().shape == (N, SHAPE[0] * SHAPE[1])
+    assert np.array_equal(e.values["stage_x"].reshape(-1), np.arange(N))
+    assert np.all(np.diff(e.values["timestamp"].reshape(-1)) >= 0)
+    for slot in (0, 7, N // 2, N - 1):
+        assert np.array_equal(e.frame(slot), summed([slot]))
+    assert np.array_equal(e.csr(3, 9).toarray()[2], summed([5]).reshape(-1))
+    assert e.counts_image.shape == SCAN
+    assert np.array_equal(e.summed_pattern, summed(range(N)))
+    total = f["electrons_sum"]
+    assert total.data.shape == SHAPE and np.array_equal(total.data[()], summed(range(N)))
+    with h5py.File(path, "r") as h5:  # the layout of docs/counted.md
+        events = h5["data/electrons/events"]
+        assert events["indptr"].dtype == np.int64 and events["indptr"].shape == (N + 1,)
+        assert events["indices"].dtype == np.uint32 and "counts" not in events
+        assert events["indices"].chunks
+        assert events["indices"].id.get_create_plist().get_nfilters() == 1
+        assert h5["data/electrons/data"].dtype == np.uint32
+        assert h5["data/electrons"].attrs["emdstream_profile"] == "counted"
+
+
+def test_counts_are_kept_and_weight_the_summaries(tmp_path):
+    path = str(tmp_path / "c.emd")
+    write_scan(path, counts=True)
+    e = emdstream.open(path)["electrons"]
+    assert e.has_counts
+    assert np.array_equal(e.frame(3), summed([3], 2))
+    assert np.array_equal(e.summed_pattern, summed(range(N), 2))
+    assert e.csr().data.dtype == np.uint16 and set(np.unique(e.csr().data)) <= {2}
+
+
+def test_counts_fixed_by_first_put(tmp_path):
+    path = str(tmp_path / "c.emd")
+    with Acquisition(path, [CountedStream("e", SHAPE, n_frames=3)]) as acq:
+        acq["e"].put_events([1, 2], counts=[5, 6])
+        acq["e"].put_events([3])  # no counts: each counts 1
+        acq["e"].put_events([])
+    e = emdstream.open(path)["e"]
+    assert e.csr().toarray()[:, :4].tolist() == [[0, 5, 6, 0], [0, 0, 0, 1], [0, 0, 0, 0]]
+    with Acquisition(str(tmp_path / "d.emd"), [CountedStream("e", SHAPE, n_frames=2)]) as acq:
+        acq["e"].put_events([1])
+        with pytest.raises(ValueError, match="first put gave no counts"):
+            acq["e"].put_events([1], counts=[2])
+        assert acq["e"].frames_put == 1
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda s: s.put_events([0, SHAPE[0] * SHAPE[1]]), ValueError, "outside"),
+    (lambda s: s.put_events(np.array([-1, 3])), ValueError, "negative"),
+    (lambda s: s.put_events(np.array([1.0, 2.0])), TypeError, "integer dtype"),
+    (lambda s: s.put_events(np.zeros((2, 2), int)), ValueError, "1-D"),
+    (lambda s: s.put_events([1, 2], counts=[1]), ValueError, "one per index"),
+    (lambda s: s.put_events([1, 2], counts=[1, 70000]), ValueError, "do not fit"),
+    (lambda s: s.put_csr([1, 2], [0, 1]), ValueError, "start at 0"),
+    (lambda s: s.put_csr([0, 2, 1], [0, 1]), ValueError, "not decrease"),
+    (lambda s: s.put_csr([0, 1, 3], [0, 1]), ValueError, "len\\(indices\\)"),
+    (lambda s: s.put_csr([0.0, 1.0], [0]), TypeError, "indptr"),
+    (lambda s: s.put_csr([0, 1, 2], [0, 1], counts=[1, 2, 3]), ValueError, "one per index"),
+    (lambda s: s.put_csr([0, 1, 2], [0, 1], stage=[1.0]), ValueError, "stage"),
+    (lambda s: s.put(np.zeros(SHAPE)), TypeError, "counted stream"),
+])
+def test_bad_input_is_refused_before_anything_is_taken(tmp_path, call, error, message):
+    path = str(tmp_path / "bad.emd")
+    with Acquisition(path, [CountedStream("e", SHAPE, open_ended=True)]) as acq:
+        s = acq["e"]
+        with pytest.raises(error, match=message):
+            call(s)
+        assert s.frames_put == 0
+        s.put_events([4, 5])
+    e = emdstream.open(path)["e"]
+    assert e.frames_written == 1 and e.csr().indices.tolist() == [4, 5]
+
+
+def test_open_ended_and_n_frames(tmp_path):
+    path = str(tmp_path / "open.emd")
+    with Acquisition(path, [CountedStream("e", SHAPE, open_ended=True, chunk_events=64),
+                            CountedStream("f", SHAPE, n_frames=5)]) as acq:
+        indptr, indices = csr_of(range(300))
+        acq["e"].put_csr(indptr, indices)
+        for slot in range(5):
+            acq["f"].put_events(events_of(slot))
+        with pytest.raises(WriterFullError):
+            acq["f"].put_events([1])
+    f = emdstream.open(path)
+    check_events(f["e"], 300)
+    check_events(f["f"], 5)
+    assert f["e"].counts_image.shape == (300,)
+    assert f["e"].dims[0].values.shape == (300,)
+
+
+def test_on_full_raise_and_drop(tmp_path, monkeypatch):
+    from emdstream.write.events import EventQueue
+
+    gate = threading.Event()  # the writer takes no events until it is set
+    take = EventQueue.take
+    monkeypatch.setattr(EventQueue, "take", lambda self: take(self) if gate.is_set() else [])
+    for on_full in ("raise", "drop"):
+        path = str(tmp_path / f"{on_full}.emd")
+        with Acquisition(path, [CountedStream("e", SHAPE, n_frames=6, queue_events=50)],
+                         on_full=on_full) as acq:
+            s = acq["e"]
+            s.put_events(np.arange(40))
+            if on_full == "raise":
+                with pytest.raises(QueueFullError):
+                    s.put_events(np.arange(20))
+                assert s.frames_put == 1
+            else:
+                assert not s.put_events(np.arange(20), stage=1.0)
+                assert s.put_csr([0, 5, 15], np.arange(15), stage=[2.0, 3.0]) == 0
+                assert s.frames_dropped == 3
+            gate.set()
+            while s.events.pending:
+                pass
+            s.put_events(np.arange(3))
+            gate.clear()
+            gate.set()
+        e = emdstream.open(path)["e"]
+        lengths = np.diff(e.csr().indptr).tolist()
+        assert lengths == ([40, 3] if on_full == "raise" else [40, 0, 0, 0, 3])
+        assert e.frames_dropped == (0 if on_full == "raise" else 3)
+        gate.clear()
+
+
+def test_live_reader_sees_committed_events(tmp_path):
+    path = str(tmp_path / "live.emd")
+    with Acquisition(path, [CountedStream("e", SHAPE, open_ended=True)], flush_frames=10) as acq:
+        s = acq["e"]
+        indptr, indices = csr_of(range(25))
+        s.put_csr(indptr, indices)
+        with emdstream.open(path, live=True) as f:
+            deadline = 0
+            while f["e"].frames_written < 20 and deadline < 200:
+                threading.Event().wait(0.02)
+                f.refresh()
+                deadline += 1
+            n = f["e"].frames_written
+            assert n >= 20 and not f["e"].complete
+            check_events(f["e"], n)
+            assert np.array_equal(f["e"].summed_pattern, summed(range(n)))
+    check_events(emdstream.open(path)["e"], 25)
+
+
+def test_many_small_and_large_puts_from_threads_keep_each_call_whole(tmp_path):
+    path = str(tmp_path / "threads.emd")
+    with Acquisition(path, [CountedStream("e", SHAPE, open_ended=True, chunk_events=128)]) as acq:
+        def produce(first):
+            for slot in range(first, first + 200):
+                acq["e"].put_events(events_of(slot), source=float(first))
+        threads = [threading.Thread(target=produce, args=(k * 1000,)) for k in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    e = emdstream.open(path)["e"]
+    sources = e.values["source"]
+    matrix = e.csr()
+    for slot in range(600):
+        origin = int(sources[slot]) + int(np.sum(sources[:slot] == sources[slot]))
+        assert np.array_equal(matrix.indices[matrix.indptr[slot]:matrix.indptr[slot + 1]],
+                              events_of(origin))
