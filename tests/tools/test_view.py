@@ -164,6 +164,8 @@ def test_finished_file_says_complete_and_viewing_changes_no_byte(live):
     assert state["writer"] == "finished"
     for stream in state["streams"].values():
         assert stream["complete"] and stream["frames_written"] == stream["n_frames"] == N_FRAMES
+        assert set(stream["raw_chunks"]) == {"incompressible", "writer_behind"}
+        assert stream["raw_chunks"]["writer_behind"] == 0 and stream["ratio"] > 1
     before, stat = sha256(live.path), os.stat(live.path)
     server = ViewServer(live.path, interval=0.01).start()
     try:

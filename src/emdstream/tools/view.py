@@ -11,6 +11,8 @@ import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from IPython.display import IFrame
+
     from emdstream.tools.view_server import ViewServer
 
 
@@ -32,7 +34,7 @@ class ViewURL(str):
 
 
 def view(path: str | os.PathLike, host: str = "127.0.0.1", port: int = 0, interval: float = 0.5,
-         width: str | int = "100%", height: int = 860):
+         width: str | int = "100%", height: int = 860) -> IFrame | ViewURL:
     """Serve the live page of an EMD file in a background thread; in Jupyter, an IFrame showing
     it (``.url``, ``.stop()``), else a ``ViewURL`` (a str) to open in a browser."""
     from emdstream.tools.view_server import ViewServer
