@@ -19,6 +19,7 @@ import numpy as np
 
 from emdstream.format.chunk_grid import ChunkGeometry
 from emdstream.write.chunk_buffer import ChunkBuffer
+from emdstream.write.packed import PieceLayout
 
 
 @dataclass
@@ -40,8 +41,10 @@ class ChunkAssembler:
     ``(stream index, buffer, end slot)``."""
 
     def __init__(self, geometry: ChunkGeometry, dtype: np.dtype, fillvalue, n_buffers: int,
-                 chunks: queue.SimpleQueue, stream_index: int = 0):
+                 chunks: queue.SimpleQueue, stream_index: int = 0,
+                 layout: Optional[PieceLayout] = None):
         self.geometry = geometry
+        self.layout = layout  # chunks compressed in pieces (``packed``), or None
         self.dtype = dtype
         self.fillvalue = fillvalue
         self.n_buffers = max(2, n_buffers)
@@ -60,6 +63,10 @@ class ChunkAssembler:
         self.any_order = False  # chunks came in any order (put_encoded_chunk): see writer_thread
         self._complete_chunks: collections.deque = collections.deque()  # waiting for open slots
         self.finished = False
+        # pieces handed to the writer thread raw (producer's count) and compressed there since
+        # (the writer's): the producer compresses in put while the writer has some left
+        self.raw_handed = 0
+        self.raw_done = 0
 
     # --- buffers ---------------------------------------------------------------------------
     def acquire(self, timeout: Optional[float]) -> Optional[ChunkBuffer]:
@@ -71,7 +78,7 @@ class ChunkAssembler:
             pass
         if self._allocated < self.n_buffers:
             self._allocated += 1
-            return ChunkBuffer(self.geometry.k, self.geometry.frame_shape, self.dtype)
+            return ChunkBuffer(self.geometry.k, self.geometry.frame_shape, self.dtype, self.layout)
         if not timeout:
             return None
         try:
@@ -90,6 +97,11 @@ class ChunkAssembler:
     def buffers_in_use(self) -> int:
         return self._allocated - self._free.qsize()
 
+    def writer_backlog(self) -> int:
+        """Pieces the writer thread still has to compress (read without a lock: each count has
+        one writer, and a stale value only moves one piece to the other thread)."""
+        return self.raw_handed - self.raw_done
+
     # --- frames (the caller serializes these) -------------------------------------------------
     # A chunk is complete once its last slot is taken; it is handed over when no slot of it (nor
     # of an earlier chunk) is still open (``reserve``), so chunks reach the writer in order.
@@ -107,7 +119,8 @@ class ChunkAssembler:
         """Copy a checked frame (and its per-frame values) into the next slot."""
         with self.lock:
             cur = self.current
-            cur.put(self.slots - cur.first_slot, frame, when, columns)
+            cur.put(self.slots - cur.first_slot, frame, when, columns,
+                    self.raw_handed > self.raw_done)
             self._taken(1)
 
     def add_many(self, frames: np.ndarray, when: float, columns=()) -> int:
@@ -117,7 +130,7 @@ class ChunkAssembler:
             cur = self.current
             n = min(len(frames), cur.end_slot - self.slots)
             cur.put_block(self.slots - cur.first_slot, frames[:n], when,
-                          [(c, v[:n]) for c, v in columns])
+                          [(c, v[:n]) for c, v in columns], self.raw_handed > self.raw_done)
             self._taken(n)
         return n
 
@@ -137,6 +150,8 @@ class ChunkAssembler:
             if self.finished:  # close() went ahead without it: the slot counts as dropped
                 return
             if filled:
+                if buffer.pack is not None:
+                    buffer.pack.filled_in_place(position, self.raw_handed > self.raw_done)
                 buffer.mark(position, when, columns)
             else:
                 bisect.insort(self.dropped, buffer.first_slot + position)
@@ -198,6 +213,8 @@ class ChunkAssembler:
             buffer, end = self._complete_chunks.popleft()
             if isinstance(buffer, ChunkBuffer):
                 buffer.complete(self.fillvalue)
+                if buffer.pack is not None:
+                    self.raw_handed += buffer.pack.raw_pieces()
             self.chunks.put((self.stream_index, buffer, end))
             self.handed_end = end
 
@@ -208,6 +225,8 @@ class ChunkAssembler:
                             waiting=bool(self._complete_chunks))
             cur = self.current
             if cur is not None and cur.filled.any() and not snap.waiting:
+                if cur.pack is not None:
+                    cur.pack.materialize()  # frames compressed at put: their raw bytes
                 snap.partial_id = cur.chunk_id
                 snap.partial_end = cur.filled_end()
                 snap.partial = np.where(cur.filled.reshape((-1,) + (1,) * (cur.array.ndim - 1)),

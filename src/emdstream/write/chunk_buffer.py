@@ -2,17 +2,23 @@
 and chunks that arrive already encoded (``EncodedChunk``), each with its frames' value rows."""
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
 
 from emdstream.format.values import empty_rows
+from emdstream.write.packed import Packing, PieceLayout
 
 
 class ChunkBuffer:
     """A reusable chunk-shaped array that frames are copied into, once, at ``put``, with the
-    per-frame value rows of those frames (see ``values``)."""
+    per-frame value rows of those frames (see ``values``). With a ``PieceLayout`` (bslz4 of
+    block-aligned frames), frames may instead be compressed at ``put`` into ``pack``."""
 
-    def __init__(self, k: int, frame_shape: tuple[int, ...], dtype: np.dtype):
+    def __init__(self, k: int, frame_shape: tuple[int, ...], dtype: np.dtype,
+                 layout: Optional[PieceLayout] = None):
         self.array = np.empty((k,) + tuple(frame_shape), dtype=dtype)
+        self.pack = Packing(layout, self.array.reshape(-1)) if layout is not None else None
         self.values = empty_rows(k)
         self.filled = np.zeros(k, dtype=bool)
         self.open: set[int] = set()  # positions handed out by ``frame_buffer``, not committed yet
@@ -25,9 +31,16 @@ class ChunkBuffer:
         self.open.clear()
         self.filled[:] = False
         self.values.fill(np.nan)
+        if self.pack is not None:
+            self.pack.reset()
 
-    def put(self, position: int, frame: np.ndarray, when: float, columns=()) -> None:
-        np.copyto(self.array[position, ...], frame, casting="unsafe")  # lossless: checked at put
+    def put(self, position: int, frame: np.ndarray, when: float, columns=(),
+            inline: bool = False) -> None:
+        """``inline``: a piece this frame completes is compressed now (see ``packed``)."""
+        if self.pack is not None:
+            self.pack.take(position, frame[None], inline)
+        else:
+            np.copyto(self.array[position, ...], frame, casting="unsafe")  # lossless: checked
         self.mark(position, when, columns)
 
     def mark(self, position: int, when: float, columns=()) -> None:
@@ -38,11 +51,15 @@ class ChunkBuffer:
             row[column] = value
         self.filled[position] = True
 
-    def put_block(self, position: int, frames: np.ndarray, when: float, columns=()) -> None:
+    def put_block(self, position: int, frames: np.ndarray, when: float, columns=(),
+                  inline: bool = False) -> None:
         """Frames for ``position``, ``position + 1``, ... in one copy; ``columns``: (column,
         one value per frame)."""
         end = position + len(frames)
-        np.copyto(self.array[position:end], frames, casting="unsafe")  # checked at put_many
+        if self.pack is not None:
+            self.pack.take(position, frames, inline)
+        else:
+            np.copyto(self.array[position:end], frames, casting="unsafe")  # checked at put_many
         rows = self.values[position:end]
         rows[:, 0] = when
         for column, values in columns:

@@ -24,6 +24,7 @@ from emdstream.format.values import MAX_VALUES, ValueColumns, empty_rows, now
 from emdstream.write.assembler import ChunkAssembler
 from emdstream.write.chunk_buffer import EncodedChunk
 from emdstream.write.frames import FrameSpec
+from emdstream.write.packed import PieceLayout
 from emdstream.write.session import FileSession
 
 _POLL = 0.05  # seconds between checks of the writer thread while put waits for room
@@ -94,8 +95,10 @@ class StreamWriter:
             else stream.fillvalue
         self.columns = ValueColumns(self.name, [d.from_values for d in self.dims if d.from_values])
         queue_frames = stream.queue_frames or max(2 * self.geometry.k, default_queue_frames)
+        layout = PieceLayout.of(self.encoder, self.geometry.k, self.spec.shape, self.spec.dtype,
+                                session.on_full)
         self.assembler = ChunkAssembler(self.geometry, self.spec.dtype, self.fillvalue,
-                                        -(-queue_frames // self.geometry.k), chunks, index)
+                                        -(-queue_frames // self.geometry.k), chunks, index, layout)
         self._lock = threading.Lock()  # one put (or the close) at a time: file order = call order
         self.closed = False
 

@@ -152,7 +152,6 @@ class WriterThread(threading.Thread):
         self._pool: Optional[EncoderPool] = None
         self._inflight: collections.deque = collections.deque()
         try:
-            self._pool = EncoderPool(self.workers)
             close = self._stream()
             self._finish(close)
         except BaseException as exc:
@@ -181,7 +180,7 @@ class WriterThread(threading.Thread):
                 self.sinks[item.index].events.write_ready()
                 item = None
             if item is not None:
-                saturated = len(self._inflight) >= 2 * self._pool.workers
+                saturated = len(self._inflight) >= 2 * (self.workers or os.cpu_count() or 1)
                 if saturated and self.store_raw and isinstance(item[1], ChunkBuffer):
                     self._write_raw_now(*item)  # behind: the disk takes it while the pool works
                 else:
@@ -209,7 +208,12 @@ class WriterThread(threading.Thread):
         if isinstance(buffer, EncodedChunk):
             fut = Future()  # nothing to encode
             fut.set_result((buffer.payload,))
+        elif buffer.pack is not None:  # compressed in pieces: the rest here, now (see packed)
+            fut = Future()
+            fut.set_result(_finish_packed(sink, buffer))
         else:
+            if self._pool is None:  # only streams of other codecs need it
+                self._pool = EncoderPool(self.workers)
             fut = self._pool.submit(_encode, sink, buffer.array)
         sink.in_flight += 1
         self._inflight.append((sink, buffer, end, fut))
@@ -390,6 +394,19 @@ def _encode(sink: _Sink, frames) -> tuple:
     payload = sink.encoder.encode(frames.reshape(sink.geometry.chunk_shape))
     if sink.skip_all_filters and memoryview(payload).nbytes >= frames.nbytes:
         return _raw(frames, RAW_INCOMPRESSIBLE)
+    return (payload,)
+
+
+def _finish_packed(sink: _Sink, buffer: ChunkBuffer) -> tuple:
+    """A chunk compressed in pieces (``packed``), its last pieces compressed here."""
+    pack, raw = buffer.pack, buffer.pack.raw_pieces()
+    payload = pack.finish()
+    sink.assembler.raw_done += raw  # the producer compresses in put while this is behind
+    if sink.skip_all_filters and payload.nbytes >= buffer.array.nbytes:
+        pack.materialize()
+        return _raw(buffer.array, RAW_INCOMPRESSIBLE)
+    if sink.partial_written and sink.partial_written[0] == buffer.chunk_id:
+        pack.materialize()  # a rewrite may be stored raw instead (``frames`` of _write_chunk)
     return (payload,)
 
 
