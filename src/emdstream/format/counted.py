@@ -22,6 +22,7 @@ EVENTS = "events"                   # subgroup of /data/<name>
 FRAME_SHAPE_ATTR = "frame_shape"    # on the events group: the detector frame (H, W)
 SUM_SUFFIX = "_sum"                 # /data/<name>_sum: the summed pattern
 SUMMARY_OF_ATTR = "emdstream_summary_of"
+EVENT_KEYS = ("indices", "counts", "indptr")  # datasets of the events group
 INDEX_DTYPE = np.dtype(np.uint32)
 INDPTR_DTYPE = np.dtype(np.int64)
 DEFAULT_CHUNK_EVENTS = 1 << 18      # 1 MiB of uint32 indices per chunk

@@ -20,6 +20,7 @@ import numpy as np
 
 from emdstream.format import layout
 from emdstream.safety import chunklog, journal
+from emdstream.safety.salvage_events import restore_events
 from emdstream.safety.superblock import clear_consistency_flags
 
 SUFFIX = ".emdstream-salvage"
@@ -47,6 +48,8 @@ def salvage(path: str, contents: chunklog.LogContents,
                        _restore(group[layout.VALUES], by_dataset[(name, "values")], src)]
             dropped = sorted(int(s) for s in state.get("dropped") or [])
             count = _count(int(state.get("committed", 0)), dropped, covered)
+            count = restore_events(group, lambda ds, key, name=name: _restore(
+                ds, by_dataset[(name, key)], src), count)  # a counted stream's events
             _write_state(f[layout.state_path(name)], count, dropped, state)
         layout.append_log(f, [(k, t) for k, t in contents.comments])
     counts = journal.finalize(tmp, closing_comment)

@@ -21,6 +21,8 @@ class ChunkNotes:
             return
         for sink in sinks:
             sink.values.on_write = functools.partial(self.note, sink, "values")
+            if getattr(sink, "events", None) is not None:  # a counted stream: "events/indices"...
+                sink.events.on_write = functools.partial(self.note, sink)
 
     def note(self, sink, dataset: str, offset: tuple, payload, mask: int, first: int,
              end: int) -> None:
@@ -29,7 +31,8 @@ class ChunkNotes:
         (those bytes stay)."""
         if self.log is None:
             return
-        ds = sink.data if dataset == "data" else sink.values.ds
+        ds = sink.data if dataset == "data" else sink.values.ds if dataset == "values" else \
+            sink.data.parent[dataset]  # a counted stream's events: first .. end are elements
         slot_bytes = 8 * MAX_VALUES if dataset == "values" else \
             int(np.prod(ds.shape[ds.ndim - len(sink.geometry.frame_shape):])) * ds.dtype.itemsize
         info = ds.id.get_chunk_info_by_coord(offset)

@@ -83,16 +83,23 @@ class EventQueue:
 
 class _Appender:
     """One 1-D extendible dataset filled chunk by chunk with direct chunk writes. The extent grows
-    with what is written (never shrinks while streaming: HDF5 would rewrite the edge chunk)."""
+    with what is written (never shrinks while streaming: HDF5 would rewrite the edge chunk). A
+    partly filled chunk is written again as it grows, never in place over its compressed bytes
+    (the chunk log's rule, ``safety.chunklog``): a version the size of the last is stored raw."""
 
-    def __init__(self, ds: h5py.Dataset, encoder: ChunkEncoder, start: Optional[np.ndarray] = None):
+    def __init__(self, ds: h5py.Dataset, key: str, encoder: ChunkEncoder,
+                 start: Optional[np.ndarray] = None):
         self.ds = ds
+        self.key = key  # the dataset's path in the stream's group, for the chunk log
         self.encoder = encoder
         self.size = ds.chunks[0]
+        self.raw_mask = (1 << ds.id.get_create_plist().get_nfilters()) - 1
         self.buffer = np.zeros(self.size, ds.dtype)
         self.fill = 0
         self.base = 0               # element offset of the chunk being filled
         self.partial_written = 0    # elements of that chunk already in the file
+        self.last_size = -1         # bytes of its last version
+        self.on_write: Optional[Callable] = None  # (key, offset, payload, mask, first, end)
         if start is not None:
             self.append(start)
 
@@ -105,7 +112,7 @@ class _Appender:
         while at < n:
             if self.fill == 0 and n - at >= self.size:  # whole chunks straight from the input
                 self._write(values[at:at + self.size], self.size)
-                self.base += self.size
+                self._next_chunk()
                 at += self.size
                 continue
             take = min(self.size - self.fill, n - at)
@@ -114,8 +121,12 @@ class _Appender:
             at += take
             if self.fill == self.size:
                 self._write(self.buffer, self.size)
-                self.base += self.size
-                self.fill = self.partial_written = 0
+                self._next_chunk()
+
+    def _next_chunk(self) -> None:
+        self.base += self.size
+        self.fill = self.partial_written = 0
+        self.last_size = -1
 
     def flush(self) -> None:
         """Write the partly filled chunk (padded) if it grew since it was last written."""
@@ -128,7 +139,14 @@ class _Appender:
         end = self.base + valid
         if end > self.ds.shape[0]:
             self.ds.resize((end,))
-        self.ds.id.write_direct_chunk((self.base,), self.encoder.encode(chunk))
+        payload, mask = self.encoder.encode(chunk), 0
+        size = memoryview(payload).nbytes
+        if self.raw_mask and (size == self.last_size or size >= chunk.nbytes):
+            payload, mask = np.ascontiguousarray(chunk).data, self.raw_mask
+        self.ds.id.write_direct_chunk((self.base,), payload, filter_mask=mask)
+        self.last_size = memoryview(payload).nbytes
+        if self.on_write is not None:
+            self.on_write(self.key, (self.base,), payload, mask, self.base, end)
 
 
 class EventWriter:
@@ -137,9 +155,9 @@ class EventWriter:
     def __init__(self, group: h5py.Group, encoder: ChunkEncoder, events: EventQueue):
         ds = group[profile.EVENTS]
         self.queue = events
-        self.indptr = _Appender(ds["indptr"], encoder, np.zeros(1, profile.INDPTR_DTYPE))
-        self.indices = _Appender(ds["indices"], encoder)
-        self.counts = _Appender(ds["counts"], encoder)
+        self.indices, self.counts, self.indptr = (
+            _Appender(ds[key], f"{profile.EVENTS}/{key}", encoder) for key in profile.EVENT_KEYS)
+        self.indptr.append(np.zeros(1, profile.INDPTR_DTYPE))
         self.rows_written = 0  # slots whose events are handed to HDF5
 
     @classmethod
@@ -149,6 +167,17 @@ class EventWriter:
         if events is None:
             return None
         return cls(h5file[f"data/{stream.name}"], stream.encoder, events)
+
+    @property
+    def on_write(self) -> Optional[Callable]:
+        return self.indices.on_write
+
+    @on_write.setter
+    def on_write(self, note: Optional[Callable]) -> None:
+        """Told of every chunk written: ``note(key, offset, payload, mask, first, end)``,
+        ``first .. end`` the elements it holds (the chunk log, ``write.chunk_notes``)."""
+        for appender in (self.indices, self.counts, self.indptr):
+            appender.on_write = note
 
     def write_ready(self) -> None:
         """Take what waits and write its full chunks."""
