@@ -36,8 +36,10 @@ def test_kill_9_at_random_moments_loses_no_flushed_frame(tmp_path, mode):
         assert n >= durable, f"run {run}: the file counts {n} frames, the writer said {durable}"
         check_frames(frames_in(path, n, mode), n)
         report = emdstream.recover(path)
-        assert report.changed and report.frames_written["dataset_1"] == n
-        assert report.frames_written["dataset_1"] >= durable
+        # at least what the file counted (the chunk log may hold one flush more: a kill between
+        # its record and the count)
+        assert report.changed and report.frames_written["dataset_1"] >= n
+        n = report.frames_written["dataset_1"]
         with h5py.File(path, "r") as f:  # plain read works after recovery
             group = f["data/dataset_1"]
             assert group.attrs["frames_written"] == n and group.attrs["complete"]

@@ -42,7 +42,7 @@ def test_file_size_limit_reaches_the_producer(tmp_path):
     out = run_child(path, "open", "fsize=3000000", "compression=none")
     n = assert_failure_reported_and_frames_kept(out, path, "File too large")
     assert n > 0
-    assert emdstream.recover(path).frames_written["dataset_1"] == n
+    assert emdstream.recover(path).frames_written["dataset_1"] >= n  # the log may hold one flush more
 
 
 @pytest.fixture
@@ -64,7 +64,7 @@ def test_full_disk_reaches_the_producer(small_tmpfs, tmp_path):
     shutil.copy(path, saved)  # recover where there is room
     n = assert_failure_reported_and_frames_kept(out, saved, "No space left on device")
     assert n > 0
-    assert emdstream.recover(saved).frames_written["dataset_1"] == n
+    assert emdstream.recover(saved).frames_written["dataset_1"] == n  # a copy without its chunk log
 
 
 def test_file_deleted_underneath_reaches_the_producer(tmp_path):

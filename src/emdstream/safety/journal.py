@@ -6,7 +6,8 @@ leave a file no tool could open. So finalizing opens the file through h5py's ``f
 a ``ShadowFile``: reads see the file plus the writes made so far, writes land in memory pages and
 never reach the file. Once HDF5 has closed the file:
 
-1. the dirty pages and the final size go to ``<path>.emdstream-journal``, ending in a checksum,
+1. the file is fsynced (a complete journal must never point at data the disk does not have yet),
+   the dirty pages and the final size go to ``<path>.emdstream-journal``, ending in a checksum,
    and the journal is fsynced (with its directory);
 2. the pages are written into the file, the file is cut to its final size and fsynced;
 3. the journal is removed.
@@ -128,6 +129,9 @@ class ShadowFile(io.RawIOBase):
     def flush(self) -> None:
         pass
 
+    def fileno(self) -> int:
+        return self._fd
+
     def close(self) -> None:
         if not self.closed:
             os.close(self._fd)
@@ -144,6 +148,7 @@ def finalize(path: str | os.PathLike, closing_comment: str,
         with h5py.File(shadow, "r+", libver=layout.LIBVER) as f:
             counts = layout.finalize(f, closing_comment)
         pages, size = shadow.pages, shadow.size
+        os.fsync(shadow.fileno())  # what the finished file points to is on disk before the journal
     _write_journal(path, pages, size)
     with reopen_lock:  # live readers in this process do not reopen a half-applied file
         _apply(path, pages, size, on_applied)
