@@ -16,11 +16,12 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from support.counted import SHAPE, events_of
 from test_cli import killed_writer_file
 
-from emdstream import EMDWriter
+from emdstream import Acquisition, CountedStream, EMDWriter, Stream
 from emdstream import open as open_emd
-from emdstream.tools import view_server, view_streams
+from emdstream.tools import view_kinds, view_server, view_streams
 from emdstream.tools.preview import valid_frames, virtual_image
 from emdstream.tools.simulate import Simulated4DSTEM
 from emdstream.tools.view import ViewURL
@@ -243,25 +244,51 @@ def test_the_colour_range_ignores_hot_pixels():
 
 
 def test_a_new_kind_of_stream_adds_its_own_panels(tmp_path, monkeypatch):
-    class Counted(view_streams.StreamView):  # e.g. a counted-event stream's counts image
-        kind = "counted"
+    class Custom(view_streams.StreamView):  # a kind of stream still to come
+        kind = "custom"
 
         @classmethod
         def accepts(cls, ds):
-            return ds.name == "events"
+            return ds.name == "special"
 
         def panels(self):
-            return [Panel("events/counts", self.name, "navigation", "events: counts image",
-                          np.ones((4, 4)))]
+            return [Panel("special/map", self.name, "navigation", "special: a map", np.ones((4, 4)))]
 
-    monkeypatch.setattr(view_streams, "KINDS", [Counted] + view_streams.KINDS)
+    monkeypatch.setattr(view_kinds, "KINDS", [Custom] + view_kinds.KINDS)
     path = tmp_path / "stack.emd"
-    with EMDWriter(path, (8,), "float32", name="events", workers=1) as w:
+    with EMDWriter(path, (8,), "float32", name="special", workers=1) as w:
         for i in range(5):
             w.put(np.full(8, i, np.float32))
     monitor = Monitor(path)
-    assert monitor.state()["streams"]["events"]["kind"] == "counted"
-    assert [p["title"] for p in monitor.panels()["panels"]] == ["events: counts image"]
+    assert monitor.state()["streams"]["special"]["kind"] == "custom"
+    assert [p["title"] for p in monitor.panels()["panels"]] == ["special: a map"]
+
+
+def test_a_counted_stream_shows_its_counts_image_and_summed_pattern(tmp_path):
+    path = tmp_path / "counted.emd"
+    scan = (6, 10)
+    with Acquisition(path, scan_shape=scan, streams=[CountedStream("electrons", frame_shape=SHAPE),
+                                                     Stream("haadf", (), "float32")]) as acq:
+        for slot in range(40):  # 20 slots never written
+            acq["electrons"].put_events(events_of(slot))
+            acq["haadf"].put(float(slot))
+    monitor = Monitor(path)
+    state = monitor.state()["streams"]
+    assert state["electrons"]["kind"] == "counted" and state["electrons"]["frames_written"] == 40
+    assert state["electrons_sum"]["kind"] == "image"
+    panels = {p["key"]: p for p in monitor.panels()["panels"]}
+    counts = codes(panels["electrons/navigation"]).reshape(-1)
+    assert panels["electrons/navigation"]["title"].startswith("electrons: counts image")
+    assert (counts[40:] == UNWRITTEN).all() and (counts[:40] >= FIRST_LEVEL).all()
+    assert panels["electrons/navigation"]["frames_from"] == "electrons"
+    everything = np.bincount(np.concatenate([events_of(s) for s in range(40)]),
+                             minlength=SHAPE[0] * SHAPE[1]).reshape(SHAPE)
+    assert np.array_equal(monitor.views["electrons"].pattern, everything)
+    assert panels["electrons/summed"]["stats"]["max"] == everything.max()
+    assert panels["electrons_sum/image"]["stats"]["max"] == everything.max()
+    frame = monitor.frame("electrons", 7)
+    assert frame["panel"]["shape"] == list(SHAPE)
+    assert frame["panel"]["stats"]["mean"] * SHAPE[0] * SHAPE[1] == pytest.approx(events_of(7).size)
 
 
 def test_a_stack_of_spectra_shows_lines(tmp_path):

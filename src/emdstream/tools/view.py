@@ -2,7 +2,8 @@
 
 ``serve`` is the command (URL on the first line of stdout, then serve until Ctrl-C); ``view``
 serves from a thread, for Jupyter. The server, the page and the images: ``view_server``,
-``view_page.html``, ``view_streams``, ``view_panels``.
+``view_page.html``, ``view_streams`` and ``view_kinds`` (what each kind of stream shows),
+``view_panels``.
 """
 from __future__ import annotations
 

@@ -25,8 +25,9 @@ import numpy as np
 
 from emdstream.read.file import open as open_emd
 from emdstream.safety.filelock import writer_holds
+from emdstream.tools.view_kinds import kind_of, view_for
 from emdstream.tools.view_panels import Panel
-from emdstream.tools.view_streams import FrameView, StreamView, read_slots, view_for
+from emdstream.tools.view_streams import StreamView
 
 PAGE = Path(__file__).with_name("view_page.html")
 STALL_S = 3.0  # no new frame for this long: ask whether a writer still holds the file
@@ -107,11 +108,11 @@ class Monitor:
 
     def _build_panels(self) -> dict[str, Any]:
         drawn = [panel for view in self.views.values() for panel in view.panels()]
-        framed = [v for v in self.views.values() if isinstance(v, FrameView)]
+        framed = [v for v in self.views.values() if v.has_frames]
         for panel in drawn:  # a click on a scan position shows the frame of a stream on that scan
             if panel.role == "navigation":
                 own = self.views[panel.stream]
-                source = own if isinstance(own, FrameView) else next(
+                source = own if own.has_frames else next(
                     (v for v in framed if v.grid == own.grid), None)
                 panel.frames_from = source.name if source else None
         drawn.sort(key=lambda p: (p.role != "navigation", self.views[p.stream].kind != "scalar"))
@@ -133,7 +134,7 @@ class Monitor:
             if state == "written":
                 out["values"] = {k: float(np.asarray(v).reshape(-1)[index])
                                  for k, v in ds.values.items()}
-                frame = read_slots(ds.data, grid, index, index + 1)[0].astype(np.float64)
+                frame = kind_of(ds).read_frame(ds, index).astype(np.float64)
             if state == "written" and frame.ndim:
                 where = ", ".join(map(str, out["position"]))
                 dtype = ds.data.dtype

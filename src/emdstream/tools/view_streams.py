@@ -1,14 +1,9 @@
-"""What ``emdstream view`` knows of a file: per stream, counts, rates, storage and display images,
-kept up to date through the live reader, reading only the frames that are new since the last poll.
-
-Each stream gets a view by its kind (``KINDS``, the first that ``accepts`` it): single values per
-position (HAADF) make a navigation image; frames (2-D patterns, 1-D spectra) a virtual image, the
-latest frame and the mean. To show a new kind of stream, subclass ``StreamView`` (or
-``IncrementalView``) and put the class first in ``KINDS``.
+"""What ``emdstream view`` knows of a stream: counts, rates, storage and per-frame values
+(``StreamView``), and one number per frame slot read incrementally through the live reader, only
+the frames new since the last poll (``IncrementalView``). The kinds of stream: ``view_kinds``.
 """
 from __future__ import annotations
 
-import functools
 import math
 import time
 from collections import deque
@@ -20,11 +15,10 @@ from emdstream.encoders import describe_filters
 from emdstream.format.layout import RAW_REASONS, state_path
 from emdstream.read.dataset import EMDDataset
 from emdstream.read.file import EMDFile
-from emdstream.tools.preview import bright_field_disk, frame_ndim  # the same detector as preview
+from emdstream.tools.preview import frame_ndim
 from emdstream.tools.view_panels import Panel
 
 BATCH_BYTES = 32 << 20   # frame data read per stream and poll at most; the rest at the next polls
-DETECTOR_FRAMES = 32     # the virtual detector is placed from the mean of the first frames
 RATE_WINDOW_S = 3.0      # frames/s over the frames of the last seconds
 SERIES_POINTS = 400      # per-frame values sent for the plots
 IDLE_S = 10.0            # no new frame for this long (and 3 frame periods): no rate, no ETA
@@ -44,15 +38,6 @@ def read_slots(data, grid: tuple[int, ...], start: int, stop: int) -> np.ndarray
     return np.concatenate(parts)
 
 
-def place_detector(mean: np.ndarray) -> np.ndarray:
-    """The virtual bright-field detector over a mean pattern: ``bright_field_disk`` once isolated
-    hot pixels (brighter than twice their brightest neighbour) are lowered to that neighbour."""
-    padded = np.pad(mean.astype(np.float64), 1)
-    around = functools.reduce(np.maximum, (padded[:-2, 1:-1], padded[2:, 1:-1],
-                                           padded[1:-1, :-2], padded[1:-1, 2:]))
-    return bright_field_disk(np.where(mean > 2 * around, around, mean))
-
-
 def frame_rate(times: np.ndarray, recent_only: bool) -> Optional[float]:
     """Frames per second from per-frame timestamps: over the last ``RATE_WINDOW_S`` (at least 10
     frames) while writing, over all of them once finished."""
@@ -68,6 +53,7 @@ class StreamView:
     """Any stream: counts, progress, rate, storage, per-frame values. No images."""
 
     kind = "data"
+    has_frames = False  # a click on a navigation image can show this stream's frames
 
     def __init__(self, name: str, ds: EMDDataset):
         self.name = name
@@ -83,6 +69,11 @@ class StreamView:
     @classmethod
     def accepts(cls, ds: EMDDataset) -> bool:
         return True
+
+    @staticmethod
+    def read_frame(ds: EMDDataset, index: int) -> np.ndarray:
+        """Frame slot ``index`` (flat) of ``ds``."""
+        return read_slots(ds.data, ds.frame_grid, index, index + 1)[0]
 
     def update(self, ds: EMDDataset) -> bool:
         """Take in what is new in ``ds``; True if what the page draws changed."""
@@ -165,6 +156,8 @@ class IncrementalView(StreamView):
     def __init__(self, name: str, ds: EMDDataset):
         super().__init__(name, ds)
         self.done = 0  # frame slots read
+        self.latest: Optional[tuple[int, np.ndarray]] = None  # (slot, frame) if has_frames
+        self.ceiling: Optional[float] = None  # the detector's saturation value
         self.reduced = np.full(math.prod(self.grid), np.nan)
         self.dropped = np.zeros(self.reduced.size, dtype=bool)
 
@@ -174,11 +167,20 @@ class IncrementalView(StreamView):
     def reduce(self, frames: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    def slot_bytes(self) -> int:
+        """Bytes read per frame slot: sizes the batches."""
+        return self.frame_bytes
+
+    def take(self, ds: EMDDataset, start: int, stop: int) -> None:
+        """Anything else to read of slots ``start:stop`` (after ``reduce``)."""
+
     def update(self, ds: EMDDataset) -> bool:
         changed = super().update(ds)
+        if self.has_frames:
+            changed |= self._follow_latest(ds)
         if ds.frame_slots <= self.done or not self.ready(ds):
             return changed
-        stop = min(ds.frame_slots, self.done + max(1, BATCH_BYTES // self.frame_bytes))
+        stop = min(ds.frame_slots, self.done + max(1, BATCH_BYTES // self.slot_bytes()))
         if stop > self.reduced.size:  # a growing stack
             grow = max(stop, 2 * self.reduced.size) - self.reduced.size
             self.reduced = np.concatenate([self.reduced, np.full(grow, np.nan)])
@@ -187,8 +189,27 @@ class IncrementalView(StreamView):
         lost = np.isin(np.arange(self.done, stop), ds.dropped_frames)
         self.dropped[self.done:stop] = lost
         self.reduced[self.done:stop][~lost] = self.reduce(frames[~lost])
+        self.take(ds, self.done, stop)
         self.done = stop
         return True
+
+    def _follow_latest(self, ds: EMDDataset) -> bool:
+        """Read the last written frame if it is new; True then."""
+        written = np.setdiff1d(np.arange(max(0, ds.frame_slots - 64), ds.frame_slots),
+                               ds.dropped_frames)
+        if not written.size or (self.latest is not None and self.latest[0] == written[-1]):
+            return False
+        self.latest = int(written[-1]), self.read_frame(ds, int(written[-1]))
+        return True
+
+    def latest_panels(self) -> list[Panel]:
+        if self.latest is None:
+            return []
+        index, frame = self.latest
+        where = ", ".join(map(str, np.unravel_index(index, self.grid)))
+        return [Panel(f"{self.name}/latest", self.name, "frame",
+                      f"{self.name}: latest frame #{index} ({where})", frame.astype(np.float64),
+                      log=frame.ndim == 2, cmap="inferno", ceiling=self.ceiling)]
 
     def shown_slots(self) -> int:
         return self.done
@@ -202,97 +223,3 @@ class IncrementalView(StreamView):
         return [Panel(f"{self.name}/navigation", self.name, "navigation",
                       f"{self.name}: {self.nav_title}", self.reduced[:n].reshape(shape),
                       self.dropped[:n].reshape(shape), note=self.nav_note(), filled=self.done)]
-
-
-class ScalarView(IncrementalView):
-    """One value per frame slot (HAADF, a counter): the values are the navigation image."""
-
-    kind = "scalar"
-    nav_title = "image"
-
-    @classmethod
-    def accepts(cls, ds: EMDDataset) -> bool:
-        return frame_ndim(ds) == 0
-
-    def reduce(self, frames: np.ndarray) -> np.ndarray:
-        return frames.astype(np.float64)
-
-
-class FrameView(IncrementalView):
-    """2-D frames (diffraction patterns) or 1-D spectra: the virtual bright field (the disk of the
-    mean of the first ``DETECTOR_FRAMES`` frames) or the total counts per slot, the latest frame
-    and the mean so far."""
-
-    kind = "frames"
-
-    def __init__(self, name: str, ds: EMDDataset):
-        super().__init__(name, ds)
-        self.detector: Optional[np.ndarray] = None
-        self.detector_frames = 0
-        self.total = np.zeros(self.frame_shape)
-        self.summed = 0
-        self.latest: Optional[tuple[int, np.ndarray]] = None
-        self.nav_title = "virtual bright field" if len(self.frame_shape) == 2 else "total counts"
-        dtype = ds.data.dtype
-        self.ceiling = float(np.iinfo(dtype).max) if dtype.kind in "iu" else None
-
-    @classmethod
-    def accepts(cls, ds: EMDDataset) -> bool:
-        return frame_ndim(ds) in (1, 2)
-
-    def ready(self, ds: EMDDataset) -> bool:
-        """Frames are read once enough are there to place the detector (or no more will come)."""
-        return (self.detector is not None or ds.frames_written >= DETECTOR_FRAMES or ds.complete
-                or ds.frame_slots >= self.reduced.size)
-
-    def reduce(self, frames: np.ndarray) -> np.ndarray:
-        if frames.shape[0] == 0:
-            return np.zeros(0)
-        if self.detector is None:
-            mean = frames.mean(axis=0, dtype=np.float64)
-            self.detector = (place_detector(mean) if mean.ndim == 2
-                             else np.ones(mean.shape, dtype=bool))
-            self.detector_frames = frames.shape[0]
-        self.total += frames.sum(axis=0, dtype=np.float64)
-        self.summed += frames.shape[0]
-        return frames[:, self.detector].sum(axis=-1, dtype=np.float64)
-
-    def update(self, ds: EMDDataset) -> bool:
-        changed = super().update(ds)
-        written = np.setdiff1d(np.arange(max(0, ds.frame_slots - 64), ds.frame_slots),
-                               ds.dropped_frames)
-        if written.size and (self.latest is None or self.latest[0] != written[-1]):
-            last = int(written[-1])
-            self.latest = last, read_slots(ds.data, self.grid, last, last + 1)[0]
-            changed = True
-        return changed
-
-    def nav_note(self) -> str:
-        if self.detector is None or len(self.frame_shape) != 2:
-            return ""
-        return (f"detector: {int(self.detector.sum())} px, where the mean of the first "
-                f"{self.detector_frames} frames is above half its maximum")
-
-    def panels(self) -> list[Panel]:
-        out = super().panels()
-        if self.latest is not None:
-            index, frame = self.latest
-            where = ", ".join(map(str, np.unravel_index(index, self.grid)))
-            out.append(Panel(f"{self.name}/latest", self.name, "frame",
-                             f"{self.name}: latest frame #{index} ({where})",
-                             frame.astype(np.float64), log=frame.ndim == 2, cmap="inferno",
-                             ceiling=self.ceiling))
-        if self.summed:
-            out.append(Panel(f"{self.name}/mean", self.name, "frame",
-                             f"{self.name}: mean of {self.summed} frames",
-                             self.total / self.summed, log=self.total.ndim == 2, cmap="inferno",
-                             outline=self.detector if len(self.frame_shape) == 2 else None))
-        return out
-
-
-KINDS: list[type[StreamView]] = [ScalarView, FrameView, StreamView]
-
-
-def view_for(name: str, ds: EMDDataset) -> StreamView:
-    """The view of the first kind in ``KINDS`` that accepts the stream."""
-    return next(kind for kind in KINDS if kind.accepts(ds))(name, ds)
