@@ -25,3 +25,11 @@ def one_line(exc: BaseException) -> str:
     """The first line of an exception message (HDF5 messages span several lines)."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     return lines[0] if lines else type(exc).__name__
+
+
+def install_hint(requirement: str, extra: str | None = None) -> str:
+    """How to install an optional dependency, in a form that works wherever the user is: the
+    package itself from the index (quoted for shells like zsh), or emdstream's extra from a
+    checkout (emdstream is not on PyPI)."""
+    hint = f"pip install '{requirement}'" if "[" in requirement else f"pip install {requirement}"
+    return hint + (f" (or, in the emdstream checkout, pip install '.[{extra}]')" if extra else "")

@@ -258,7 +258,8 @@ def test_to_py4dstem_without_py4dstem_says_which_extra(tmp_path, monkeypatch):
     path = str(tmp_path / "scan.emd")
     write_scan(path)
     monkeypatch.setitem(sys.modules, "py4DSTEM", None)
-    with pytest.raises(ImportError, match=r"pip install 'emdstream\[py4dstem\]' in its own environment"):
+    with pytest.raises(ImportError, match=r"in its own environment, pip install py4DSTEM "
+                       r"\(or, in the emdstream checkout, pip install '\.\[py4dstem\]'\)"):
         emdstream.open(path)["dataset_1"].to_py4dstem()
 
 

@@ -168,7 +168,8 @@ def test_per_frame_values_reach_metadata(scan):
 
 def test_missing_hyperspy_says_which_extra(scan, monkeypatch):
     monkeypatch.setitem(sys.modules, "hyperspy.api", None)
-    with pytest.raises(ImportError, match=r"pip install 'emdstream\[hyperspy\]'"):
+    with pytest.raises(ImportError, match=r"pip install hyperspy "
+                       r"\(or, in the emdstream checkout, pip install '\.\[hyperspy\]'\)"):
         emdstream.open(scan[0])["dataset_1"].to_hyperspy()
 
 
@@ -184,7 +185,8 @@ def test_readme_hs_load_with_hdf5plugin_and_transpose(scan):
 
 def test_lazy_without_dask_says_which_extra(scan, monkeypatch):
     monkeypatch.setitem(sys.modules, "dask.array", None)
-    with pytest.raises(ImportError, match=r"pip install 'emdstream\[dask\]'"):
+    with pytest.raises(ImportError, match=r"pip install 'dask\[array\]' "
+                       r"\(or, in the emdstream checkout, pip install '\.\[dask\]'\)"):
         emdstream.open(scan[0])["dataset_1"].to_hyperspy(lazy=True)
 
 

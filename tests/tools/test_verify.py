@@ -2,6 +2,8 @@
 import math
 import os
 import shutil
+import subprocess
+import sys
 
 import h5py
 import numpy as np
@@ -182,3 +184,31 @@ def test_iter_blocks_covers_the_data_once_in_bounded_chunk_aligned_blocks(tmp_pa
             for s, c in zip(selection, chunks or ()):
                 assert s.start % c == 0 or s.start // c == (s.stop - 1) // c  # aligned or inside one
         assert (seen == 1).all()
+
+
+def _verify_without(path, *modules) -> subprocess.CompletedProcess:
+    """``emdstream verify PATH --readers`` in a process where ``modules`` cannot be imported, as
+    when they are not installed."""
+    code = (f"import sys; sys.modules.update(dict.fromkeys({list(modules)!r})); "
+            f"from emdstream.tools.cli import main; sys.exit(main(sys.argv[1:]))")
+    return subprocess.run([sys.executable, "-c", code, "verify", str(path), "--readers"],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_readers_not_installed_are_a_note_with_the_install_command_not_a_problem(good):
+    result = _verify_without(good, "ncempy", "ncempy.io", "rsciio", "rsciio.emd")
+    assert (result.returncode, result.stderr) == (0, "")
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("OK: ") and lines[0].endswith("; h5py read it")
+    assert lines[1].startswith("note: ncempy.io.read: not tried, not installed (")
+    assert lines[1].endswith("): pip install ncempy")
+    assert lines[2].startswith("note: rsciio.emd.file_reader: not tried, not installed (")
+    assert lines[2].endswith("): pip install rosettasciio") and len(lines) == 3
+
+
+def test_a_broken_file_still_fails_when_a_reader_is_missing(broken):
+    path = broken(lambda f: f["data/diffraction"].__delitem__("dim3"))
+    result = _verify_without(path, "ncempy", "ncempy.io")
+    assert result.returncode == 1
+    assert result.stdout.splitlines()[0].startswith("/data/diffraction/dim3: missing")
+    assert result.stdout.splitlines()[-1].endswith("pip install ncempy")

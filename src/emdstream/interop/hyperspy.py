@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from emdstream.errors import install_hint
 from emdstream.format.dims import linear_axis
 from emdstream.interop.emd1 import file_metadata, frame_ndim, plain_units, plain_value
 
@@ -83,7 +84,7 @@ def _import_hyperspy():
     try:
         import hyperspy.api as hs
     except ImportError as exc:
-        raise ImportError("to_hyperspy needs HyperSpy: pip install 'emdstream[hyperspy]'") from exc
+        raise ImportError(f"to_hyperspy needs HyperSpy: {install_hint('hyperspy', 'hyperspy')}") from exc
     return hs
 
 
@@ -96,7 +97,7 @@ def _array(ds: EMDDataset, lazy: bool):
     try:
         import dask.array as da
     except ImportError as exc:
-        raise ImportError("lazy=True needs dask: pip install 'emdstream[dask]'") from exc
+        raise ImportError(f"lazy=True needs dask: {install_hint('dask[array]', 'dask')}") from exc
     meta = np.empty((0,) * data.ndim, data.dtype)  # else dask reads a slice to learn the type
     return da.from_array(data, chunks=data.chunks or "auto", meta=meta)[rows]
 

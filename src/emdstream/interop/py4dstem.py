@@ -5,7 +5,8 @@ first and second axes, Qx, Qy the frame's rows and columns). The calibration tak
 from the dims where py4DSTEM can express them: one evenly spaced step for both scan axes in nm, Å
 (pm, µm converted), one for both frame axes in 1/Å (1/nm converted), mrad (rad converted) or
 pixels; otherwise that space stays in pixels, with a warning saying why. py4DSTEM pins
-numpy < 2: install it in its own environment (``pip install 'emdstream[py4dstem]'``).
+numpy < 2: install it in its own environment (``pip install py4DSTEM hdf5plugin``, or
+``pip install '.[py4dstem]'`` in the emdstream checkout).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import h5py
 
+from emdstream.errors import install_hint
 from emdstream.format.dims import Dim, linear_axis
 from emdstream.interop.emd1 import file_metadata, frame_ndim, link_name, plain_units
 
@@ -41,8 +43,8 @@ def to_py4dstem(ds: EMDDataset) -> DataCube:
         import py4DSTEM
         from emdfile import Metadata
     except ImportError as exc:
-        raise ImportError("to_py4dstem needs py4DSTEM, which needs numpy < 2: "
-                          "pip install 'emdstream[py4dstem]' in its own environment") from exc
+        raise ImportError("to_py4dstem needs py4DSTEM, which needs numpy < 2: in its own "
+                          f"environment, {install_hint('py4DSTEM', 'py4dstem')}") from exc
     if not is_datacube(ds.data, frame_ndim(ds)):
         raise ValueError(f"{ds.name}: a py4DSTEM DataCube is a 2-D scan of 2-D frames; this "
                          f"dataset has shape {ds.data.shape} with {frame_ndim(ds)} frame axes")

@@ -18,7 +18,8 @@ blocks are computed in batches whose encoded chunks come back. Rechunking happen
 file's chunks need it: frame axes split between blocks, or block edges along the last scan axis
 that are not multiples of the chunk's frame count.
 
-Dask is an optional dependency (``pip install 'emdstream[dask]'``), imported when this is called.
+Dask is an optional dependency (``pip install 'dask[distributed]'``, or ``pip install '.[dask]'``
+in the emdstream checkout), imported when this is called.
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from emdstream.errors import EMDStreamError
+from emdstream.errors import EMDStreamError, install_hint
 from emdstream.format.chunk_grid import ChunkGeometry
 
 
@@ -180,7 +181,7 @@ def write_dask(array, path: str | os.PathLike, dims=None, compression: Any = "bs
     try:
         import dask.array as da
     except ImportError as exc:
-        raise ImportError(f"write_dask needs dask: pip install 'emdstream[dask]' ({exc})") from None
+        raise ImportError(f"write_dask needs dask: {install_hint('dask[array]', 'dask')} ({exc})") from None
     from emdstream.write.writer import EMDWriter
 
     if not isinstance(array, da.Array):

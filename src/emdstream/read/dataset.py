@@ -92,13 +92,13 @@ class EMDDataset:
         return self.data[()]
 
     def to_hyperspy(self, lazy: bool = False):
-        """A HyperSpy signal over this dataset (needs ``pip install 'emdstream[hyperspy]'``)."""
+        """A HyperSpy signal over this dataset (needs HyperSpy: ``pip install hyperspy``)."""
         from emdstream.interop.hyperspy import to_hyperspy
 
         return to_hyperspy(self, lazy=lazy)
 
     def to_py4dstem(self):
-        """A py4DSTEM DataCube of this dataset (needs ``pip install 'emdstream[py4dstem]'``)."""
+        """A py4DSTEM DataCube of this dataset (needs py4DSTEM, numpy < 2: ``pip install py4DSTEM``)."""
         from emdstream.interop.py4dstem import to_py4dstem
 
         return to_py4dstem(self)

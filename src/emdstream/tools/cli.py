@@ -193,16 +193,20 @@ def _add_verify(sub) -> None:
 
 
 def _verify(args) -> int:
-    from emdstream.tools.verify import summary, verify
+    from emdstream.tools.reader_check import PACKAGES
+    from emdstream.tools.verify import summary, verify_report
 
-    problems = verify(args.path, readers=args.readers)
+    problems, notes = verify_report(args.path, readers=args.readers)
     for problem in problems:
         print(problem)
-    if problems:
-        return 1
-    readers = "; ncempy, rosettasciio and h5py read it" if args.readers else ""
-    print(f"OK: {summary(args.path)}{readers}")
-    return 0
+    if not problems:
+        tried = [p for r, p in PACKAGES.items() if not any(n.startswith(f"{r}:") for n in notes)]
+        readers = (f"; {', '.join(tried[:-1])}{' and ' if tried[1:] else ''}{tried[-1]} read it"
+                   if args.readers and tried else "")
+        print(f"OK: {summary(args.path)}{readers}")
+    for note in notes:
+        print(f"note: {note}")
+    return 1 if problems else 0
 
 
 def _add_preview(sub) -> None:
@@ -210,7 +214,7 @@ def _add_preview(sub) -> None:
                          "Draw a PNG of every stream: a HAADF image, the mean diffraction pattern "
                          "(log) beside a virtual bright-field image for a 4-D scan, a frame and "
                          "the mean frame for a stack, the mean spectrum and total counts for a "
-                         "scan of spectra. Needs matplotlib (pip install emdstream[preview]).")
+                         "scan of spectra. Needs matplotlib (pip install matplotlib).")
     cmd.add_argument("path", help="the EMD file")
     cmd.add_argument("-o", "--output", metavar="OUT",
                      help="image file to write (default: PATH with .png instead of its extension)")

@@ -17,6 +17,7 @@ from typing import Optional
 
 import numpy as np
 
+from emdstream.errors import install_hint
 from emdstream.format.blocks import iter_blocks
 from emdstream.format.dims import Dim
 from emdstream.read.dataset import EMDDataset
@@ -25,7 +26,7 @@ from emdstream.safety.h5open import needs_swmr
 
 BLOCK_BYTES = 16 << 20  # blocks read at once while summing
 MAX_IMAGE_SIDE = 2048   # a bigger 2-D image is shown with every n-th pixel
-INSTALL_HINT = "preview needs matplotlib: pip install emdstream[preview]"
+INSTALL_HINT = f"preview needs matplotlib: {install_hint('matplotlib', 'preview')}"
 
 
 @dataclass
@@ -154,7 +155,7 @@ def compute_panels(path: str | os.PathLike, dataset: Optional[str] = None,
 # --- the picture ---------------------------------------------------------------------------------
 def preview(path: str | os.PathLike, out: str | os.PathLike, dataset: Optional[str] = None) -> str:
     """Draw ``/data/<dataset>`` of an EMD file into the image file ``out`` (PNG; the format follows
-    the extension) and return its path. Needs matplotlib (``pip install emdstream[preview]``)."""
+    the extension) and return its path. Needs matplotlib (``pip install matplotlib``)."""
     try:  # the Agg canvas directly: no pyplot, no GUI backend, no global state
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure

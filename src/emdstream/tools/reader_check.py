@@ -10,7 +10,7 @@ from collections.abc import Callable
 import h5py
 import numpy as np
 
-from emdstream.errors import one_line
+from emdstream.errors import install_hint, one_line
 from emdstream.format.blocks import iter_blocks
 from emdstream.format.dims import DIM_KEY
 
@@ -57,11 +57,13 @@ def _read_h5py(path: str, shapes: dict[str, tuple]) -> list[str]:
 
 READERS: dict[str, Callable[[str, dict[str, tuple]], list[str]]] = {
     "ncempy.io.read": _read_ncempy, "rsciio.emd.file_reader": _read_rsciio, "h5py": _read_h5py}
+PACKAGES = {"ncempy.io.read": "ncempy", "rsciio.emd.file_reader": "rosettasciio", "h5py": "h5py"}
 
 
-def check_readers(path: str, shapes: dict[str, tuple]) -> list[str]:
-    """Load the file with each reader in ``READERS``; one problem line per failing reader."""
-    problems = []
+def check_readers(path: str, shapes: dict[str, tuple]) -> tuple[list[str], list[str]]:
+    """Load the file with each reader in ``READERS``: (one problem line per reader that failed on
+    the file, one note per reader that could not be tried because it is not installed)."""
+    problems, notes = [], []
     for label, read in READERS.items():
         # the reader's prints, warnings, log lines and __del__ complaints (the failed reader's
         # objects die with the exception, hence the gc) stay out of the report
@@ -70,11 +72,12 @@ def check_readers(path: str, shapes: dict[str, tuple]) -> list[str]:
             warnings.simplefilter("ignore")
             try:
                 problems += read(path, shapes)
-            except ImportError as exc:
-                problems.append(f"{label}: not installed ({one_line(exc)})")
+            except ImportError as exc:  # this environment's, not the file's
+                notes.append(f"{label}: not tried, not installed ({one_line(exc)}): "
+                             f"{install_hint(PACKAGES[label])}")
             except Exception as exc:  # whatever a reader raises is the finding
                 problems.append(f"{label}: failed: {type(exc).__name__}: {one_line(exc)}")
             gc.collect()
-    return problems
+    return problems, notes
 
 

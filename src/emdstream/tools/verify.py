@@ -29,21 +29,28 @@ EMD_VERSION = {"version_major": 0, "version_minor": 2}
 
 # --- the checks ----------------------------------------------------------------------------------
 def verify(path: str | os.PathLike, readers: bool = False) -> list[str]:
-    """Problems of an EMD v0.2 file, one line each; ``[]`` when it is fine.
+    """Problems of an EMD v0.2 file, one line each; ``[]`` when it is fine (``verify_report`` also
+    gives the readers that were not tried)."""
+    return verify_report(path, readers)[0]
+
+
+def verify_report(path: str | os.PathLike, readers: bool = False) -> tuple[list[str], list[str]]:
+    """(problems of an EMD v0.2 file, one line each; notes): ``([], notes)`` when it is fine.
 
     Checks the version attributes, every ``/data/<name>`` group (emd_group_type, one 1-D dim vector
     per axis with the axis length and name/units attributes, the data readable end to end, and
     emdstream's frame counts and ``complete`` where a group has any of them: files from other
     software carry none) and that no writer left it unfinished. ``readers=True`` also loads it with
     ``ncempy.io.read``, ``rsciio.emd.file_reader`` and plain h5py (the first two read whole datasets
-    into memory). Raises FileNotFoundError / ValueError ... for paths that are no EMD file at all.
+    into memory); a reader that is not installed is a note with how to install it, not a
+    problem. Raises FileNotFoundError / ValueError ... for paths that are no EMD file at all.
     """
     path = os.fspath(path)
     check_path(path)
     try:
         f = open_h5(path)
     except OSError as exc:
-        return [f"{path}: HDF5 cannot open it: {one_line(exc)}"]
+        return [f"{path}: HDF5 cannot open it: {one_line(exc)}"], []
     with f:
         require_emd_like(f)
         unfinished = {name: _committed(f, name) for name in layout.stream_names(f)}
@@ -57,11 +64,13 @@ def verify(path: str | os.PathLike, readers: bool = False) -> list[str]:
     problems = _check_master(path, problems)
     unreadable = check_readable(path, list(shapes))
     problems += unreadable
+    notes: list[str] = []
     if readers and unreadable:
         problems.append("readers: not tried, the data is unreadable")
     elif readers:
-        problems += check_readers(path, shapes)
-    return problems
+        reader_problems, notes = check_readers(path, shapes)
+        problems += reader_problems
+    return problems, notes
 
 
 def _check_root(f: h5py.File) -> list[str]:
