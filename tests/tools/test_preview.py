@@ -121,3 +121,57 @@ def test_without_matplotlib_the_command_says_how_to_install_it(scan_4d, tmp_path
     assert INSTALL_HINT.endswith(
         "pip install matplotlib (or, in the emdstream checkout, pip install '.[preview]')")
     assert not out.exists()
+
+
+def _scan_with_bad_pixels(path, bad: dict):
+    """The simulated scan, with ``bad`` {(row, col): value} set in every frame."""
+    sim = Simulated4DSTEM(SCAN, FRAME)
+    frames = np.stack(list(sim)).reshape(SCAN + FRAME)
+    for (row, col), value in bad.items():
+        frames[..., row, col] = value
+    write_frames(path, frames.reshape((-1,) + FRAME), scan_shape=SCAN)
+    return sim
+
+
+# a flagged pixel (dtype max, as Dectris marks bad ones), a hot pair and a hot pixel below the max
+BAD = {(5, 28): 65535, (20, 3): 3000, (20, 4): 2500, (30, 30): 400}
+
+
+def test_hot_and_flagged_pixels_do_not_make_the_virtual_detector(tmp_path):
+    path = tmp_path / "hot.emd"
+    sim = _scan_with_bad_pixels(path, BAD)
+    _, (pattern, bright_field) = compute_panels(path)
+    assert sorted(zip(*np.nonzero(pattern.masked))) == sorted(BAD)  # these, and no disk pixel
+    disk = pattern.outline
+    assert not disk[tuple(np.array(list(BAD)).T)].any()
+    assert 0.2 * np.pi * sim.radius ** 2 < disk.sum() < 1.2 * np.pi * sim.radius ** 2
+    assert np.nanmax(pattern.values) < 100  # the colour scale: the beam, not 65535
+    assert np.isnan(pattern.values[tuple(np.array(list(BAD)).T)]).all()
+    transmission = np.array([[sim.transmission(iy, ix) for ix in range(SCAN[1])]
+                             for iy in range(SCAN[0])])
+    assert np.corrcoef(bright_field.values.ravel(), transmission.ravel())[0, 1] > 0.85
+
+
+def test_a_clean_scan_has_nothing_left_out(scan_4d):
+    _, (_, pattern, _) = compute_panels(scan_4d)
+    assert not pattern.masked.any()
+
+
+def test_the_picture_labels_the_detector_and_keeps_titles_apart(tmp_path):
+    from emdstream.tools.preview import figure
+
+    path = tmp_path / "hot.emd"
+    _scan_with_bad_pixels(path, BAD)
+    fig = figure(path)
+    fig.canvas.draw()
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert legend[0].startswith("virtual detector: > half the peak (") and legend[0].endswith(" px)")
+    assert legend[1] == "4 hot/flagged px, left out"
+    # the file's line starts at the figure's left edge, not centred over a panel's title (where it
+    # read as part of it), with a clear gap above the titles
+    renderer = fig.canvas.get_renderer()
+    suptitle = fig._suptitle.get_window_extent(renderer)
+    assert suptitle.x0 < min(ax.get_window_extent(renderer).x0 for ax in fig.axes)
+    for ax in fig.axes:
+        if ax.get_title():
+            assert suptitle.y0 - ax.title.get_window_extent(renderer).y1 > 8, ax.get_title()

@@ -2,10 +2,12 @@
 
 A scan of 2-D frames (4D-STEM): the mean diffraction pattern (log scale) beside a virtual
 bright-field image, the detector summed inside the central disk (pixels of the mean pattern above
-half its maximum). A stack of frames: one frame beside the mean frame. Spectra: the mean spectrum
-and the total per position. Single values per position (HAADF): the image. A file of several
-streams shows them all, the HAADF image first. Means and sums stream over
-chunk-aligned blocks, so the file need not fit in memory; frame slots without a frame (dropped, or
+half its maximum). Hot and flagged pixels are left out of the detector, the threshold and the
+colour scale: pixels at the dtype's maximum (how detectors such as Dectris' mark bad pixels) and
+isolated ones far brighter than their neighbourhood. A stack of frames: one frame beside the mean
+frame. Spectra: the mean spectrum and the total per position. Single values per position (HAADF):
+the image. A file of several streams shows them all, the HAADF image first. Means and sums stream
+over chunk-aligned blocks, so the file need not fit in memory; frame slots without a frame (dropped, or
 a scan stopped early) are left out. Axes carry the dims' names, units and values.
 """
 from __future__ import annotations
@@ -26,6 +28,8 @@ from emdstream.safety.h5open import needs_swmr
 
 BLOCK_BYTES = 16 << 20  # blocks read at once while summing
 MAX_IMAGE_SIDE = 2048   # a bigger 2-D image is shown with every n-th pixel
+HOT_FACTOR = 10.0       # a pixel this many times brighter than its neighbourhood is hot
+MARKED_PIXELS = 100     # up to this many left-out pixels are circled in the mean pattern
 INSTALL_HINT = f"preview needs matplotlib: {install_hint('matplotlib', 'preview')}"
 
 
@@ -39,6 +43,8 @@ class Panel:
     axes: tuple[Dim, ...]
     log: bool = False
     outline: Optional[np.ndarray] = None
+    outline_label: str = ""
+    masked: Optional[np.ndarray] = None  # pixels left out (hot, flagged), shown in their own colour
 
 
 # --- the arrays ----------------------------------------------------------------------------------
@@ -69,12 +75,34 @@ def mean_frame(ds: EMDDataset, valid: np.ndarray) -> np.ndarray:
     return total / max(1, int(valid.sum()))
 
 
-def bright_field_disk(mean: np.ndarray) -> np.ndarray:
-    """The virtual bright-field detector: pixels of the mean pattern above half its maximum."""
-    peak = np.nanmax(mean) if mean.size else 0.0
+def bad_pixels(mean: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Pixels a virtual detector must leave out: flagged ones (the mean at the integer dtype's
+    maximum: the pixel holds it in every frame) and hot ones (more than ``HOT_FACTOR`` times both
+    the second brightest of their 8 neighbours, so pairs count too, and the pattern's median
+    positive value). A bright disk's pixels, edges included, have bright neighbours."""
+    bad = np.zeros(mean.shape, dtype=bool)
+    if np.dtype(dtype).kind in "ui":
+        bad |= mean >= np.iinfo(dtype).max
+    if mean.ndim != 2 or min(mean.shape) < 3:
+        return bad
+    rows, cols = mean.shape
+    padded = np.pad(mean, 1, mode="edge")
+    neighbours = np.stack([padded[1 + dy:1 + dy + rows, 1 + dx:1 + dx + cols]
+                           for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx])
+    second = np.sort(neighbours, axis=0)[-2]
+    positive = mean[(mean > 0) & ~bad]
+    typical = float(np.median(positive)) if positive.size else 0.0
+    return bad | ((mean > HOT_FACTOR * second) & (mean > HOT_FACTOR * typical))
+
+
+def bright_field_disk(mean: np.ndarray, bad: Optional[np.ndarray] = None) -> np.ndarray:
+    """The virtual bright-field detector: pixels of the mean pattern above half its maximum,
+    ``bad`` pixels left out (of the maximum too)."""
+    good = ~bad if bad is not None else np.ones(mean.shape, dtype=bool)
+    peak = np.nanmax(mean[good]) if good.any() else 0.0
     if not peak > 0:
-        return np.ones(mean.shape, dtype=bool)  # nothing bright: sum the whole detector
-    return mean > peak / 2
+        return good  # nothing bright: sum the whole detector (its good pixels)
+    return (mean > peak / 2) & good
 
 
 def virtual_image(ds: EMDDataset, detector: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -111,8 +139,12 @@ def panels(ds: EMDDataset) -> list[Panel]:
         return [Panel(f"frame {first}", ds.data[first].astype(np.float64), frame_axes),
                 Panel(f"mean of {int(valid.sum())} frames", mean, frame_axes)]
     if n_frame == 2 and n_lead == 2:
-        disk = bright_field_disk(mean)
-        return [Panel("mean diffraction pattern (log)", mean, frame_axes, log=True, outline=disk),
+        bad = bad_pixels(mean, ds.data.dtype)
+        disk = bright_field_disk(mean, bad)
+        shown = np.where(bad, np.nan, mean)  # the colour scale from the good pixels
+        return [Panel("mean diffraction pattern (log)", shown, frame_axes, log=True, outline=disk,
+                      outline_label=f"virtual detector: > half the peak ({int(disk.sum())} px)",
+                      masked=bad),
                 Panel("virtual bright field", virtual_image(ds, disk, valid), (dims[0], dims[1]))]
     raise ValueError(f"/data/{ds.name} has {ds.data.ndim} dimensions; preview shows scans and "
                      f"stacks of 2-D frames, spectra and single values")
@@ -156,19 +188,26 @@ def compute_panels(path: str | os.PathLike, dataset: Optional[str] = None,
 def preview(path: str | os.PathLike, out: str | os.PathLike, dataset: Optional[str] = None) -> str:
     """Draw ``/data/<dataset>`` of an EMD file into the image file ``out`` (PNG; the format follows
     the extension) and return its path. Needs matplotlib (``pip install matplotlib``)."""
-    try:  # the Agg canvas directly: no pyplot, no GUI backend, no global state
+    figure(path, dataset).savefig(os.fspath(out), dpi=100)
+    return os.fspath(out)
+
+
+def figure(path: str | os.PathLike, dataset: Optional[str] = None):
+    """The matplotlib Figure ``preview`` saves (on an Agg canvas: no pyplot, no GUI backend)."""
+    try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError as exc:
         raise ImportError(INSTALL_HINT) from exc
     title, drawn = compute_panels(path, dataset)
     fig = Figure(figsize=(5.2 * len(drawn), 4.6), layout="constrained")
+    fig.get_layout_engine().set(h_pad=0.1)  # a clear gap between the file's line and the titles
     FigureCanvasAgg(fig)
     for ax, panel in zip(fig.subplots(1, len(drawn), squeeze=False)[0], drawn):
         _draw(fig, ax, panel)
-    fig.suptitle(title, fontsize=10)
-    fig.savefig(os.fspath(out), dpi=100)
-    return os.fspath(out)
+    # the file's line on the left, in bold: not read as part of the middle panel's title
+    fig.suptitle(title, fontsize=10, fontweight="bold", x=0.01, ha="left")
+    return fig
 
 
 def _draw(fig, ax, panel: Panel) -> None:
@@ -183,18 +222,39 @@ def _draw(fig, ax, panel: Panel) -> None:
     y_dim, x_dim = panel.axes
     rows, cols = panel.values.shape
     x, y = _coords(x_dim, cols), _coords(y_dim, rows)
+    from matplotlib import colormaps
+
     norm = None
     positive = panel.values[panel.values > 0]
     if panel.log and positive.size:
         norm = LogNorm(vmin=positive.min(), vmax=positive.max())
+    cmap = colormaps["inferno" if panel.log else "gray"].with_extremes(bad="lime")
     image = ax.imshow(panel.values, extent=(*_edges(x), *_edges(y)[::-1]), origin="upper",
-                      norm=norm, cmap="inferno" if panel.log else "gray", interpolation="nearest",
+                      norm=norm, cmap=cmap, interpolation="nearest",
                       aspect="equal" if x_dim.units == y_dim.units else "auto")
-    if panel.outline is not None and panel.outline.any() and not panel.outline.all():
-        ax.contour(x, y, panel.outline.astype(float), levels=[0.5], colors="cyan", linewidths=0.8)
+    _annotate(ax, panel, x, y)
     ax.set_xlabel(_label(x_dim))
     ax.set_ylabel(_label(y_dim))
     fig.colorbar(image, ax=ax, shrink=0.85)
+
+
+def _annotate(ax, panel: Panel, x: np.ndarray, y: np.ndarray) -> None:
+    """The detector's outline and the left-out pixels, with a legend saying what they are."""
+    from matplotlib.lines import Line2D
+
+    handles = []
+    if panel.outline is not None and panel.outline.any() and not panel.outline.all():
+        ax.contour(x, y, panel.outline.astype(float), levels=[0.5], colors="cyan", linewidths=0.8)
+        handles.append(Line2D([], [], color="cyan", lw=1, label=panel.outline_label))
+    n_masked = int(panel.masked.sum()) if panel.masked is not None else 0
+    if n_masked:
+        label = f"{n_masked} hot/flagged px, left out"
+        if n_masked <= MARKED_PIXELS:
+            rows, cols = np.nonzero(panel.masked)
+            ax.scatter(x[cols], y[rows], s=40, facecolors="none", edgecolors="lime", linewidths=1)
+        handles.append(Line2D([], [], ls="", marker="o", mfc="none", mec="lime", label=label))
+    if handles:
+        ax.legend(handles=handles, loc="lower left", fontsize=7, framealpha=0.7)
 
 
 def _label(dim: Dim) -> str:
