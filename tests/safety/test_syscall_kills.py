@@ -73,7 +73,6 @@ def test_a_file_without_chunk_log_killed_mid_flush_recovers_through_hdf5(tmp_pat
     """Files of an emdstream without the chunk log: HDF5's metadata ran past the superblock's
     recorded end ("addr overflow"); recover records the real end (as ``h5clear -i``)."""
     tally = cc.Tally()
-    for n in (22, 40):
-        tally.add(cc.kill_and_check(cc.Workload("writer", False), "pwrite64", n,
-                                    str(tmp_path / "w"), str(tmp_path), without_log=True), "legacy")
-    assert_all_recovered(tally, 2)
+    tally.add(cc.kill_and_check(cc.Workload("writer", False), "pwrite64", 22, str(tmp_path / "w"),
+                                str(tmp_path), without_log=True), "legacy")
+    assert_all_recovered(tally, 1)
