@@ -155,7 +155,7 @@ def test_info_follow_ends_when_the_writer_was_killed(tmp_path):
 
 
 # --- simulate -----------------------------------------------------------------------------------------
-REPORT = re.compile(r"(\d+) frames \(.* in ([\d.]+) s: .*\n.*in put\(\) and close\(\).*\n"
+REPORT = re.compile(r"(\d+) frames in ([\d.]+) s.*in put\(\) and close\(\).*\n"
                     r"  (writer kept up|writer fell behind: (\d+) frames DROPPED); "
                     r"queue high-water mark (\d+) of (\d+)")
 

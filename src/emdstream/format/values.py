@@ -26,9 +26,11 @@ MAX_VALUES = 32  # columns of a stream's value table: the timestamp and up to 31
 
 
 def check_value_name(name: str) -> None:
-    if not isinstance(name, str) or not name or "/" in name or name == TIMESTAMP:
-        raise ValueError(f"per-frame value names must be non-empty str without '/' and not "
-                         f"{TIMESTAMP!r} (recorded for every frame anyway), got {name!r}")
+    if name == TIMESTAMP:
+        raise ValueError(f"per-frame value name {TIMESTAMP!r} is reserved: emdstream records each "
+                         f"frame's UTC time at put() itself")
+    if not isinstance(name, str) or not name or "/" in name:
+        raise ValueError(f"per-frame value names must be non-empty str without '/', got {name!r}")
 
 
 class ValueColumns:
@@ -69,6 +71,7 @@ class ValueColumns:
         for name, value in values.items():
             column = self._column.get(name)
             if column is None:
+                check_value_name(name)  # the reserved name and bad ones: say so, first
                 raise ValueError(f"stream {self.stream!r}: per-frame value {name!r} was not in the "
                                  f"first put, which fixed the names {self.names}")
             out.append((column, convert(name, value)))

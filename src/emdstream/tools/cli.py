@@ -40,15 +40,27 @@ USER_ERRORS = (FileNotFoundError, FileExistsError, IsADirectoryError, Permission
                TypeError, KeyError, ImportError, OSError, RuntimeError)
 
 
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose mistakes are one line naming the option (no usage block), exit 2;
+    its subcommands' parsers are of this class too."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def examples(command: str) -> str:
     """The lines of ``EPILOG`` for one command."""
     lines = [line for line in EPILOG.splitlines() if line.startswith(f"  emdstream {command}")]
     return "examples:\n" + "\n".join(lines) + "\n"
 
 
+COMMANDS: dict[str, str] = {}  # name -> one-line summary, as the subcommands are added
+
+
 def add_subcommand(subparsers, name: str, summary: str, description: Optional[str] = None,
                    ) -> argparse.ArgumentParser:
     """A subcommand parser with its examples as epilog (used by the command modules too)."""
+    COMMANDS[name] = summary
     return subparsers.add_parser(name, help=summary, epilog=examples(name),
                                  description=textwrap.fill(description or summary, 78),
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -65,14 +77,32 @@ def check_output(path: str, overwrite: bool) -> None:
         raise FileNotFoundError(f"cannot create {path}: directory {folder} does not exist")
 
 
-def _shape(text: str) -> tuple[int, ...]:
+def _shape(most: int, least: int = 1, example: str = "128x128"):
+    """A parser of sizes like ``128x128``: ``least`` to ``most`` positive integers."""
+    def parse(text: str) -> tuple[int, ...]:
+        try:
+            shape = tuple(int(p) for p in text.lower().split("x"))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected sizes like {example}, got {text!r}") from None
+        if not least <= len(shape) <= most:
+            count = f"{most}" if least == most else f"{least} to {most}"
+            raise argparse.ArgumentTypeError(f"expected {count} sizes like {example}, got {text!r}")
+        if any(n < 1 for n in shape):
+            raise argparse.ArgumentTypeError(f"sizes must be positive, got {text!r}")
+        return shape
+    return parse
+
+
+def _dtype(text: str) -> str:
+    import numpy as np
+
     try:
-        shape = tuple(int(p) for p in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected sizes like 128x128, got {text!r}") from None
-    if not shape or any(n < 1 for n in shape):
-        raise argparse.ArgumentTypeError(f"sizes must be positive, got {text!r}")
-    return shape
+        dtype = np.dtype(text)
+    except TypeError:
+        raise argparse.ArgumentTypeError(f"not a NumPy dtype: {text!r} (e.g. uint16, float32)") from None
+    if dtype.kind not in "uif":
+        raise argparse.ArgumentTypeError(f"expected an integer or float dtype, got {text!r}")
+    return dtype.name
 
 
 def _positive(kind):
@@ -102,15 +132,15 @@ def _add_simulate(sub) -> None:
                          "lattice) into an EMD file, like a live acquisition; prints a report.")
     sim.add_argument("path", nargs="?", default="simulated.emd",
                      help="output file (default: simulated.emd)")
-    sim.add_argument("--scan", type=_shape, default=(64, 64), metavar="YxX",
+    sim.add_argument("--scan", type=_shape(3, example="64x64"), default=(64, 64), metavar="YxX",
                      help="scan positions (default 64x64)")
-    sim.add_argument("--frame-shape", type=_shape, default=(128, 128), metavar="HxW",
+    sim.add_argument("--frame-shape", type=_shape(2, 2), default=(128, 128), metavar="HxW",
                      help="detector frame size (default 128x128)")
     sim.add_argument("--frames", type=_positive(int), default=None, metavar="N",
                      help="stop after N frames (a scan stopped early)")
     sim.add_argument("--compression", type=_compression, default="bslz4",
                      help="bslz4 (default), zstd, blosc-lz4, gzip or none")
-    sim.add_argument("--dtype", default="uint16", help="frame dtype (default uint16)")
+    sim.add_argument("--dtype", type=_dtype, default="uint16", help="frame dtype (default uint16)")
     sim.add_argument("--fps", type=_positive(float), default=None,
                      help="pace frames like a detector; a writer that cannot keep up drops frames "
                           "(exit code 1 if any were dropped)")
@@ -290,7 +320,7 @@ def _view(args) -> int:
 
 # --- entry point -----------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="emdstream", description="Stream detector frames into EMD v0.2 (HDF5) files.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -304,15 +334,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def commands() -> str:
+    """What ``emdstream`` alone prints: each command with its one-line summary."""
+    lines = [f"  {name:<10} {summary}" for name, summary in COMMANDS.items()]
+    return ("emdstream: stream detector frames into EMD v0.2 (HDF5) files. Commands:\n"
+            + "\n".join(lines) + "\n\nemdstream COMMAND --help: its options and examples. "
+            "Start with: emdstream simulate")
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the command's handler; returns its exit code."""
     return args.handler(args)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Entry point; user mistakes (missing file, not EMD, bad option) are one line, exit 2."""
-    args = build_parser().parse_args(argv)
+    """Entry point; user mistakes (missing file, not EMD, bad option) are one line, exit 2;
+    no command lists the commands."""
+    parser = build_parser()
+    listing = not (sys.argv[1:] if argv is None else argv)
+    args = argparse.Namespace(command=None) if listing else parser.parse_args(argv)
     try:
+        if listing:
+            print(commands())
+            return 0
         return run(args)
     except BrokenPipeError:  # e.g. `emdstream info big.emd | head`: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

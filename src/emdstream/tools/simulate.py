@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import shlex
 import sys
 import time
 from collections.abc import Iterator
@@ -13,8 +14,10 @@ from typing import Optional
 
 import numpy as np
 
+from emdstream.encoders import describe_filters
 from emdstream.format.chunk_grid import DEFAULT_CHUNK_BYTES
 from emdstream.format.dims import Dim
+from emdstream.read.file import EMDFile
 from emdstream.write.acquisition import Acquisition
 from emdstream.write.stream import Stream
 
@@ -91,23 +94,43 @@ class SimulationReport:
     seconds: float
     file_bytes: int
     writer_seconds: float = 0.0  # of ``seconds``: spent in put() and close(), the rest simulating
-
-    @property
-    def gbytes_per_s(self) -> float:
-        return self.bytes_raw / self.seconds / 1e9 if self.seconds else float("inf")
+    fps: Optional[float] = None  # the pace asked for
+    holds: tuple[str, ...] = ()  # one line per stream: what the file holds
 
     def __str__(self) -> str:
         ratio = self.bytes_raw / self.file_bytes if self.file_bytes else float("nan")
         kept_up = ("writer kept up" if self.frames_dropped == 0 else
                    f"writer fell behind: {self.frames_dropped} frames DROPPED")
-        return (f"wrote {self.path}\n"
-                f"  {self.frames_written} frames ({self.bytes_raw / 1e6:.1f} MB raw, "
-                f"{self.file_bytes / 1e6:.1f} MB on disk, ratio {ratio:.1f}x) in {self.seconds:.2f} s: "
-                f"{self.frames_written / self.seconds:.0f} frames/s, {self.gbytes_per_s:.3f} GB/s\n"
-                f"  of that, {self.writer_seconds:.2f} s in put() and close() "
-                f"({self.bytes_raw / max(self.writer_seconds, 1e-9) / 1e9:.2f} GB/s), the rest "
-                f"generating (and pacing) frames\n"
-                f"  {kept_up}; queue high-water mark {self.queue_high_water} of {self.queue_size}")
+        paced = f", paced at {self.fps:g} frames/s" if self.fps else ""
+        path = shlex.quote(self.path)
+        return "\n".join([
+            f"wrote {self.path}: {self.file_bytes / 1e6:.1f} MB on disk "
+            f"({self.bytes_raw / 1e6:.1f} MB of frames, {ratio:.1f}x smaller)",
+            *(f"  {line}" for line in self.holds),
+            f"  {self.frames_written} frames in {self.seconds:.2f} s{paced}: "
+            f"{self.writer_seconds:.2f} s of it in put() and close(), the rest making "
+            f"{'and pacing ' if self.fps else ''}the simulated frames",
+            f"  {kept_up}; queue high-water mark {self.queue_high_water} of {self.queue_size}",
+            "  (the simulator sets this run's speed: for emdstream's own, see docs/performance.md)",
+            "next:",
+            f"  emdstream info {path}       # dims, per-frame values and their ranges, metadata",
+            f"  emdstream preview {path}    # a PNG: HAADF, mean pattern, virtual bright field "
+            "(needs matplotlib)",
+            f"  emdstream view {path}       # the same in a browser",
+            f"  python -c \"import emdstream; print(emdstream.open({self.path!r})['diffraction'])\""])
+
+
+def holds(path: str) -> tuple[str, ...]:
+    """One line per stream of a file: shape, dtype, compression, frames, per-frame value names."""
+    lines = []
+    with EMDFile(path) as f:
+        width = max(map(len, f), default=0)
+        for name, ds in f.items():
+            slots = math.prod(ds.frame_grid)
+            lines.append(f"/data/{name:<{width}}  {ds.data.shape} {ds.data.dtype}, "
+                         f"{describe_filters(ds.data)}: {ds.frames_written} of {slots} frames; "
+                         f"per-frame values: {', '.join(ds.values) or 'none'}")
+    return tuple(lines)
 
 
 STREAM_OPTIONS = ("chunk_frames", "queue_frames", "fillvalue")  # the diffraction stream's own
@@ -176,7 +199,7 @@ def simulate(path: str, scan_shape=(64, 64), frame_shape=(128, 128), dtype="uint
                             diffraction.frames_dropped, diffraction.queue_high_water,
                             diffraction.queue_size,
                             diffraction.frames_put * int(np.prod(frame_shape)) * np.dtype(dtype).itemsize,
-                            seconds, os.path.getsize(path), in_writer)
+                            seconds, os.path.getsize(path), in_writer, fps, holds(path))
 
 
 def _wait_until(t: float) -> None:
