@@ -240,7 +240,7 @@ def test_unfinished_file_is_refused(tmp_path):
 
 @pytest.mark.skipif(shutil.which("h5repack") is None, reason="h5repack (Debian hdf5-tools) missing")
 def test_readme_h5repack_to_gzip_for_readers_without_plugins(tmp_path):
-    """README: h5repack (given HDF5_PLUGIN_PATH to read bslz4) writes a gzip copy that h5py opens
+    """docs/readers.md: h5repack (given HDF5_PLUGIN_PATH to read bslz4) writes a gzip copy that h5py opens
     without hdf5plugin and that is still an EMD file."""
     src, out = str(tmp_path / "scan.emd"), str(tmp_path / "scan_gzip.emd")
     want = write_scan(src)

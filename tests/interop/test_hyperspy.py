@@ -174,7 +174,7 @@ def test_missing_hyperspy_says_which_extra(scan, monkeypatch):
 
 
 def test_readme_hs_load_with_hdf5plugin_and_transpose(scan):
-    """The README's plain-HyperSpy recipe: hs.load (RosettaSciIO) needs hdf5plugin imported and
+    """docs/readers.md: plain-HyperSpy recipe: hs.load (RosettaSciIO) needs hdf5plugin imported and
     returns all four axes as signal axes; transpose gives the same view as to_hyperspy."""
     path, want = scan
     s = hs.load(path)

@@ -1,4 +1,4 @@
-"""LiberTEM opens emdstream files as HDF5 datasets (the README's recipe).
+"""LiberTEM opens emdstream files as HDF5 datasets (the recipe in docs/readers.md).
 
 Needs `pip install -e '.[test,libertem]'` (`nox -s libertem`); skipped where LiberTEM is missing.
 """

@@ -103,7 +103,7 @@ def test_not_a_datacube_is_refused(tmp_path):
 
 
 def test_ncempy_that_py4dstem_installs_reads_bslz4_with_hdf5plugin(scan):
-    """README: ncempy 1.11 (py4DSTEM's) needs `import hdf5plugin` (imported above) for bslz4."""
+    """docs/readers.md: ncempy 1.11 (py4DSTEM's) needs `import hdf5plugin` (imported above) for bslz4."""
     import ncempy.io
 
     path, want = scan

@@ -156,7 +156,7 @@ def simulate(path: str, scan_shape=(64, 64), frame_shape=(128, 128), dtype="uint
     total = len(source) if n_frames is None else min(n_frames, len(source))
     if fps is not None:
         writer_options.setdefault("on_full", "drop")
-        # a slow detector fills at most about one chunk per flush (see README: slow streams)
+        # a slow detector fills at most about one chunk per flush (docs/writing.md: slow streams)
         frame_bytes = int(np.prod(frame_shape)) * np.dtype(dtype).itemsize
         per_flush = fps * writer_options.get("flush_seconds", 1.0)
         writer_options.setdefault("chunk_frames", max(1, min(int(per_flush),
