@@ -22,8 +22,11 @@ TIMEOUT = 120.0  # seconds: far beyond any healthy file of a crashed writer's si
 def run(command: str, path: str, *args: str, timeout: float = TIMEOUT) -> Any:
     """Run a step in a child process; its result, or ValueError with one line saying why not."""
     argv = [sys.executable, "-m", __name__, command, path, *args]
+    env = dict(os.environ)  # the child imports this very emdstream, installed or not
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
     try:
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
         raise ValueError(f"HDF5 hung reading {path} (no answer in {timeout:.0f} s); "
                          f"nothing more was changed") from None
