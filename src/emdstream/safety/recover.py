@@ -11,8 +11,9 @@ What ``recover`` decides from, in order (never from the wording of HDF5's errors
 3. otherwise (a finished file, or one written without a chunk log) HDF5 itself, in a child
    process under a timeout (``probe``): the superblock's flags are cleared and its end-of-file
    address set to the file's real end (as ``h5clear -s -i``), each stream with streaming state is
-   finalized through the journal, and the result must read whole in plain h5py, or ``recover``
-   says so in one line rather than claim success.
+   finalized through the journal, and the result must open and read back in plain h5py (every
+   chunk index, both ends of every dataset), or ``recover`` says so in one line rather than claim
+   success.
 
 A file a live writer holds (``filelock``) is refused. Killing ``recover`` itself at any moment
 leaves a file that a second ``recover`` finishes.
