@@ -4,6 +4,7 @@ Modules: ``acquisition`` (a file of several streams, its creation, close and for
 ``stream`` (``Stream``, and ``StreamWriter``, the producer's side of one stream), ``session`` (the
 narrow handle a stream has on its file), ``writer`` (``EMDWriter``: an acquisition of one stream),
 ``frames`` (frame checks), ``chunk_buffer`` and ``assembler`` (frames into chunk buffers),
+``packed`` (bslz4 chunks compressed in pieces), ``gather`` (compressed frames into chunks),
 ``writer_thread`` (all HDF5 work), ``encoder_pool`` (compression threads), ``value_table`` (the
 per-frame values as they are written).
 
@@ -12,20 +13,33 @@ May import: ``emdstream.safety``, ``emdstream.format``, ``emdstream.encoders``,
 
 Which thread runs what:
 
-* producer threads (any number, any stream): ``put``/``put_many``/``frame_buffer``/
-  ``put_compressed`` check a frame and copy it into its slot of the stream's current chunk buffer;
-  a full chunk goes on the file's one queue. ``comment`` and ``close`` also run here.
-* the writer thread (one per file): takes chunks off the queue, has them compressed, writes them
-  with direct chunk writes, flushes and counts durable frames, finalizes at close. It is the only
-  thread that calls HDF5 on the file being written.
-* encoder threads (``workers``, default one per core): compress whole chunks handed to them by the
-  writer thread; they never touch HDF5.
+* producer threads (any number, any stream): ``put``/``put_many``/``frame_buffer`` check a frame
+  and copy it into its slot of the stream's current chunk buffer, or, for bslz4 chunks of
+  block-aligned frames (``packed``), compress it there and then (straight from the caller's
+  frame) while the writer thread has pieces left to compress; a full chunk goes on the file's one
+  queue. ``put_compressed``/``put_compressed_many`` check each frame and gather it into its chunk
+  (``gather``); a full chunk is written by the producer itself (``WriterThread.write_now``) when the
+  writer thread is waiting for work, else queued. ``comment`` and ``close`` also run here.
+* the writer thread (one per file): takes chunks off the queue, compresses what is left of them
+  (``packed``) or has the encoder pool compress them (other codecs), writes them with direct chunk
+  writes, flushes and counts durable frames, finalizes at close.
+* encoder threads (``workers``, default one per core; started only for codecs other than
+  block-aligned bslz4): compress whole chunks handed to them by the writer thread; never HDF5.
+
+The HDF5 rule: every HDF5 call on the file being written is made holding ``WriterThread.io_lock``.
+The writer thread holds it at all times except while it waits on the queue; a producer only ever
+tries it without waiting (``write_now``), and writes only chunks of its own stream that nothing
+queued precedes, through the writer thread's own ``_write_chunk`` and counting, so the file sees
+one writer at a time, in order, and a frame is still counted durable only at a flush after its
+chunk was written.
 
 Lock order (a thread holding one may take only those after it, never the reverse):
-``Acquisition._close_lock`` -> ``StreamWriter._lock`` (streams in order) -> ``ChunkAssembler.lock``
--> ``WriterThread._comments_lock``. The writer thread takes only the last two, and never waits
-while holding one. ``safety.live_registry.reopen_lock`` stands apart: it is taken, holding none of
-the others, by the writer thread while it finalizes (closing this process's live readers), by
-``safety.journal`` while it applies a finalize journal (writer thread or ``recover``), and by live
-readers in this process around each read and reopen (``read.dataset.LiveData``, ``read.file``).
+``Acquisition._close_lock`` -> ``StreamWriter._lock`` (streams in order) -> ``WriterThread.io_lock``
+(producers: try only) -> ``ChunkAssembler.lock`` -> ``WriterThread._comments_lock``. The writer
+thread takes the last three, and never waits while holding ``ChunkAssembler.lock`` or
+``_comments_lock``. ``safety.live_registry.reopen_lock`` stands apart: it is taken, holding none of
+the others but ``io_lock``, by the writer thread while it finalizes (closing this process's live
+readers), by ``safety.journal`` while it applies a finalize journal (writer thread or
+``recover``), and by live readers in this process around each read and reopen
+(``read.dataset.LiveData``, ``read.file``).
 """

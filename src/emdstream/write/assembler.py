@@ -18,7 +18,8 @@ from typing import Optional
 import numpy as np
 
 from emdstream.format.chunk_grid import ChunkGeometry
-from emdstream.write.chunk_buffer import ChunkBuffer
+from emdstream.write.chunk_buffer import ChunkBuffer, EncodedChunk
+from emdstream.write.gather import Gather
 from emdstream.write.packed import PieceLayout
 
 
@@ -67,6 +68,9 @@ class ChunkAssembler:
         # (the writer's): the producer compresses in put while the writer has some left
         self.raw_handed = 0
         self.raw_done = 0
+        self.gather: Optional[Gather] = None  # detector-compressed frames into k-frame chunks
+        self.queued_chunks = 0   # chunks put on the file's queue (producer's count) ...
+        self.written_chunks = 0  # ... and written since (the writer's): see may_write_now
 
     # --- buffers ---------------------------------------------------------------------------
     def acquire(self, timeout: Optional[float]) -> Optional[ChunkBuffer]:
@@ -93,6 +97,7 @@ class ChunkAssembler:
             self._free.put(buffer)
         else:
             self.encoded_room.release()
+        self.written_chunks += 1
 
     def buffers_in_use(self) -> int:
         return self._allocated - self._free.qsize()
@@ -109,6 +114,9 @@ class ChunkAssembler:
     # the next slot.
     def begin_chunk(self, buffer: ChunkBuffer) -> None:
         """Start ``buffer`` as the chunk holding the next slot."""
+        if self.gather is not None and self.gather.open:
+            raise ValueError("put after put_compressed into the same chunk: a chunk holds frames "
+                             "of one kind (use chunk_frames=1 to mix them)")
         chunk_id, _ = self.geometry.locate(self.slots)
         buffer.start(chunk_id, *self.geometry.chunk_slots(chunk_id))
         with self.lock:
@@ -170,10 +178,50 @@ class ChunkAssembler:
             if chunk.in_order:
                 self._complete(None, chunk)
                 self.slots = chunk.end_slot
+                self._gathered(chunk)
             else:
                 self.any_order = True
+                self.queued_chunks += 1
                 self.chunks.put((self.stream_index, chunk, chunk.end_slot))
                 self.slots += chunk.end_slot - chunk.first_slot
+
+    # --- encoded frames: gathered, and written by the producer ---------------------------------
+    def begin_gather(self) -> Gather:
+        """Start gathering the chunk that holds the next slot (``gather`` made by the stream)."""
+        if self.current is not None:
+            raise ValueError("put_compressed after put into the same chunk: a chunk holds frames "
+                             "of one kind (use chunk_frames=1 to mix them)")
+        chunk_id, _ = self.geometry.locate(self.slots)
+        self.gather.start(chunk_id, *self.geometry.chunk_slots(chunk_id))
+        return self.gather
+
+    def add_gathered(self, blob, row) -> bool:
+        """The next slot's frame into the chunk being gathered; True once the chunk is full."""
+        g = self.gather
+        with self.lock:
+            g.add(self.slots - g.first_slot, blob, row)
+            self.slots += 1
+        return self.slots == g.end_slot
+
+    def may_write_now(self) -> bool:
+        """An in-order encoded chunk may be written at once (``WriterThread.write_now``): nothing
+        of this stream waits in the queue, behind an open slot, or in a chunk buffer."""
+        with self.lock:
+            return (not self._complete_chunks and self.current is None
+                    and self.queued_chunks == self.written_chunks)
+
+    def written_now(self, chunk) -> None:
+        """``chunk`` was written by the producer: handed over and written, its place free."""
+        with self.lock:
+            self.slots = max(self.slots, chunk.end_slot)
+            self.handed_end = chunk.end_slot
+            self._gathered(chunk)
+        self.encoded_room.release()
+
+    def _gathered(self, chunk) -> None:
+        g = self.gather
+        if g is not None and g.open and g.chunk_id == chunk.chunk_id:
+            g.count = 0  # handed over: no chunk being gathered
 
     def dropped_below(self, slot: int) -> int:
         """How many dropped slots lie below ``slot`` (kept sorted)."""
@@ -185,6 +233,12 @@ class ChunkAssembler:
         with self.lock:
             if self.current is not None:
                 self._complete(self.current.filled_end())
+            g = self.gather
+            if g is not None and g.open:  # the last chunk, partly gathered
+                end = g.first_slot + g.count
+                self._complete(None, EncodedChunk(g.chunk_id, bytes(g.payload()), g.values.copy(),
+                                                  g.first_slot, end))
+                g.count = 0
             for buffer, _ in self._complete_chunks:
                 for position in getattr(buffer, "open", ()):
                     bisect.insort(self.dropped, buffer.first_slot + position)
@@ -215,6 +269,7 @@ class ChunkAssembler:
                 buffer.complete(self.fillvalue)
                 if buffer.pack is not None:
                     self.raw_handed += buffer.pack.raw_pieces()
+            self.queued_chunks += 1
             self.chunks.put((self.stream_index, buffer, end))
             self.handed_end = end
 
@@ -232,4 +287,8 @@ class ChunkAssembler:
                 snap.partial = np.where(cur.filled.reshape((-1,) + (1,) * (cur.array.ndim - 1)),
                                         cur.array, np.asarray(self.fillvalue, cur.array.dtype))
                 snap.partial_values = cur.values.copy()
+            g = self.gather
+            if g is not None and g.open and not snap.waiting:
+                snap.partial_id, snap.partial_end = g.chunk_id, g.first_slot + g.count
+                snap.partial, snap.partial_values = g.frames(), g.values.copy()
         return snap

@@ -23,6 +23,8 @@ class WriterState(Protocol):
 
     def failure(self) -> WriterError: ...
 
+    def write_now(self, index: int, chunk) -> bool: ...
+
 
 class FileSession:
     """One file's state as its streams see it."""
@@ -49,6 +51,11 @@ class FileSession:
     def frames_written(self, index: int) -> int:
         """Frames of stream ``index`` durably in the file."""
         return self.writer.frames_written(index) if self.writer is not None else 0
+
+    def write_now(self, index: int, chunk) -> bool:
+        """Write an encoded chunk of stream ``index`` from the calling producer's thread if the
+        writer thread is waiting for work (``WriterThread.write_now``); False: queue it."""
+        return self.writer is not None and self.writer.write_now(index, chunk)
 
     def where(self, name: str) -> str:
         """`` (stream 'name')`` in a file of several streams, else nothing: for messages."""

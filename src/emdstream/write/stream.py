@@ -24,6 +24,7 @@ from emdstream.format.values import MAX_VALUES, ValueColumns, empty_rows, now
 from emdstream.write.assembler import ChunkAssembler
 from emdstream.write.chunk_buffer import EncodedChunk
 from emdstream.write.frames import FrameSpec
+from emdstream.write.gather import Gather
 from emdstream.write.packed import PieceLayout
 from emdstream.write.session import FileSession
 
@@ -175,28 +176,71 @@ class StreamWriter:
 
     def put_compressed(self, blob: Any, **values: float) -> bool:
         """A frame already in the stream's codec format (bslz4: the 12-byte header of HDF5
-        filter 32008 and the LZ4 blocks, as Dectris detectors send it), written as it is by a
-        direct chunk write. For streams with ``chunk_frames=1``. The header and block lengths are
-        checked (ValueError) before anything is taken; the body is not decoded. Returns False if
-        it was dropped (``on_full="drop"``)."""
+        filter 32008 and the LZ4 blocks, as Dectris detectors send it), stored without
+        recompressing: as its own chunk (``chunk_frames=1``), or gathered with the next frames
+        into the stream's multi-frame chunks when its bytes are whole 8 KiB blocks (otherwise
+        ValueError naming ``chunk_frames=1``). The header and block lengths are checked
+        (ValueError) before anything is taken; the body is not decoded. Returns False if it was
+        dropped (``on_full="drop"``)."""
+        return self.put_compressed_many((blob,), **values) == 1
+
+    def put_compressed_many(self, blobs: Sequence[Any], **values: Any) -> int:
+        """Several frames for ``put_compressed`` in one call; ``values``: a sequence of one value
+        per frame (or one number for all) per name. Every frame is checked before any is taken.
+        Returns how many were taken (fewer when ``on_full="drop"`` dropped some)."""
         self._session.raise_if_unusable()
-        if self.geometry.k != 1:
-            raise ValueError(f"put_compressed needs a stream of one frame per chunk "
-                             f"(chunk_frames=1); this one has {self.geometry.k}")
-        payload = self.encoder.check_encoded(blob, self.spec.nbytes, self.spec.dtype.itemsize)
-        rows, when = empty_rows(1), now()
+        refusal = Gather.refusal(self.encoder, self.geometry.k, self.spec.nbytes,
+                                 self.spec.dtype.itemsize)
+        if refusal:
+            raise ValueError(refusal)
+        nbytes, itemsize = self.spec.nbytes, self.spec.dtype.itemsize
+        payloads = [self.encoder.check_encoded(b, nbytes, itemsize) for b in blobs]
+        n = len(payloads)
+        rows = empty_rows(n)
+        rows[:, 0] = now()
         with self._lock:
-            for column, value in self._value_columns(values):
-                rows[0, column] = value
-            rows[0, 0] = when
-            self._check_open()
-            slot = self.assembler.slots
-            if not self._room_for_encoded():
-                self.assembler.drop()
-                return False
-            chunk_id = self.geometry.locate(slot)[0]
-            self.assembler.add_encoded(EncodedChunk(chunk_id, payload, rows, slot, slot + 1))
+            for column, v in self.columns.block_columns(values, n) if values or \
+                    self.columns.names is None or self.columns.required else ():
+                rows[:, column] = v
+            self._check_open(n)
+            if self.geometry.k == 1:
+                return sum(self._take_chunk(p, rows[i:i + 1]) for i, p in enumerate(payloads))
+            return sum(self._take_gathered(p, rows[i]) for i, p in enumerate(payloads))
+
+    def _take_chunk(self, payload, rows) -> bool:
+        """Under the lock: one frame as its own chunk."""
+        if not self._room_for_encoded():
+            self.assembler.drop()
+            return False
+        slot = self.assembler.slots
+        self._hand(EncodedChunk(self.geometry.locate(slot)[0], payload, rows, slot, slot + 1))
         return True
+
+    def _take_gathered(self, payload, row) -> bool:
+        """Under the lock: one frame into the chunk being gathered (``gather``)."""
+        assembler = self.assembler
+        if assembler.gather is None:
+            assembler.gather = Gather(self.encoder, self.geometry.k, self.spec.shape,
+                                      self.spec.dtype, self.fillvalue)
+        g = assembler.gather
+        if not g.open:
+            if not self._room_for_encoded():
+                assembler.drop()
+                return False
+            assembler.begin_gather()
+        if assembler.add_gathered(payload, row):
+            self._hand(EncodedChunk(g.chunk_id, g.payload(), g.values, g.first_slot, g.end_slot),
+                       copy=True)
+        return True
+
+    def _hand(self, chunk: EncodedChunk, copy: bool = False) -> None:
+        """A complete in-order encoded chunk: written now from this thread if the writer thread
+        is idle (see ``emdstream.write``), else queued (``copy``: its buffers are reused)."""
+        if self._session.write_now(self.index, chunk):
+            return
+        if copy:
+            chunk.payload, chunk.values = bytes(chunk.payload), chunk.values.copy()
+        self.assembler.add_encoded(chunk)
 
     def put_encoded_chunk(self, chunk_id: int, payload, values: Optional[np.ndarray] = None
                           ) -> None:

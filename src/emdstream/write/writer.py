@@ -84,6 +84,10 @@ class EMDWriter(Acquisition):
         """A frame already bslz4-compressed, written as it is (see ``StreamWriter.put_compressed``)."""
         return self._stream.put_compressed(blob, **values)
 
+    def put_compressed_many(self, blobs: Sequence[Any], **values: Any) -> int:
+        """Several compressed frames in one call (see ``StreamWriter.put_compressed_many``)."""
+        return self._stream.put_compressed_many(blobs, **values)
+
     # --- the stream's state ----------------------------------------------------------------------
     name = property(lambda self: self._stream.name)
     spec = property(lambda self: self._stream.spec)

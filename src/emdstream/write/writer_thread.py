@@ -110,6 +110,9 @@ class WriterThread(threading.Thread):
         self._hdf5_fd: Optional[int] = h5file.id.get_vfd_handle()  # None once the file is closed
         self._comments: list[tuple[str, str]] = []
         self._comments_lock = threading.Lock()
+        # held by this thread except while it waits for work; a producer that takes it (never
+        # waiting for it) may write its stream's encoded chunk itself: ``write_now``
+        self.io_lock = threading.Lock()
         self.error: Optional[BaseException] = None
         self.finished = threading.Event()
         self.final_counts: Optional[dict[str, int]] = None
@@ -151,7 +154,10 @@ class WriterThread(threading.Thread):
     def run(self) -> None:
         self._pool: Optional[EncoderPool] = None
         self._inflight: collections.deque = collections.deque()
+        self.io_lock.acquire()
         try:
+            if any(s.events is not None or s.assembler.layout is None for s in self.sinks):
+                self._pool = EncoderPool(self.workers)  # not needed when all chunks are packed
             close = self._stream()
             self._finish(close)
         except BaseException as exc:
@@ -160,6 +166,7 @@ class WriterThread(threading.Thread):
         finally:
             if self._pool is not None:
                 self._pool.shutdown()
+            self.io_lock.release()
             self.finished.set()
 
     def _stream(self) -> Close:
@@ -170,12 +177,14 @@ class WriterThread(threading.Thread):
                 timeout = _FRAME_POLL if timeout is None else min(timeout, _FRAME_POLL)
             try:
                 # with chunks in flight, take only what is already there, else write the oldest
-                item = self.chunks.get_nowait() if self._inflight else self.chunks.get(timeout=timeout)
+                item = self.chunks.get_nowait() if self._inflight else self._wait(timeout)
             except queue.Empty:
                 item = None
                 self._write_ready(block=True)
             if isinstance(item, Close):
                 return item
+            if isinstance(item, BaseException):  # a producer's write_now failed
+                raise item
             if isinstance(item, EventsPending):  # a counted stream's events: full chunks
                 self.sinks[item.index].events.write_ready()
                 item = None
@@ -189,6 +198,36 @@ class WriterThread(threading.Thread):
             if self._flush_due() or (deadline is not None and time.monotonic() >= deadline):
                 self._flush()
                 deadline = self._next_deadline()
+
+    def _wait(self, timeout: Optional[float]):
+        """The next queue item; producers may write (``write_now``) while this thread waits."""
+        self.io_lock.release()
+        try:
+            return self.chunks.get(timeout=timeout)
+        finally:
+            self.io_lock.acquire()
+
+    def write_now(self, index: int, chunk: EncodedChunk) -> bool:
+        """From a producer holding its stream's lock: write an in-order encoded chunk in the
+        producer's own thread, under this thread's rules (holding ``io_lock``, taken only if this
+        thread waits for work; only if nothing of the stream is still queued), counted the same
+        way. False: the caller queues it instead. A failure fails the writer as here."""
+        if not self.io_lock.acquire(blocking=False):
+            return False
+        try:
+            sink = self.sinks[index]
+            if self.error is not None or not sink.assembler.may_write_now():
+                return False
+            self._write_chunk(sink, chunk.chunk_id, chunk.values, chunk.end_slot, chunk.payload)
+            self._count_written(sink, chunk, chunk.end_slot)
+            sink.assembler.written_now(chunk)
+            return True
+        except BaseException as exc:
+            self.error = exc
+            self.chunks.put(exc)  # this thread stops and lets go of the file
+            raise self.failure() from exc
+        finally:
+            self.io_lock.release()
 
     def _next_deadline(self) -> Optional[float]:
         return None if self.flush_seconds is None else time.monotonic() + self.flush_seconds

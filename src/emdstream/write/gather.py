@@ -1,0 +1,88 @@
+"""Detector-compressed bslz4 frames gathered into multi-frame chunks without recompressing.
+
+A bslz4 frame is a 12-byte header and a body of (4-byte length, LZ4 block) per 8 KiB block. When a
+frame's bytes are a whole number of blocks, the bodies of k frames, one after the other under one
+new header (k frames' bytes, the same block size), are the body of the k-frame chunk: each frame's
+body is copied into the chunk's reusable output buffer, and slots without a frame (dropped, or
+past the end of a scan row) get the body of a frame of fill value, compressed once.
+Thread safety: used by one producer at a time, under its stream's lock.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from emdstream.encoders import BitshuffleLZ4
+from emdstream.format.values import empty_rows
+
+
+class Gather:
+    """The chunk being gathered: bodies copied in slot order, with their value rows."""
+
+    def __init__(self, encoder: BitshuffleLZ4, k: int, frame_shape: tuple, dtype: np.dtype,
+                 fillvalue):
+        self.encoder, self.k = encoder, k
+        self.frame_shape, self.dtype = tuple(frame_shape), np.dtype(dtype)
+        frame_bytes = int(np.prod(self.frame_shape, dtype=np.int64)) * self.dtype.itemsize
+        self.header = encoder.header(k * frame_bytes, self.dtype.itemsize)
+        self.out = np.empty(12 + k * encoder.bound(frame_bytes, self.dtype.itemsize), np.uint8)
+        self.out[:12] = np.frombuffer(self.header, np.uint8)
+        fill = np.full(self.frame_shape, fillvalue, self.dtype)
+        self.fill_body = np.asarray(encoder.encode(fill))[12:].copy()
+        self.values = empty_rows(k)
+        self.chunk_id = -1
+        self.first_slot = self.end_slot = 0
+        self.count = 0          # positions taken (frames and gaps)
+        self.cursor = 12
+
+    @staticmethod
+    def refusal(encoder, k: int, frame_bytes: int, itemsize: int) -> str:
+        """Why frames of this stream cannot be gathered ("" if they can)."""
+        if type(encoder) is not BitshuffleLZ4:
+            return (f"put_compressed takes bslz4 frames (HDF5 filter 32008); this stream's "
+                    f"compression is {encoder.name!r}")
+        block = encoder.block_elems(itemsize) * itemsize
+        if k > 1 and frame_bytes % block:
+            return (f"a frame of {frame_bytes} bytes is not a whole number of {block}-byte bslz4 "
+                    f"blocks, so frames cannot be gathered into chunks of {k} frames without "
+                    f"recompressing them: create the stream with chunk_frames=1")
+        return ""
+
+    @property
+    def open(self) -> bool:
+        return self.count > 0
+
+    def start(self, chunk_id: int, first_slot: int, end_slot: int) -> None:
+        self.chunk_id, self.first_slot, self.end_slot = chunk_id, first_slot, end_slot
+        self.count, self.cursor = 0, 12
+        self.values.fill(np.nan)
+
+    def add(self, position: int, blob: memoryview, row: np.ndarray) -> None:
+        """The checked frame ``blob`` (header and body) at ``position``; gaps before it get fill."""
+        self._fill_to(position)
+        n = blob.nbytes - 12
+        self.out[self.cursor:self.cursor + n] = np.frombuffer(blob, np.uint8, offset=12)
+        self.cursor += n
+        self.values[position] = row
+        self.count = position + 1
+
+    def payload(self) -> memoryview:
+        """The whole chunk, positions not taken filled in."""
+        self._fill_to(self.k)
+        return memoryview(self.out)[:self.cursor]
+
+    def _fill_to(self, position: int) -> None:
+        body = self.fill_body
+        while self.count < position:
+            self.out[self.cursor:self.cursor + body.nbytes] = body
+            self.cursor += body.nbytes
+            self.count += 1
+
+    def frames(self) -> np.ndarray:
+        """The chunk's frames so far, decoded, fill value elsewhere (a flush's partial chunk);
+        leaves the chunk as it was."""
+        count, cursor = self.count, self.cursor
+        payload = bytes(self.payload())
+        self.count, self.cursor = count, cursor
+        frames = np.empty((self.k,) + self.frame_shape, self.dtype)
+        self.encoder.decode_into(payload, frames)
+        return frames
