@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 
-import bench_write as bw  # noqa: E402  (puts src/ on sys.path)
+import harness as bw  # first: this checkout's src/ on sys.path
 
 
 def per_call(fn, n: int, loops: int = 5) -> float:
@@ -32,7 +32,7 @@ def main() -> int:
     import h5py
 
     from emdstream.encoders import BitshuffleLZ4
-    from emdstream.format import layout
+    from emdstream.format.values import ENCODER as VALUES_ENCODER
     from emdstream.format.values import MAX_VALUES, empty_rows
     from emdstream.write.encoder_pool import EncoderPool
     shape = (256, 256)
@@ -48,15 +48,15 @@ def main() -> int:
     out["BitshuffleLZ4.encode of one frame (for reference)"] = per_call(
         lambda i: enc.encode(bank[i % b][None]), 256)
     out["VALUES_ENCODER.encode of one row (gzip)"] = per_call(
-        lambda i: layout.VALUES_ENCODER.encode(rows), n)
-    vals = layout.VALUES_ENCODER.encode(rows)
+        lambda i: VALUES_ENCODER.encode(rows), n)
+    vals = VALUES_ENCODER.encode(rows)
     with tempfile.TemporaryDirectory() as tmp:
         with h5py.File(os.path.join(tmp, "c.h5"), "w", libver="latest") as f:
             import hdf5plugin  # noqa: F401
             d = f.create_dataset("d", (8 * n,) + shape, "u2", chunks=(1,) + shape,
                                  **enc.dataset_options())
             v = f.create_dataset("v", (8 * n, MAX_VALUES), "f8", chunks=(1, MAX_VALUES),
-                                 **layout.VALUES_ENCODER.dataset_options())
+                                 **VALUES_ENCODER.dataset_options())
             j = iter(range(8 * n))
             out["write_direct_chunk of one frame's blob (writer)"] = per_call(
                 lambda i: d.id.write_direct_chunk((next(j), 0, 0), blobs[i % b]), n // 4)

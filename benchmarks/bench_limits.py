@@ -5,7 +5,7 @@
     python benchmarks/bench_limits.py --quick         # 1/8 of the sizes, 1 repeat (~10 s)
     python benchmarks/bench_limits.py --only 256x256-bslz4 --only /put_many
 
-Cases (uint16 "detector" frames from ``bench_write.make_bank``, cycled from a bank of 64; each
+Cases (uint16 "detector" frames from ``harness.make_bank``, cycled from a bank of 64; each
 method in a fresh subprocess, methods of a case interleaved repeat by repeat, median of repeats):
 
 * ``put``: ``EMDWriter(n_frames=N)``, ``w.put(frame)`` for every frame, ``close()``.
@@ -19,7 +19,7 @@ method in a fresh subprocess, methods of a case interleaved repeat by repeat, me
 * ``store_raw``: gzip (the slowest codec) at full producer speed with ``on_full="store_raw"``:
   chunks the encoder pool has no room for go to disk uncompressed.
 * ``none``: ``compression=None`` (the uncompressed path, to hold against the I/O ceiling).
-* ``compress``: the compress-only ceiling, ``bench_write.run_compress`` (the encoder on the same
+* ``compress``: the compress-only ceiling, ``harness.ceilings.compress_pool`` (the encoder on the same
   chunks on ``os.cpu_count()`` threads, no I/O, no assembly).
 * ``io-*``: the I/O ceiling: the same raw bytes written to a file in several ways (chunk-sized
   ``write``, 32 MiB ``write``, ``os.pwrite`` of chunks from 2 threads, the same after
@@ -42,9 +42,11 @@ import threading
 import time
 from typing import Optional
 
-import bench_write as bw  # noqa: E402  (bench_write puts src/ and benchmarks/ on sys.path)
-import numpy as np  # noqa: E402
-from bench_write import GiB, MiB, _f, fmt_table  # noqa: E402
+import harness as bw  # first: this checkout's src/ on sys.path
+import numpy as np
+from harness import GiB, MiB, fmt_table
+from harness import fmt as _f
+from harness.ceilings import compress_pool
 
 IO_BIG = 32 * MiB
 PACE_GBPS = 0.5
@@ -111,7 +113,7 @@ def run_emd(job: dict, bank: np.ndarray, path: str) -> dict:
         fb = api(w, "frame_buffer")
     else:
         feed = w.put
-    rss0, cpu0 = bw._start()
+    rss0, cpu0 = bw.start_timing()
     p0 = time.thread_time()
     t0 = time.perf_counter()
     if how == "put_many":
@@ -144,7 +146,7 @@ def run_emd(job: dict, bank: np.ndarray, path: str) -> dict:
     t_loop = time.perf_counter() - t0
     w.close()
     t1 = time.perf_counter()
-    cpu1, peak = bw._cpu(), bw._peak_since_start()
+    cpu1, peak = bw.cpu_seconds(), bw.peak_since_start()
     w._thread.join(5)  # its CPU is recorded as run() returns, just after close() sees it finished
     threads = _breakdown.thread_cpu()
     lat = lat[:min(n_calls, LAT_RING)]
@@ -171,7 +173,7 @@ def run_io(job: dict, bank: np.ndarray, path: str) -> dict:
     pattern = np.ascontiguousarray(bank[np.arange(max(1, math.ceil(piece / bank[0].nbytes))) % len(bank)])
     buf = memoryview(pattern).cast("B")[:piece]
     offsets = list(range(0, total, piece))
-    rss0, cpu0 = bw._start()
+    rss0, cpu0 = bw.start_timing()
     t0 = time.perf_counter()
     if job["io"] == "write":
         with open(path, "wb") as fh:
@@ -193,13 +195,13 @@ def run_io(job: dict, bank: np.ndarray, path: str) -> dict:
             th.join()
         os.close(fd)
     t1 = time.perf_counter()
-    cpu1, peak = bw._cpu(), bw._peak_since_start()
+    cpu1, peak = bw.cpu_seconds(), bw.peak_since_start()
     return dict(seconds=t1 - t0, cpu=cpu1 - cpu0, rss0=rss0, peak_timed=peak,
                 stored=os.path.getsize(path))
 
 
 def run_compress(job: dict, bank: np.ndarray, path: str) -> dict:
-    return bw.run_compress(job, bank, path)
+    return compress_pool(job, bank, path)
 
 
 RUNNERS = {"emd": run_emd, "io": run_io, "compress": run_compress}
@@ -347,7 +349,7 @@ def print_rows(rows: list[dict], markdown: bool) -> None:
 
         out.append([r["case"], r["label"], str(r["frames"]), _f(r["gbps"], ".3f"),
                     _f(100 * r["spread"], ".0f") + "%" if len(r["all_seconds"]) > 1 else "",
-                    _f(r.get("stored_gbps"), ".3f"), bw._ratio(r["ratio"]),
+                    _f(r.get("stored_gbps"), ".3f"), bw.ratio_text(r["ratio"]),
                     _f(r.get("vs_compress"), ".2f"), _f(r.get("cpu_bound"), ".2f"),
                     _f(r.get("vs_io"), ".2f"), _f(r["cores"], ".2f"),
                     c("cpu_producer"), c("cpu_writer"), c("cpu_encoders"),
@@ -407,8 +409,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(fence + saved["info"] + f"\n{fence}")
         print_all(saved["results"], args.markdown)
         return 0
-    bench = bw.Bench(args)
-    bench.script, bench.runners = __file__, RUNNERS
+    bench = bw.Bench(args, __file__, RUNNERS)
     try:
         fence = "```\n" if args.markdown else ""
         print(fence + bw.machine_info(bench.tmpdir))

@@ -37,140 +37,41 @@ once); spread = (slowest - fastest) / median of the repeats.
 from __future__ import annotations
 
 import argparse
-import gc
 import json
-import math
 import os
-import platform
-import resource
-import shlex
-import shutil
-import statistics
-import subprocess
 import sys
-import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Optional
+from typing import Optional
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(HERE)
-# Measure this checkout's emdstream, whether or not it is installed.
-sys.path.insert(0, os.path.join(REPO, "src"))
-sys.path.insert(0, HERE)
+import harness  # first: this checkout's src/ on sys.path
+import numpy as np
+from harness import (
+    BANK_FRAMES,
+    LAT_RING,
+    GiB,
+    MiB,
+    check_written,
+    chunk_frames_for,
+    cpu_seconds,
+    distinct_chunks,
+    fmt,
+    fmt_table,
+    machine_info,
+    peak_since_start,
+    ratio_text,
+    start_timing,
+)
+from harness.ceilings import compress_pool
 
-import numpy as np  # noqa: E402
-
-BANK_FRAMES = 64
-MiB = 1 << 20
-GiB = 1 << 30
 WORKLOADS = ("detector", "noise", "zeros")
 FRAME_SIZES = (64, 256, 1024)
 METHODS = ("naive", "emdstream", "raw-write", "compress")
 SCALING_NS = (1_000, 10_000, 100_000, 1_000_000)
 SWEEP_MIB = (0.25, 0.5, 1, 2, 4, 8)
-LAT_RING = 1 << 16  # put latencies kept (the last 65536 puts): bounded memory at any frame count
 
 # Raw bytes per case (full run); --quick divides by 8. Sized for ~1-3 s per measurement on 2 cores.
 CASE_BYTES = {64: 256 * MiB, 256: 1 * GiB, 1024: 1 * GiB}
 SLOW_CODEC_BYTES = {"gzip": 256 * MiB}  # deflate runs at ~0.1-0.2 GB/s per core
-
-
-# ------------------------------------------------------------------------------------------------
-# frames
-# ------------------------------------------------------------------------------------------------
-def make_bank(workload: str, shape: tuple[int, int], n: int = BANK_FRAMES, seed: int = 1) -> np.ndarray:
-    """``n`` distinct uint16 frames of a workload."""
-    h, w = shape
-    bank = np.empty((n, h, w), dtype=np.uint16)
-    rng = np.random.default_rng(seed)
-    if workload == "zeros":
-        bank[...] = 0
-    elif workload == "noise":
-        for i in range(n):
-            bank[i] = rng.integers(0, 1 << 16, size=(h, w), dtype=np.uint16)
-    elif workload == "detector":
-        # A counting detector in 4D-STEM: Poisson counts, a bright direct-beam disk (radius h/8)
-        # near the centre whose position and brightness vary from frame to frame, weak diffuse
-        # background and a few hot pixels.
-        yy, xx = np.ogrid[:h, :w]
-        radius = max(2.0, min(h, w) / 8)
-        for i in range(n):
-            cy = h / 2 + rng.uniform(-radius / 4, radius / 4)
-            cx = w / 2 + rng.uniform(-radius / 4, radius / 4)
-            r2 = (yy - cy) ** 2 + (xx - cx) ** 2
-            lam = np.where(r2 < radius ** 2, rng.uniform(20, 60), 0.05 + 0.5 * np.exp(-r2 / (h * w / 4)))
-            counts = rng.poisson(lam)
-            hot = rng.integers(0, h * w, size=max(1, h * w // 20000))
-            counts.reshape(-1)[hot] = rng.integers(1000, 60000, size=hot.size)
-            np.minimum(counts, 65535, out=counts)
-            bank[i] = counts
-    else:
-        raise ValueError(f"unknown workload {workload!r}")
-    return bank
-
-
-def chunk_frames_for(shape: tuple[int, int], chunk_frames: Optional[int]) -> int:
-    """The frames per chunk emdstream uses (its own default when ``chunk_frames`` is None)."""
-    from emdstream.format.chunk_grid import ChunkGeometry
-    return ChunkGeometry(tuple(shape), 2, None, None, chunk_frames).k
-
-
-def distinct_chunks(bank: np.ndarray, k: int) -> list[np.ndarray]:
-    """The distinct k-frame chunks of the cycled bank (chunk j = frames j*k .. j*k+k-1 mod B)."""
-    b = len(bank)
-    if b % k == 0:
-        return [bank[j * k:(j + 1) * k] for j in range(b // k)]  # views, no copy
-    n_distinct = math.lcm(b, k) // k
-    return [np.take(bank, np.arange(j * k, (j + 1) * k) % b, axis=0) for j in range(n_distinct)]
-
-
-# ------------------------------------------------------------------------------------------------
-# one measurement (runs in a fresh child process)
-# ------------------------------------------------------------------------------------------------
-def _rss_now() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-_PEAK_BEFORE = 0
-
-
-def _start() -> tuple[int, float]:
-    """Just before a timed part: (RSS now, CPU seconds so far); resets the kernel's peak-RSS mark."""
-    global _PEAK_BEFORE
-    gc.collect()
-    _PEAK_BEFORE = _peak_since_start()  # imports, bank, setup
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")  # Linux >= 4.0: reset VmHWM (peak RSS) to the current RSS
-    except OSError:
-        pass
-    return _rss_now(), _cpu()
-
-
-def _peak_since_start() -> int:
-    """Peak RSS of this process image since exec or since ``_start`` reset it (VmHWM).
-
-    Not ``ru_maxrss``: after fork+exec it also counts the parent's peak (the pre-exec image).
-    """
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
-def _cpu() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    _FAULTS.append(r.ru_minflt + r.ru_majflt)
-    return r.ru_utime + r.ru_stime
-
-
-_FAULTS: list[int] = []  # page-fault counts at each _cpu() call: the last two bracket the timed part
 
 
 def _storage_size(path: str, dset: str) -> int:
@@ -189,13 +90,13 @@ def run_naive(job: dict, bank: np.ndarray, path: str) -> dict:
     f = h5py.File(path, "w", libver=("v110", "v110"))
     d = f.create_dataset("data", shape=(n,) + bank.shape[1:], dtype=bank.dtype,
                          chunks=(1,) + bank.shape[1:], **options)
-    rss0, cpu0 = _start()
+    rss0, cpu0 = start_timing()
     t0 = time.perf_counter()
     for i in range(n):
         d[i] = bank[i % b]
     f.close()
     t1 = time.perf_counter()
-    cpu1, peak = _cpu(), _peak_since_start()
+    cpu1, peak = cpu_seconds(), peak_since_start()
     stored = _storage_size(path, "data")
     return dict(seconds=t1 - t0, cpu=cpu1 - cpu0, rss0=rss0, peak_timed=peak, stored=stored)
 
@@ -212,7 +113,7 @@ def run_emdstream(job: dict, bank: np.ndarray, path: str) -> dict:
                   overwrite=True)
     put = w.put
     clock = time.perf_counter_ns
-    rss0, cpu0 = _start()
+    rss0, cpu0 = start_timing()
     t0 = time.perf_counter()
     for i in range(n):
         a = clock()
@@ -220,7 +121,7 @@ def run_emdstream(job: dict, bank: np.ndarray, path: str) -> dict:
         lat[i & mask] = clock() - a
     w.close()
     t1 = time.perf_counter()
-    cpu1, peak = _cpu(), _peak_since_start()
+    cpu1, peak = cpu_seconds(), peak_since_start()
     breakdown = None
     if job.get("breakdown"):
         import _breakdown
@@ -240,7 +141,7 @@ def run_raw_write(job: dict, bank: np.ndarray, path: str) -> dict:
     chunks = [np.ascontiguousarray(c) for c in distinct_chunks(bank, k)]  # written via the buffer protocol
     n_chunks, rest = divmod(n, k)
     tail = np.ascontiguousarray(bank[np.arange(n - rest, n) % len(bank)])
-    rss0, cpu0 = _start()
+    rss0, cpu0 = start_timing()
     t0 = time.perf_counter()
     fh = open(path, "wb")
     for j in range(n_chunks):
@@ -250,147 +151,17 @@ def run_raw_write(job: dict, bank: np.ndarray, path: str) -> dict:
     fh.flush()
     fh.close()  # no fsync: h5py and emdstream do not fsync either
     t1 = time.perf_counter()
-    cpu1, peak = _cpu(), _peak_since_start()
+    cpu1, peak = cpu_seconds(), peak_since_start()
     return dict(seconds=t1 - t0, cpu=cpu1 - cpu0, rss0=rss0, peak_timed=peak, stored=os.path.getsize(path))
 
 
-def run_compress(job: dict, bank: np.ndarray, path: str) -> dict:
-    from emdstream.encoders import get_encoder
-    n, k = job["frames"], job["k"]
-    threads = job.get("threads") or os.cpu_count() or 1
-    encoder = get_encoder(job["compression"])
-    chunks = distinct_chunks(bank, k)
-    n_chunks = math.ceil(n / k)  # the emdstream run writes n/k full chunks (n is a multiple of k)
-    seq = [chunks[j % len(chunks)] for j in range(n_chunks)]
-
-    def encode(chunk):
-        return memoryview(encoder.encode(chunk)).nbytes
-
-    with ThreadPoolExecutor(threads) as pool:
-        list(pool.map(encode, seq[:threads]))  # warm up the threads and the codec
-        rss0, cpu0 = _start()
-        t0 = time.perf_counter()
-        stored = sum(pool.map(encode, seq))
-        t1 = time.perf_counter()
-        cpu1, peak = _cpu(), _peak_since_start()
-    return dict(seconds=t1 - t0, cpu=cpu1 - cpu0, rss0=rss0, peak_timed=peak, stored=stored, threads=threads)
-
-
 RUNNERS = {"naive": run_naive, "emdstream": run_emdstream, "raw-write": run_raw_write,
-           "compress": run_compress}
-
-
-def child_main(job: dict, runners: Optional[dict] = None) -> None:
-    """One measurement: ``runners[job["method"]](job, bank, path)`` (``bench_limits`` passes its own)."""
-    bank = np.load(job["bank"]) if job.get("bank") else make_bank(job["workload"], job["shape"])
-    path = os.path.join(job["tmpdir"], f"{job['method']}-{os.getpid()}.h5")
-    if job.get("breakdown"):
-        import _breakdown
-        _breakdown.install()
-    if job.get("thread_cpu"):
-        import _breakdown
-        _breakdown.install_thread_cpu()
-    try:
-        result = (runners or RUNNERS)[job["method"]](job, bank, path)
-    finally:
-        for p in (path, path + ".emdstream-partial"):
-            if os.path.exists(p):
-                os.remove(p)
-    result["faults"] = _FAULTS[-1] - _FAULTS[-2]
-    result["peak_rss"] = max(_PEAK_BEFORE, result["peak_timed"])
-    result["bank_bytes"] = bank.nbytes
-    print("RESULT " + json.dumps(result), flush=True)
-
-
-def measure(job: dict, in_process: bool = False, script: str = __file__,
-            runners: Optional[dict] = None) -> dict:
-    """Run one measurement in a fresh interpreter (``script --child JOB``); returns its result."""
-    if in_process:
-        import contextlib
-        import io
-        out = io.StringIO()
-        with contextlib.redirect_stdout(out):
-            child_main(job, runners)
-        text = out.getvalue()
-    else:
-        proc = subprocess.run([sys.executable, os.path.abspath(script), "--child", json.dumps(job)],
-                              capture_output=True, text=True)
-        text = proc.stdout
-        if proc.returncode != 0:
-            raise RuntimeError(f"measurement {job['method']} of {job['name']} failed "
-                               f"(exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    for line in text.splitlines():
-        if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT "):])
-    raise RuntimeError(f"no result from {job}:\n{text}")
+           "compress": compress_pool}
 
 
 # ------------------------------------------------------------------------------------------------
 # cases, repeats, summaries
 # ------------------------------------------------------------------------------------------------
-class Bench:
-    def __init__(self, args: argparse.Namespace):
-        self.args = args
-        self.script, self.runners = __file__, None  # bench_limits measures with its own runners
-        self.tmpdir = tempfile.mkdtemp(prefix="emdstream-bench-", dir=args.dir)
-        self._banks: dict[tuple, str] = {}
-        self.results: list[dict] = []
-
-    def close(self) -> None:
-        shutil.rmtree(self.tmpdir, ignore_errors=True)
-
-    def bank(self, workload: str, shape: tuple[int, int]) -> str:
-        key = (workload, shape)
-        if key not in self._banks:
-            for old in self._banks.values():  # one bank on disk at a time
-                os.remove(old)
-            self._banks.clear()
-            path = os.path.join(self.tmpdir, f"bank-{workload}-{shape[0]}x{shape[1]}.npy")
-            np.save(path, make_bank(workload, shape))
-            self._banks[key] = path
-        return self._banks[key]
-
-    def run_case(self, name: str, base: dict, methods: list[str],
-                 variants: Optional[dict[str, dict]] = None) -> dict[str, dict]:
-        """Median over repeats of each method; methods interleaved within each repeat.
-        ``variants``: job keys per method label (its runner is ``variants[m]["method"]``)."""
-        runs: dict[str, list[dict]] = {m: [] for m in methods}
-        for _ in range(self.args.repeats):
-            for m in methods:
-                job = {**base, "method": m, "name": name, "tmpdir": self.tmpdir,
-                       **(variants or {}).get(m, {})}
-                runs[m].append(measure(job, self.args.in_process, self.script, self.runners))
-                self.progress(f"  {name}/{m}: {runs[m][-1]['seconds']:.3f} s")
-        out = {}
-        for m, rs in runs.items():
-            med = _median_run(rs)
-            med["all_seconds"] = [r["seconds"] for r in rs]
-            med["peak_rss"] = max(r["peak_rss"] for r in rs)
-            med["drss"] = max(r["peak_timed"] - r["rss0"] for r in rs)
-            for key in ("put_p50_us", "put_p99_us", "put_max_us", "queue_high_water", "cpu", "faults"):
-                if key in med:
-                    med[key] = statistics.median(r[key] for r in rs)
-            raw = base["frames"] * base["frame_bytes"]
-            med.update(name=name, method=m, raw_bytes=raw, frames=base["frames"],
-                       frame_bytes=base["frame_bytes"],
-                       gbps=raw / med["seconds"] / 1e9, fps=base["frames"] / med["seconds"],
-                       ratio=raw / med["stored"] if med["stored"] else float("inf"),
-                       cores=med["cpu"] / med["seconds"], faults_per_mib=med["faults"] / (raw / MiB),
-                       spread=(max(med["all_seconds"]) - min(med["all_seconds"])) / med["seconds"])
-            self.results.append(dict(med, **{k: v for k, v in base.items() if k != "bank"}))
-            out[m] = med
-        return out
-
-    def progress(self, text: str) -> None:
-        if self.args.verbose:
-            print(text, file=sys.stderr, flush=True)
-
-
-def _median_run(runs: list[dict]) -> dict:
-    ordered = sorted(runs, key=lambda r: r["seconds"])
-    return dict(ordered[(len(ordered) - 1) // 2])  # lower median: an actual run's numbers
-
-
 def _selected(args: argparse.Namespace, name: str) -> bool:
     return not args.only or any(o in name for o in args.only)
 
@@ -416,7 +187,7 @@ def frames_for(shape, compression, quick: bool, k: int) -> int:
     return (n + k - 1) // k * k  # whole chunks, as in an acquisition of whole chunks
 
 
-def run_main(bench: Bench) -> list[dict]:
+def run_main(bench: harness.Bench) -> list[dict]:
     args = bench.args
     rows = []
     for name, workload, shape, comp in main_cases(args.quick):
@@ -443,7 +214,7 @@ def run_main(bench: Bench) -> list[dict]:
     return rows
 
 
-def run_scaling(bench: Bench) -> list[dict]:
+def run_scaling(bench: harness.Bench) -> list[dict]:
     args = bench.args
     shape = (64, 64)
     k = chunk_frames_for(shape, None)
@@ -461,7 +232,7 @@ def run_scaling(bench: Bench) -> list[dict]:
     return rows
 
 
-def run_sweep(bench: Bench) -> list[dict]:
+def run_sweep(bench: harness.Bench) -> list[dict]:
     args = bench.args
     shape = (256, 256)
     frame_bytes = shape[0] * shape[1] * 2
@@ -483,7 +254,7 @@ def run_sweep(bench: Bench) -> list[dict]:
     return rows
 
 
-def run_breakdown(bench: Bench) -> dict:
+def run_breakdown(bench: harness.Bench) -> dict:
     args = bench.args
     shape = (256, 256)
     k = chunk_frames_for(shape, None)
@@ -491,52 +262,25 @@ def run_breakdown(bench: Bench) -> dict:
     job = dict(workload="detector", shape=list(shape), compression="bslz4", frames=n, k=k,
                frame_bytes=shape[0] * shape[1] * 2, bank=bench.bank("detector", shape),
                method="emdstream", name="breakdown", tmpdir=bench.tmpdir, breakdown=True)
-    return measure(job, args.in_process)
+    return harness.measure(job, __file__, RUNNERS, args.in_process)
 
 
 # ------------------------------------------------------------------------------------------------
 # output
 # ------------------------------------------------------------------------------------------------
-def fmt_table(headers: list[str], rows: list[list[str]], markdown: bool) -> str:
-    if markdown:
-        lines = ["| " + " | ".join(headers) + " |",
-                 "|" + "|".join("---:" if i else ":---" for i in range(len(headers))) + "|"]
-        lines += ["| " + " | ".join(r) + " |" for r in rows]
-        return "\n".join(lines)
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
-              for i, h in enumerate(headers)]
-    line = lambda cells: "  ".join(c.ljust(w) if i == 0 else c.rjust(w)  # noqa: E731
-                                   for i, (c, w) in enumerate(zip(cells, widths)))
-    return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows])
-
-
-def _f(x: Any, spec: str = ".2f", none: str = "") -> str:
-    if x is None:
-        return none
-    if isinstance(x, float) and math.isinf(x):
-        return "inf"
-    return format(x, spec)
-
-
-def _ratio(x: float) -> str:
-    if math.isinf(x):
-        return "inf"
-    return f"{x:.1f}" if x < 100 else f"{x:.0f}"
-
-
 def print_main(rows: list[dict], markdown: bool) -> None:
     headers = ["case", "method", "frames", "GB/s", "spread", "frames/s", "ratio", "peak RSS MiB",
                "dRSS MiB", "cores", "faults/MiB", "put p50 us", "put p99 us", "emd/naive",
                "emd/ceiling"]
     out = []
     for r in rows:
-        out.append([r["case"], r["method"], str(r["frames"]), _f(r["gbps"], ".3f"),
-                    _f(100 * r["spread"], ".0f") + "%" if len(r["all_seconds"]) > 1 else "",
-                    _f(r["fps"], ",.0f"), _ratio(r["ratio"]), _f(r["peak_rss"] / MiB, ".0f"),
-                    _f(r["drss"] / MiB, ".0f"), _f(r["cores"], ".2f"), _f(r["faults_per_mib"], ".0f"),
-                    _f(r.get("put_p50_us"), ".1f"), _f(r.get("put_p99_us"), ".1f"),
-                    _f(r.get("vs_naive"), ".2f") + ("x" if "vs_naive" in r else ""),
-                    _f(r.get("vs_ceiling"), ".2f") + ("x" if "vs_ceiling" in r else "")])
+        out.append([r["case"], r["method"], str(r["frames"]), fmt(r["gbps"], ".3f"),
+                    fmt(100 * r["spread"], ".0f") + "%" if len(r["all_seconds"]) > 1 else "",
+                    fmt(r["fps"], ",.0f"), ratio_text(r["ratio"]), fmt(r["peak_rss"] / MiB, ".0f"),
+                    fmt(r["drss"] / MiB, ".0f"), fmt(r["cores"], ".2f"), fmt(r["faults_per_mib"], ".0f"),
+                    fmt(r.get("put_p50_us"), ".1f"), fmt(r.get("put_p99_us"), ".1f"),
+                    fmt(r.get("vs_naive"), ".2f") + ("x" if "vs_naive" in r else ""),
+                    fmt(r.get("vs_ceiling"), ".2f") + ("x" if "vs_ceiling" in r else "")])
     print(fmt_table(headers, out, markdown))
 
 
@@ -552,13 +296,13 @@ def print_scaling(rows: list[dict], markdown: bool) -> None:
         marginal = ((r["seconds"] - prev["seconds"]) / (r["frames"] - prev["frames"]) * 1e6
                     if prev else None)
         prev = r
-        out.append([f"{r['frames']:,}", _f(r["raw_bytes"] / 1e9, ".3f"), _f(r["seconds"], ".3f"),
-                    _f(r["us_per_frame"], ".2f"),
-                    _f(r["us_per_frame"] / ref["us_per_frame"], ".2f") + "x" if ref else "",
-                    _f(marginal, ".2f"),
-                    _f(r["fps"], ",.0f"), _f(r["peak_rss"] / MiB, ".0f"), _f(r["drss"] / MiB, ".0f"),
+        out.append([f"{r['frames']:,}", fmt(r["raw_bytes"] / 1e9, ".3f"), fmt(r["seconds"], ".3f"),
+                    fmt(r["us_per_frame"], ".2f"),
+                    fmt(r["us_per_frame"] / ref["us_per_frame"], ".2f") + "x" if ref else "",
+                    fmt(marginal, ".2f"),
+                    fmt(r["fps"], ",.0f"), fmt(r["peak_rss"] / MiB, ".0f"), fmt(r["drss"] / MiB, ".0f"),
                     f"{r['queue_high_water']:,.0f} / {r['queue_size']:,}",
-                    _f(r["put_p50_us"], ".1f"), _f(r["put_p99_us"], ".1f")])
+                    fmt(r["put_p50_us"], ".1f"), fmt(r["put_p99_us"], ".1f")])
     print(fmt_table(headers, out, markdown))
 
 
@@ -567,17 +311,17 @@ def print_sweep(rows: list[dict], markdown: bool) -> None:
                "emd/ceiling", "ratio", "peak RSS MiB", "cores", "put p50 us", "put p99 us"]
     out = []
     for r in rows:
-        out.append([f"{r['chunk_mib']:g} MiB", str(r["k"]), str(r["frames"]), _f(r["gbps"], ".3f"),
-                    _f(r["ceiling_gbps"], ".3f"), _f(r["vs_ceiling"], ".2f") + "x",
-                    _ratio(r["ratio"]), _f(r["peak_rss"] / MiB, ".0f"), _f(r["cores"], ".2f"),
-                    _f(r["put_p50_us"], ".1f"), _f(r["put_p99_us"], ".1f")])
+        out.append([f"{r['chunk_mib']:g} MiB", str(r["k"]), str(r["frames"]), fmt(r["gbps"], ".3f"),
+                    fmt(r["ceiling_gbps"], ".3f"), fmt(r["vs_ceiling"], ".2f") + "x",
+                    ratio_text(r["ratio"]), fmt(r["peak_rss"] / MiB, ".0f"), fmt(r["cores"], ".2f"),
+                    fmt(r["put_p50_us"], ".1f"), fmt(r["put_p99_us"], ".1f")])
     print(fmt_table(headers, out, markdown))
 
 
 def print_breakdown(result: dict, markdown: bool) -> None:
     headers = ["thread", "section", "calls", "total s", "% of wall", "us/call"]
-    out = [[b["thread"], b["section"], f"{b['calls']:,}", _f(b["seconds"], ".3f"),
-            _f(100 * b["seconds"] / result["seconds"], ".1f"), _f(b["us_per_call"], ".1f")]
+    out = [[b["thread"], b["section"], f"{b['calls']:,}", fmt(b["seconds"], ".3f"),
+            fmt(100 * b["seconds"] / result["seconds"], ".1f"), fmt(b["us_per_call"], ".1f")]
            for b in result["breakdown"]]
     print(f"emdstream, detector 256x256 bslz4, {result['chunk_frames']} frames/chunk: "
           f"{result['seconds']:.3f} s wall, {result['cpu']:.3f} s CPU "
@@ -618,47 +362,6 @@ def print_targets(main: list[dict], scaling: list[dict]) -> None:
         print("\n".join("  " + x for x in lines))
 
 
-def machine_info(tmpdir: str) -> str:
-    import bitshuffle
-    import h5py
-    import hdf5plugin
-    import numcodecs
-
-    import emdstream
-    cpu = "?"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    try:
-        mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GiB
-    except (ValueError, OSError):
-        mem = float("nan")
-    try:
-        git = ["git", "--no-optional-locks", "-C", REPO]  # read-only: never touches the index
-        rev = subprocess.run(git + ["rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                             timeout=10).stdout.strip()
-        if subprocess.run(git + ["diff", "--quiet", "HEAD", "--", "src"], timeout=30).returncode:
-            rev += ", src/ has uncommitted changes"
-    except (OSError, subprocess.SubprocessError):
-        rev = "?"
-    fs = subprocess.run(["df", "-T", tmpdir], capture_output=True, text=True).stdout.splitlines()[-1:]
-    return "\n".join([
-        f"command: {shlex.join([os.path.basename(sys.executable)] + sys.argv)}",
-        f"date: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}   load average: "
-        f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}",
-        f"machine: {platform.node()} {platform.machine()}, {cpu}, os.cpu_count()={os.cpu_count()}, "
-        f"{mem:.1f} GiB RAM, {platform.platform()}",
-        f"python {platform.python_version()}, numpy {np.__version__}, h5py {h5py.__version__}, "
-        f"HDF5 {h5py.version.hdf5_version}, hdf5plugin {hdf5plugin.version}, "
-        f"bitshuffle {bitshuffle.__version__}, numcodecs {numcodecs.__version__}",
-        f"emdstream {emdstream.__version__} from {os.path.dirname(emdstream.__file__)} (git {rev})",
-        f"temp dir: {tmpdir} ({' '.join(fs[0].split()[:2]) if fs else '?'}); files deleted after "
-        f"each measurement; no fsync anywhere",
-    ])
-
-
 # ------------------------------------------------------------------------------------------------
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
@@ -690,27 +393,13 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     return args
 
 
-def check_written(path: str, n: int, bank: np.ndarray) -> tuple[int, dict]:
-    """Assert an emdstream file holds frames 0, n/2, n-1 of ``bank`` cycled; (stored bytes, data
-    group attributes)."""
-    import h5py
-    import hdf5plugin  # noqa: F401  (filters for reading back)
-
-    with h5py.File(path, "r") as f:
-        d = f["data/dataset_1/data"]
-        assert d.shape == (n,) + bank.shape[1:], d.shape
-        for i in (0, n // 2, n - 1):
-            assert np.array_equal(d[i], bank[i % len(bank)]), f"frame {i} differs"
-        return int(d.id.get_storage_size()), dict(d.parent.attrs)
-
-
 def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
     if args.child:
-        child_main(json.loads(args.child))
+        harness.child_main(json.loads(args.child), RUNNERS)
         return 0
     do_main = args.all or not (args.scaling or args.chunk_sweep or args.breakdown)
-    bench = Bench(args)
+    bench = harness.Bench(args, __file__, RUNNERS)
     try:
         fence = "```\n" if args.markdown else ""
         print(fence + machine_info(bench.tmpdir))

@@ -6,8 +6,9 @@ is its pieces' bodies in order, so each piece is compressed on its own, into its
 chunk's reusable output buffer (``Packing.out``, the 12-byte header written once):
 
 * the producer compresses a piece inside ``put`` (straight from the caller's frame: no copy) when
-  the writer thread has work already (``ChunkAssembler.writer_backlog``); otherwise it copies the
-  frame into the chunk buffer and leaves the piece to the writer thread;
+  the writer thread has work already (``ChunkAssembler.writer_backlog``) or half the chunk's
+  pieces are already left to it; otherwise it copies the frame into the chunk buffer and leaves
+  the piece to the writer thread (which gets them when the chunk is full);
 * the writer thread compresses the pieces left raw (runs of them in one call) and closes the gaps
   between the bodies (``finish``), then writes the chunk.
 
@@ -75,12 +76,14 @@ class Packing:
         self.has_raw = np.zeros(layout.n_pieces, dtype=bool)       # raw copy in the buffer
         self.done = np.zeros(layout.n_pieces, dtype=np.int64)      # frames in each piece so far
         self.cursor, self.leading = 12, 0  # bodies of pieces 0..leading-1 end at cursor
+        self.left, self.most_left = 0, max(1, layout.n_pieces // 2)  # pieces left to the writer
 
     def reset(self) -> None:
         self.lens.fill(-1)
         self.has_raw.fill(False)
         self.done.fill(0)
         self.cursor, self.leading = 12, 0
+        self.left = 0
 
     # --- the producer (under the assembler's lock) -------------------------------------------
     def take(self, position: int, frames: np.ndarray, inline: bool) -> None:
@@ -94,7 +97,7 @@ class Packing:
         pe = lay.piece_elems
         for p in range(first // pe, (end - 1) // pe + 1):
             a, b = max(first, p * pe), min(end, (p + 1) * pe)
-            if src is not None and inline and b - a == pe:
+            if src is not None and (inline or self.left >= self.most_left) and b - a == pe:
                 self._compress(p, src[a - first:b - first])
                 continue
             np.copyto(self.flat[a:b], frames.reshape(-1)[a - first:b - first], casting="unsafe")
@@ -114,8 +117,11 @@ class Packing:
         lay = self.layout
         self.has_raw[p] = True
         complete = whole or self._count(p, frames)
-        if complete and inline and self.lens[p] < 0:
-            self._compress(p, self.flat[p * lay.piece_elems:(p + 1) * lay.piece_elems])
+        if complete and self.lens[p] < 0:
+            if inline or self.left >= self.most_left:
+                self._compress(p, self.flat[p * lay.piece_elems:(p + 1) * lay.piece_elems])
+            else:
+                self.left += 1
 
     def _count(self, p: int, frames: int) -> bool:
         lay = self.layout

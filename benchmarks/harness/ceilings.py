@@ -1,0 +1,120 @@
+"""Compress-only ceilings: the same chunks compressed with no I/O, no copy, no hand-off.
+
+Issue 17's ceiling is the best of two ways, each measured in the same run as what it bounds:
+
+* ``compress_own_threads``: one thread compressing whole chunks, the library using every core
+  itself: bslz4 through ``bitshuffle.compress_lz4`` (its OpenMP team; needs the bitshuffle
+  package), blosc-lz4 with c-blosc's threads (``numcodecs.blosc.set_nthreads``); zstd and gzip
+  have no threads of their own (one core).
+* ``compress_threads``: one plain thread per core, each compressing every n-th chunk with
+  emdstream's own encoder (bslz4: ``bshuf_compress_lz4`` through ctypes into a reused buffer).
+
+``compress_pool`` is the older ``ThreadPoolExecutor`` ceiling (a hand-off per chunk: it understates
+the real one on a VM where a thread wake-up costs ~50-100 µs), kept for ``bench_write``.
+"""
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from .frames import distinct_chunks
+from .measure import cpu_seconds, peak_since_start, start_timing
+
+
+def _sequence(job: dict, bank: np.ndarray) -> list[np.ndarray]:
+    k = job["k"]
+    chunks = [np.ascontiguousarray(c) for c in distinct_chunks(bank, k)]
+    return [chunks[j % len(chunks)] for j in range(math.ceil(job["frames"] / k))]
+
+
+def _timed(run) -> dict:
+    rss0, cpu0 = start_timing()
+    t0 = time.perf_counter()
+    stored = run()
+    t1 = time.perf_counter()
+    cpu1, peak = cpu_seconds(), peak_since_start()
+    return dict(seconds=t1 - t0, cpu=cpu1 - cpu0, rss0=rss0, peak_timed=peak, stored=stored)
+
+
+def compress_threads(job: dict, bank: np.ndarray, path: str) -> dict:
+    """One plain thread per core (``job["threads"]``), no hand-off: thread i takes chunks i,
+    i + n, ..."""
+    from emdstream.encoders import BitshuffleLZ4, get_encoder
+    encoder = get_encoder(job["compression"])
+    seq = _sequence(job, bank)
+    n = job.get("threads") or os.cpu_count() or 1
+    sizes = [0] * n
+    if isinstance(encoder, BitshuffleLZ4):
+        outs = [np.empty(12 + encoder.bound(seq[0].nbytes, seq[0].itemsize), np.uint8)
+                for _ in range(n)]
+
+        def one(i):
+            for c in seq[i::n]:
+                sizes[i] += 12 + encoder.compress_into(c, outs[i], 12)
+    else:
+        def one(i):
+            for c in seq[i::n]:
+                sizes[i] += memoryview(encoder.encode(c)).nbytes
+    for i in range(n):  # warm up: library loaded, output buffers touched
+        one_chunk = seq[i % len(seq)]
+        encoder.encode(one_chunk)
+
+    def run():
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return sum(sizes)
+    return dict(_timed(run), threads=n)
+
+
+def compress_own_threads(job: dict, bank: np.ndarray, path: str) -> dict:
+    """One thread, whole chunks, the library's own threads on every core (None-like result with
+    ``skipped`` when the library has none here: bslz4 without the bitshuffle package)."""
+    seq = _sequence(job, bank)
+    comp = job["compression"]
+    if comp == "bslz4":
+        try:
+            import bitshuffle
+        except ImportError:
+            return dict(seconds=float("inf"), cpu=0.0, rss0=0, peak_timed=0, stored=0,
+                        skipped="bitshuffle not installed")
+        from emdstream.encoders import BitshuffleLZ4
+        block = BitshuffleLZ4.block_elems(seq[0].itemsize)
+
+        def encode(c):
+            return 12 + bitshuffle.compress_lz4(c.reshape(-1), block).nbytes
+    else:
+        from emdstream.encoders import get_encoder
+        encoder = get_encoder(comp)
+        if comp == "blosc-lz4":
+            from numcodecs import blosc
+            blosc.set_nthreads(os.cpu_count() or 1)
+            blosc.use_threads = True
+
+        def encode(c):
+            return memoryview(encoder.encode(c)).nbytes
+    encode(seq[0])
+    return _timed(lambda: sum(encode(c) for c in seq))
+
+
+def compress_pool(job: dict, bank: np.ndarray, path: str) -> dict:
+    """The encoder on the chunks through a ``ThreadPoolExecutor`` of ``os.cpu_count()`` threads."""
+    from emdstream.encoders import get_encoder
+    threads = job.get("threads") or os.cpu_count() or 1
+    encoder = get_encoder(job["compression"])
+    seq = _sequence(job, bank)
+
+    def encode(chunk):
+        return memoryview(encoder.encode(chunk)).nbytes
+
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(encode, seq[:threads]))  # warm up the threads and the codec
+        result = _timed(lambda: sum(pool.map(encode, seq)))
+    return dict(result, threads=threads)
