@@ -100,6 +100,8 @@ class StreamWriter:
                                 session.on_full)
         self.assembler = ChunkAssembler(self.geometry, self.spec.dtype, self.fillvalue,
                                         -(-queue_frames // self.geometry.k), chunks, index, layout)
+        self._compressed_refusal = Gather.refusal(self.encoder, self.geometry.k, self.spec.nbytes,
+                                                  self.spec.dtype.itemsize)  # put_compressed
         self._lock = threading.Lock()  # one put (or the close) at a time: file order = call order
         self.closed = False
 
@@ -189,10 +191,8 @@ class StreamWriter:
         per frame (or one number for all) per name. Every frame is checked before any is taken.
         Returns how many were taken (fewer when ``on_full="drop"`` dropped some)."""
         self._session.raise_if_unusable()
-        refusal = Gather.refusal(self.encoder, self.geometry.k, self.spec.nbytes,
-                                 self.spec.dtype.itemsize)
-        if refusal:
-            raise ValueError(refusal)
+        if self._compressed_refusal:
+            raise ValueError(self._compressed_refusal)
         nbytes, itemsize = self.spec.nbytes, self.spec.dtype.itemsize
         payloads = [self.encoder.check_encoded(b, nbytes, itemsize) for b in blobs]
         n = len(payloads)

@@ -1,0 +1,70 @@
+"""The loops a detector engineer writes by hand (issue 17), to hold emdstream against.
+
+* ``hand``: raw frames. Copy each frame into one ``(k, h, w)`` chunk buffer; when it is full,
+  compress the whole chunk with one call whose OpenMP team uses every core
+  (``bitshuffle.compress_lz4(buf.reshape(-1), block)``; without the bitshuffle package, emdstream's
+  own ``BitshuffleLZ4.encode``, one core), prepend the 12-byte header, ``write_direct_chunk``; all
+  in the producer's thread; timed to ``File.close()``.
+* ``bare``: detector-compressed frames. ``dset.id.write_direct_chunk((i, 0, 0), blob)`` per frame
+  into a ``chunks=(1, h, w)`` bslz4 dataset; timed to ``File.close()``.
+"""
+from __future__ import annotations
+
+import struct
+import time
+
+import numpy as np
+from harness import cpu_seconds, distinct_chunks, peak_since_start, start_timing
+
+
+def _file(path: str, shape: tuple, n: int, k: int):
+    import h5py
+    import hdf5plugin
+
+    f = h5py.File(path, "w", libver="latest")
+    d = f.create_dataset("d", (n,) + shape, "uint16", chunks=(k,) + shape,
+                         **hdf5plugin.Bitshuffle(cname="lz4"))
+    return f, d
+
+
+def hand(job: dict, bank: np.ndarray, path: str) -> dict:
+    from emdstream.encoders import BitshuffleLZ4
+    n, k, shape = job["frames"], job["k"], bank.shape[1:]
+    block = BitshuffleLZ4.block_elems(bank.itemsize)
+    try:
+        import bitshuffle
+        compress = lambda buf: bitshuffle.compress_lz4(buf.reshape(-1), block)  # noqa: E731
+        header = struct.pack(">QI", k * bank[0].nbytes, block * bank.itemsize)
+    except ImportError:
+        compress, header = BitshuffleLZ4().encode, b""
+    f, d = _file(path, shape, n, k)
+    buf = np.empty((k,) + shape, bank.dtype)
+    b = len(bank)
+    rss0, cpu0 = start_timing()
+    t0 = time.perf_counter()
+    for i in range(n):
+        buf[i % k] = bank[i % b]
+        if i % k == k - 1:
+            d.id.write_direct_chunk((i - k + 1, 0, 0), header + compress(buf).tobytes())
+    stored = d.id.get_storage_size()
+    f.close()
+    t1 = time.perf_counter()
+    return dict(seconds=t1 - t0, cpu=cpu_seconds() - cpu0, rss0=rss0,
+                peak_timed=peak_since_start(), stored=int(stored))
+
+
+def bare(job: dict, bank: np.ndarray, path: str) -> dict:
+    from emdstream.encoders import BitshuffleLZ4
+    n, shape = job["frames"], bank.shape[1:]
+    blobs = [np.asarray(BitshuffleLZ4().encode(c)).tobytes() for c in distinct_chunks(bank, 1)]
+    f, d = _file(path, shape, n, 1)
+    b = len(blobs)
+    rss0, cpu0 = start_timing()
+    t0 = time.perf_counter()
+    for i in range(n):
+        d.id.write_direct_chunk((i, 0, 0), blobs[i % b])
+    stored = d.id.get_storage_size()
+    f.close()
+    t1 = time.perf_counter()
+    return dict(seconds=t1 - t0, cpu=cpu_seconds() - cpu0, rss0=rss0,
+                peak_timed=peak_since_start(), stored=int(stored))
