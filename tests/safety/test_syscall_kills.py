@@ -39,9 +39,26 @@ SAMPLE = [("pwrite64", 22), ("pwrite64", 61), ("rename", 1), ("ftruncate", 1), (
 def test_kill_9_at_sampled_syscall_boundaries_recovers_every_durable_frame(tmp_path):
     workload, tally = cc.Workload("writer", False), cc.Tally()
     for syscall, n in SAMPLE:
-        tally.add(cc.kill_and_check(workload, syscall, n, str(tmp_path / "w"), str(tmp_path)),
-                  syscall)
+        outcome = cc.kill_and_check(workload, syscall, n, str(tmp_path / "w"), str(tmp_path))
+        assert outcome.killed, f"no kill at {syscall} #{n}: the sample tests nothing there"
+        tally.add(outcome, syscall)
     assert_all_recovered(tally, len(SAMPLE))
+
+
+def test_recover_killed_around_replacing_the_file_then_recover_again(tmp_path):
+    """recover rebuilds a file from its chunk log and renames it over the crashed one, then removes
+    the log: killed before the rename (the crashed file and the log stay: rebuilt again) and
+    after it (the new file and a log naming it: the log is removed, nothing rebuilt)."""
+    scratch = str(tmp_path / "w")
+    crashed, durable = cc.crashed_file(cc.Workload("writer", False), scratch)
+    assert durable["dataset_1"] > 0
+    tally = cc.Tally()
+    for syscall, n in (("rename", 1), ("unlink", 2)):
+        outcome = cc.kill_recover_and_check(crashed, "writer", durable, syscall, n, scratch,
+                                            str(tmp_path))
+        assert outcome.killed, outcome.where
+        tally.add(outcome, f"recover-{syscall}")
+    assert_all_recovered(tally, 2)
 
 
 @pytest.mark.campaign

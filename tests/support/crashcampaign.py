@@ -57,6 +57,7 @@ class Outcome:
     verdict: dict
     kept: Optional[str] = None
     context: str = ""
+    killed: Optional[bool] = None  # kills: whether the kill landed (the run may end first)
 
     @property
     def ok(self) -> bool:
@@ -139,13 +140,13 @@ def kill_and_check(workload: Workload, syscall: str, n: int, scratch: str,
     folder = os.path.join(scratch, f"{workload}-{syscall}{n}")
     shutil.rmtree(folder, ignore_errors=True)
     os.makedirs(folder)
-    _, out = crashkill.kill_at(workload.argv(os.path.join(folder, NAME)), syscall, n)
+    killed, out = crashkill.kill_at(workload.argv(os.path.join(folder, NAME)), syscall, n)
     durable = crashkill.durable_from(out)
     if without_log and os.path.exists(os.path.join(folder, NAME + LOG_SUFFIX)):
         os.remove(os.path.join(folder, NAME + LOG_SUFFIX))
     pristine = _keep(folder, scratch, os.path.basename(folder) + "-pristine")
     outcome = Outcome(f"{workload}: kill -9 entering {syscall} #{n}", durable,
-                      check(folder, workload.kind, durable))
+                      check(folder, workload.kind, durable), killed=killed)
     if not outcome.ok:
         outcome.kept = _keep(pristine, keep_root, os.path.basename(folder))
     shutil.rmtree(folder, ignore_errors=True)
@@ -178,10 +179,11 @@ def kill_recover_and_check(crashed: str, kind: str, durable: dict[str, int], sys
                            n: int, scratch: str, keep_root: str) -> Outcome:
     label = f"recover-{syscall}{n}"
     folder = _keep(crashed, scratch, label)
-    crashkill.kill_at(recover_argv(os.path.join(folder, NAME)), syscall, n)
+    killed, _ = crashkill.kill_at(recover_argv(os.path.join(folder, NAME)), syscall, n)
     pristine = _keep(folder, scratch, label + "-pristine")
-    outcome = Outcome(f"recover killed entering {syscall} #{n}, then recover again", durable,
-                      check(folder, kind, durable))
+    outcome = Outcome(f"recover {'killed' if killed else 'not killed (it ended first)'} entering "
+                      f"{syscall} #{n}, then recover again", durable, check(folder, kind, durable))
+    outcome.killed = killed
     if not outcome.ok:
         outcome.kept = _keep(pristine, keep_root, label)
     shutil.rmtree(folder, ignore_errors=True)
