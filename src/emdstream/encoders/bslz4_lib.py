@@ -12,8 +12,8 @@ the rest of the process is left alone). hdf5plugin 7.1's Linux build has no Open
 
 Which build: ``EMDSTREAM_BSLZ4_LIBRARY`` ("hdf5plugin" or "bitshuffle") if set, else the
 ``bitshuffle`` wheel's if it is installed (one core: 2.30 vs 2.08 GB/s for hdf5plugin's, issue 17;
-``benchmarks/bench_bslz4_lib.py`` measures both), else hdf5plugin's. Thread safety: the library
-object is immutable; its functions may be called from any thread at once.
+``benchmarks/bench_costs.py`` times the one in use), else hdf5plugin's. Thread safety: the
+library object is immutable; its functions may be called from any thread at once.
 """
 from __future__ import annotations
 
