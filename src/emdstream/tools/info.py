@@ -15,7 +15,9 @@ from emdstream.safety.filelock import writer_holds
 
 
 def describe(f: EMDFile) -> dict[str, Any]:
-    """Datasets (shape, dtype, chunks, compression, ratio, dims, counts), metadata, comments."""
+    """Datasets (shape, dtype, chunks, compression, ratio, dims, counts; ``finished``: the writer
+    closed it, ``positions``: frame slots of a scan or pre-allocated stack, None for a growing one;
+    ``values``: per-frame value names with frames, min, max), metadata, comments."""
     datasets = {}
     for name, ds in f.datasets.items():
         data = ds.data
