@@ -164,6 +164,18 @@ class Packing:
             p = q
         return memoryview(self.out)[:cursor]
 
+    def chunk(self, assembler, rewrite: bool) -> Optional[memoryview]:
+        """The writer thread's part: ``finish``, counted in ``assembler.raw_done``; None if the
+        chunk is no smaller than its frames (stored raw: decoded back first). ``rewrite``: a
+        partial copy of this chunk was written, so its raw frames may be needed (decoded too)."""
+        raw = self.raw_pieces()
+        payload = self.finish()
+        assembler.raw_done += raw  # the producer compresses in put while this is behind
+        incompressible = payload.nbytes >= self.flat.nbytes
+        if incompressible or rewrite:
+            self.materialize()
+        return None if incompressible else payload
+
     def materialize(self) -> None:
         """Decode the pieces that have no raw copy into the chunk buffer (before ``finish``, or
         after it, whose moves keep ``starts`` right)."""

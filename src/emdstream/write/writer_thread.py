@@ -248,8 +248,10 @@ class WriterThread(threading.Thread):
             fut = Future()  # nothing to encode
             fut.set_result((buffer.payload,))
         elif buffer.pack is not None:  # compressed in pieces: the rest here, now (see packed)
-            fut = Future()
-            fut.set_result(_finish_packed(sink, buffer))
+            fut, rewrite = Future(), (sink.partial_written or (None,))[0] == buffer.chunk_id
+            payload = buffer.pack.chunk(sink.assembler, rewrite)  # None: incompressible
+            fut.set_result((payload,) if payload is not None else
+                           _raw(buffer.array, RAW_INCOMPRESSIBLE))
         else:
             if self._pool is None:  # only streams of other codecs need it
                 self._pool = EncoderPool(self.workers)
@@ -433,19 +435,6 @@ def _encode(sink: _Sink, frames) -> tuple:
     payload = sink.encoder.encode(frames.reshape(sink.geometry.chunk_shape))
     if sink.skip_all_filters and memoryview(payload).nbytes >= frames.nbytes:
         return _raw(frames, RAW_INCOMPRESSIBLE)
-    return (payload,)
-
-
-def _finish_packed(sink: _Sink, buffer: ChunkBuffer) -> tuple:
-    """A chunk compressed in pieces (``packed``), its last pieces compressed here."""
-    pack, raw = buffer.pack, buffer.pack.raw_pieces()
-    payload = pack.finish()
-    sink.assembler.raw_done += raw  # the producer compresses in put while this is behind
-    if sink.skip_all_filters and payload.nbytes >= buffer.array.nbytes:
-        pack.materialize()
-        return _raw(buffer.array, RAW_INCOMPRESSIBLE)
-    if sink.partial_written and sink.partial_written[0] == buffer.chunk_id:
-        pack.materialize()  # a rewrite may be stored raw instead (``frames`` of _write_chunk)
     return (payload,)
 
 
