@@ -2,6 +2,7 @@
 dense frames, counts image and summed pattern; per-frame values; bad input refused before
 anything is taken; on_full; open-ended and n_frames streams; live reading."""
 import threading
+import time
 
 import h5py
 import numpy as np
@@ -137,7 +138,8 @@ def test_on_full_raise_and_drop(tmp_path, monkeypatch):
 
     gate = threading.Event()  # the writer takes no events until it is set
     take = EventQueue.take
-    monkeypatch.setattr(EventQueue, "take", lambda self: take(self) if gate.is_set() else [])
+    monkeypatch.setattr(EventQueue, "take", lambda self, partials=False:
+                        take(self, partials) if gate.is_set() else ([], 0, []))
     for on_full in ("raise", "drop"):
         path = str(tmp_path / f"{on_full}.emd")
         with Acquisition(path, [CountedStream("e", SHAPE, n_frames=6, queue_events=50)],
@@ -153,8 +155,9 @@ def test_on_full_raise_and_drop(tmp_path, monkeypatch):
                 assert s.put_csr([0, 5, 15], np.arange(15), stage=[2.0, 3.0]) == 0
                 assert s.frames_dropped == 3
             gate.set()
-            while s.events.pending:
-                pass
+            deadline = time.monotonic() + 10
+            while s.events.pending and time.monotonic() < deadline:
+                time.sleep(0.01)
             s.put_events(np.arange(3))
             gate.clear()
             gate.set()

@@ -20,12 +20,13 @@ PROFILE_ATTR = "emdstream_profile"  # on /data/<name>: "counted"
 PROFILE = "counted"
 EVENTS = "events"                   # subgroup of /data/<name>
 FRAME_SHAPE_ATTR = "frame_shape"    # on the events group: the detector frame (H, W)
+SUMMED_EVENTS = "summed_events"     # in the events group while streaming (removed at finalize)
 SUM_SUFFIX = "_sum"                 # /data/<name>_sum: the summed pattern
 SUMMARY_OF_ATTR = "emdstream_summary_of"
 EVENT_KEYS = ("indices", "counts", "indptr")  # datasets of the events group
 INDEX_DTYPE = np.dtype(np.uint32)
 INDPTR_DTYPE = np.dtype(np.int64)
-DEFAULT_CHUNK_EVENTS = 1 << 18      # 1 MiB of uint32 indices per chunk
+DEFAULT_CHUNK_EVENTS = 1 << 19      # 2 MiB of uint32 indices per chunk
 _READ_BLOCK = 1 << 22               # events summed per step at finalize
 
 
@@ -47,12 +48,12 @@ def create(f: h5py.File, name: str, frame_shape: tuple[int, int], counts_dtype: 
     group.attrs[PROFILE_ATTR] = PROFILE
     events = group.create_group(EVENTS)
     events.attrs[FRAME_SHAPE_ATTR] = np.asarray(frame_shape, np.int64)
-    indptr = events.create_dataset("indptr", shape=(1,), maxshape=(None,), chunks=(chunk_events // 2,),
-                                   dtype=INDPTR_DTYPE, **options)
-    indptr[0] = 0
-    for key, dtype in (("indices", INDEX_DTYPE), ("counts", np.dtype(counts_dtype))):
-        events.create_dataset(key, shape=(0,), maxshape=(None,), chunks=(chunk_events,),
-                              dtype=dtype, **options)
+    sizes = chunk_lengths(chunk_events)
+    dtypes = {"indices": INDEX_DTYPE, "counts": np.dtype(counts_dtype), "indptr": INDPTR_DTYPE}
+    for key in EVENT_KEYS:
+        events.create_dataset(key, shape=(0,), maxshape=(None,), chunks=(sizes[key],),
+                              dtype=dtypes[key], **options)
+    events.create_dataset(SUMMED_EVENTS, data=np.int64(-1))  # events the summed pattern covers
     summed = f.create_group(f"data/{sum_name(name)}")
     summed.attrs["emd_group_type"] = np.int32(1)
     summed.attrs["frame_ndim"] = np.int32(2)
@@ -68,6 +69,11 @@ def create(f: h5py.File, name: str, frame_shape: tuple[int, int], counts_dtype: 
 
 def _sum_dtype(counts_dtype) -> np.dtype:
     return np.dtype(np.float64) if np.dtype(counts_dtype).kind == "f" else np.dtype(np.uint64)
+
+
+def chunk_lengths(chunk_events: int) -> dict[str, int]:
+    """Elements per chunk of each events dataset (``indptr``'s int64 chunks as many bytes)."""
+    return {"indices": chunk_events, "counts": chunk_events, "indptr": max(1, chunk_events // 2)}
 
 
 def frame_shape(group: h5py.Group) -> tuple[int, int]:
@@ -88,6 +94,8 @@ def read_rows(group: h5py.Group, start: int, stop: int
     for ds in events.values():
         if getattr(ds, "id", None) is not None and events.file.swmr_mode:
             ds.refresh()
+    if stop == start:  # (nothing flushed yet: indptr may still be empty)
+        return np.zeros(1, np.int64), np.zeros(0, INDEX_DTYPE), None
     indptr = events["indptr"][start:stop + 1].astype(np.int64)
     if indptr.size != stop - start + 1:
         raise ValueError(f"{group.name}: indptr holds {events['indptr'].shape[0] - 1} rows, "
@@ -107,6 +115,12 @@ def finalize(f: h5py.File, name: str, committed: int) -> None:
         return
     events = group[EVENTS]
     indptr = events["indptr"]
+    if committed == 0 and indptr.shape[0] == 0:  # killed before the first flush
+        indptr.resize((1,))
+        indptr[0] = 0
+    if indptr.shape[0] < committed + 1:
+        raise ValueError(f"{group.name}: {committed} slots committed but indptr holds only "
+                         f"{max(0, indptr.shape[0] - 1)}")
     if indptr.shape[0] > committed + 1:
         indptr.resize((committed + 1,))
     n_events = int(indptr[committed]) if committed else 0
@@ -117,9 +131,13 @@ def finalize(f: h5py.File, name: str, committed: int) -> None:
     if "counts" in events and n_events and events["counts"].shape[0] == 0:
         del events["counts"]
     summed = f.get(f"data/{sum_name(name)}")
+    covered = int(events[SUMMED_EVENTS][()]) if SUMMED_EVENTS in events else None
     if summed is not None and not summed.attrs.get("complete", False):
-        summed["data"][()] = summed_pattern(group, n_events).astype(summed["data"].dtype)
+        if covered != n_events:  # the writer did not finish it (killed): sum the file's events
+            summed["data"][()] = summed_pattern(group, n_events).astype(summed["data"].dtype)
         summed.attrs["complete"] = True
+    if SUMMED_EVENTS in events:
+        del events[SUMMED_EVENTS]
 
 
 def summed_pattern(group: h5py.Group, n_events: Optional[int] = None) -> np.ndarray:

@@ -32,6 +32,7 @@ from emdstream.write.stream import Stream, StreamWriter
 
 _POLL = 0.05  # seconds between checks of the writer while a put waits for room
 DEFAULT_QUEUE_EVENTS = 16 << 20  # events waiting for the writer (64 MiB of indices) before on_full
+COUNTS_QUEUE_FRAMES = 1 << 16  # slots of the counts image waiting (4 bytes each): never the limit
 
 
 @dataclass
@@ -72,14 +73,15 @@ class CountedStreamWriter(StreamWriter):
                 raise ValueError(f"{label} must be a positive int, got {value!r}")
         counts_image = Stream(stream.name, (), stream.dtype, stream.compression, stream.dims,
                               stream.n_frames, stream.open_ended, stream.chunk_frames,
-                              stream.queue_frames, stream.fillvalue)
+                              stream.queue_frames or COUNTS_QUEUE_FRAMES, stream.fillvalue)
         super().__init__(session, index, counts_image, scan_shape, chunks, default_queue_frames,
                          part)
         self.frame_shape = shape
         self.frame_size = math.prod(shape)
         self.counts_dtype = np.dtype(stream.counts_dtype)
         self.chunk_events = int(stream.chunk_events)
-        self.events = EventQueue(chunks, index, self.chunk_events, int(stream.queue_events))
+        self.events = EventQueue(chunks, index, self.chunk_events, int(stream.queue_events),
+                                 self.counts_dtype)
         self.has_counts: Optional[bool] = None  # fixed by the first put
         self._order_lock = threading.Lock()
 
@@ -180,7 +182,7 @@ class CountedStreamWriter(StreamWriter):
             raise ValueError(f"index {int(arr.max())} is outside the {self.frame_shape[0]}x"
                              f"{self.frame_shape[1]} frame of {self.name!r} (largest: "
                              f"{self.frame_size - 1})")
-        return arr.astype(profile.INDEX_DTYPE)
+        return arr  # copied (and cast) into the chunk buffers by the event queue
 
     def _checked_counts(self, counts: Any, n: int) -> Optional[np.ndarray]:
         if counts is None:
@@ -212,6 +214,7 @@ class CountedStreamWriter(StreamWriter):
 
     def finish(self) -> int:
         with self._order_lock:  # a counted put in progress hands over its events first
+            self.events.finished = True
             return super().finish()
 
     def _dense_only(self, *args, **kwargs):

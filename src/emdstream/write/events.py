@@ -1,21 +1,26 @@
 """The events of a counted stream on their way to the file: ``EventQueue`` (producer side) and
 ``EventWriter`` (writer-thread side).
 
-A counted put hands one block per call (row lengths, indices, counts) to the stream's queue, a
-list under a leaf lock (taken holding the stream's locks, never the other way round; the writer
-thread takes it alone and never waits holding it). Once a chunk's worth of events waits, the queue
-puts an ``EventsPending`` message on the file's queue; the writer thread then packs the events
-into fixed-size chunks, encodes them with the stream's codec and writes them with direct chunk
-writes (``_Appender``). A counted put queues a slot's events before the slot enters the counts
-image, and the writer thread drains the queue at every flush after taking the streams'
-snapshots and before the file flush that precedes the commit point (``committed_slots``): the
-events of every slot it counts, partly filled chunks included, are in the file first.
+A counted put copies its events once, straight into fixed-size chunk buffers of ``indices``,
+``counts`` and ``indptr`` (``_Filler``; buffers are reused), under the queue's leaf lock (taken
+holding the stream's locks, never the other way round; the writer thread takes it alone and never
+waits holding it). A filled chunk is listed for the writer thread, woken by an ``EventsPending``
+message on the file's queue; it has the encoder pool compress the chunk (and sum the events of an
+``indices`` chunk into the summed pattern), writes it with a direct chunk write and gives the
+buffer back. At every flush the writer thread writes the partly filled chunks too (copies taken
+under the lock). A counted put queues a slot's events before the slot enters the counts image,
+and the writer thread drains the queue at every flush after taking the streams' snapshots and
+before the file flush that precedes the commit point (``committed_slots``): the events of every
+slot it counts are in the file first. A chunk is never rewritten in place over its compressed
+bytes (the chunk log's rule, ``safety.chunklog``): a version the size of the last is stored raw.
 """
 from __future__ import annotations
 
+import collections
 import queue
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import Optional
 
 import h5py
@@ -28,29 +33,75 @@ _POLL = 0.05  # seconds between checks of the writer while a put waits for room
 
 
 class EventsPending:
-    """File-queue message: stream ``index`` has a chunk's worth of events waiting."""
+    """File-queue message: stream ``index`` has filled chunks of events waiting."""
 
     def __init__(self, index: int):
         self.index = index
 
 
-Block = tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]  # (row lengths, indices, counts)
+Chunk = tuple[str, int, np.ndarray]  # (dataset key, first element, buffer)
+
+
+class _Filler:
+    """Elements of one dataset copied into chunk-sized buffers (producer side, under the lock)."""
+
+    def __init__(self, key: str, dtype: np.dtype, size: int):
+        self.key, self.dtype, self.size = key, np.dtype(dtype), size
+        self.buffer: Optional[np.ndarray] = None
+        self.fill = 0
+        self.base = 0
+        self.free: list[np.ndarray] = []
+
+    def put(self, values: np.ndarray, full: list[Chunk]) -> None:
+        at, n = 0, values.size
+        while at < n:
+            if self.buffer is None:
+                self.buffer = self.free.pop() if self.free else np.empty(self.size, self.dtype)
+            take = min(self.size - self.fill, n - at)
+            self.buffer[self.fill:self.fill + take] = values[at:at + take]
+            self.fill += take
+            at += take
+            if self.fill == self.size:
+                full.append((self.key, self.base, self.buffer))
+                self.base += self.size
+                self.buffer, self.fill = None, 0
+
+    def partial(self) -> Optional[tuple[int, int, np.ndarray]]:
+        """(first element, elements, a padded copy) of the chunk being filled, if any."""
+        if not self.fill:
+            return None
+        copy = np.zeros(self.size, self.dtype)
+        copy[:self.fill] = self.buffer[:self.fill]
+        return self.base, self.fill, copy
 
 
 class EventQueue:
-    """Events put but not yet taken by the writer thread, at most ``limit`` of them (a put larger
-    than that is taken once the queue is empty)."""
+    """Events put but not yet written, at most ``limit`` of them (a put larger than that is
+    taken once nothing waits)."""
 
-    def __init__(self, chunks: queue.SimpleQueue, index: int, chunk_events: int, limit: int):
+    def __init__(self, chunks: queue.SimpleQueue, index: int, chunk_events: int, limit: int,
+                 counts_dtype: np.dtype):
         self._chunks = chunks
         self._index = index
-        self._chunk_events = chunk_events
         self.limit = limit
+        sizes = profile.chunk_lengths(chunk_events)
+        dtypes = {"indices": profile.INDEX_DTYPE, "counts": counts_dtype,
+                  "indptr": profile.INDPTR_DTYPE}
+        self.fillers = {key: _Filler(key, dtypes[key], sizes[key]) for key in profile.EVENT_KEYS}
         self._lock = threading.Lock()
-        self._taken = threading.Condition(self._lock)
-        self._blocks: list[Block] = []
-        self.pending = 0  # events waiting
+        self._released = threading.Condition(self._lock)
+        self._full: list[Chunk] = []
+        self._out: set[int] = set()  # first elements of indices chunks taken, not yet written
+        self.events = 0    # events put
+        self.written = 0   # events from the first on that are in the file
+        self.finished = False  # the stream's last put is queued (the writer may sum the rest)
         self._nudged = False
+        self.fillers["indptr"].put(np.zeros(1, profile.INDPTR_DTYPE), self._full)
+
+    @property
+    def pending(self) -> int:
+        """Events put and not yet in the file."""
+        return self.events - self.written
 
     def has_room(self, n: int) -> bool:
         return self.pending == 0 or self.pending + n <= self.limit
@@ -59,106 +110,75 @@ class EventQueue:
         """Wait until ``n`` events fit; ``check`` raises if the file became unusable."""
         with self._lock:
             while not self.has_room(n):
-                self._taken.wait(_POLL)
+                self._released.wait(_POLL)
                 check()
 
     def add(self, lengths: np.ndarray, indices: np.ndarray, counts: Optional[np.ndarray]) -> None:
-        """One block of rows (arrays owned by the queue from now on)."""
+        """One put's rows: their lengths, flat indices (checked) and counts (or None)."""
+        ends = np.cumsum(lengths, dtype=np.int64)
         with self._lock:
-            self._blocks.append((lengths, indices, counts))
-            self.pending += indices.size
-            if self.pending >= self._chunk_events and not self._nudged:
+            ends += self.events
+            self.fillers["indices"].put(indices, self._full)
+            if counts is not None:
+                self.fillers["counts"].put(counts, self._full)
+            self.fillers["indptr"].put(ends, self._full)
+            self.events += indices.size
+            if self._full and not self._nudged:
                 self._nudged = True
                 self._chunks.put(EventsPending(self._index))
 
-    def take(self) -> list[Block]:
-        """Everything waiting (writer thread)."""
+    def wake(self, _=None) -> None:
+        """Have the writer thread look at this stream's events (an encoded chunk is ready)."""
+        self._chunks.put(EventsPending(self._index))
+
+    def take(self, partials: bool = False) -> tuple[list[Chunk], int, list]:
+        """(the filled chunks, events put, and with ``partials`` [(key, first element, elements,
+        padded copy) of every chunk being filled]), all as of one moment (writer thread)."""
         with self._lock:
-            blocks, self._blocks = self._blocks, []
-            self.pending = 0
+            full, self._full = self._full, []
+            self._out.update(first for key, first, _ in full if key == "indices")
             self._nudged = False
-            self._taken.notify_all()
-        return blocks
+            parts = [(key, *part) for key, filler in self.fillers.items()
+                     if partials and (part := filler.partial()) is not None]
+            return full, self.events, parts
 
+    def release(self, key: str, first: int, buffer: np.ndarray) -> None:
+        """A filled chunk is in the file: its buffer is free again."""
+        with self._lock:
+            self.fillers[key].free.append(buffer)
+            if key == "indices":
+                self._out.discard(first)
+        self.written_up_to(0)
 
-class _Appender:
-    """One 1-D extendible dataset filled chunk by chunk with direct chunk writes. The extent grows
-    with what is written (never shrinks while streaming: HDF5 would rewrite the edge chunk). A
-    partly filled chunk is written again as it grows, never in place over its compressed bytes
-    (the chunk log's rule, ``safety.chunklog``): a version the size of the last is stored raw."""
-
-    def __init__(self, ds: h5py.Dataset, key: str, encoder: ChunkEncoder,
-                 start: Optional[np.ndarray] = None):
-        self.ds = ds
-        self.key = key  # the dataset's path in the stream's group, for the chunk log
-        self.encoder = encoder
-        self.size = ds.chunks[0]
-        self.raw_mask = (1 << ds.id.get_create_plist().get_nfilters()) - 1
-        self.buffer = np.zeros(self.size, ds.dtype)
-        self.fill = 0
-        self.base = 0               # element offset of the chunk being filled
-        self.partial_written = 0    # elements of that chunk already in the file
-        self.last_size = -1         # bytes of its last version
-        self.on_write: Optional[Callable] = None  # (key, offset, payload, mask, first, end)
-        if start is not None:
-            self.append(start)
-
-    @property
-    def length(self) -> int:
-        return self.base + self.fill
-
-    def append(self, values: np.ndarray) -> None:
-        at, n = 0, values.size
-        while at < n:
-            if self.fill == 0 and n - at >= self.size:  # whole chunks straight from the input
-                self._write(values[at:at + self.size], self.size)
-                self._next_chunk()
-                at += self.size
-                continue
-            take = min(self.size - self.fill, n - at)
-            self.buffer[self.fill:self.fill + take] = values[at:at + take]
-            self.fill += take
-            at += take
-            if self.fill == self.size:
-                self._write(self.buffer, self.size)
-                self._next_chunk()
-
-    def _next_chunk(self) -> None:
-        self.base += self.size
-        self.fill = self.partial_written = 0
-        self.last_size = -1
-
-    def flush(self) -> None:
-        """Write the partly filled chunk (padded) if it grew since it was last written."""
-        if self.fill > self.partial_written:
-            self.buffer[self.fill:] = 0
-            self._write(self.buffer, self.fill)
-            self.partial_written = self.fill
-
-    def _write(self, chunk: np.ndarray, valid: int) -> None:
-        end = self.base + valid
-        if end > self.ds.shape[0]:
-            self.ds.resize((end,))
-        payload, mask = self.encoder.encode(chunk), 0
-        size = memoryview(payload).nbytes
-        if self.raw_mask and (size == self.last_size or size >= chunk.nbytes):
-            payload, mask = np.ascontiguousarray(chunk).data, self.raw_mask
-        self.ds.id.write_direct_chunk((self.base,), payload, filter_mask=mask)
-        self.last_size = memoryview(payload).nbytes
-        if self.on_write is not None:
-            self.on_write(self.key, (self.base,), payload, mask, self.base, end)
+    def written_up_to(self, events: int) -> None:
+        """The first ``events`` events are in the file (or, 0, a chunk buffer came back)."""
+        with self._lock:
+            waiting = [first for key, first, _ in self._full if key == "indices"]
+            below = min([*waiting, *self._out, self.fillers["indices"].base])  # all written below
+            self.written = max(self.written, events, min(below, self.events))
+            self._released.notify_all()
 
 
 class EventWriter:
     """The writer thread's side of a counted stream's events."""
 
     def __init__(self, group: h5py.Group, encoder: ChunkEncoder, events: EventQueue):
-        ds = group[profile.EVENTS]
+        self.events_group = group[profile.EVENTS]
+        self.datasets = {key: self.events_group[key] for key in profile.EVENT_KEYS}
         self.queue = events
-        self.indices, self.counts, self.indptr = (
-            _Appender(ds[key], f"{profile.EVENTS}/{key}", encoder) for key in profile.EVENT_KEYS)
-        self.indptr.append(np.zeros(1, profile.INDPTR_DTYPE))
-        self.rows_written = 0  # slots whose events are handed to HDF5
+        self.encoder = encoder
+        self.raw_masks = {key: (1 << ds.id.get_create_plist().get_nfilters()) - 1
+                          for key, ds in self.datasets.items()}
+        self._last_size: dict[tuple[str, int], int] = {}  # (key, first) -> bytes of its last write
+        self._partial: dict[str, tuple[int, int]] = {}  # key -> (first, elements) last written
+        self._inflight: collections.deque = collections.deque()
+        self._summed_group = group.parent.get(profile.sum_name(group.name.rsplit("/", 1)[-1]))
+        size = self._summed_group["data"].size if self._summed_group is not None else 0
+        self.summed = np.zeros(size, np.float64 if events.fillers["counts"].dtype.kind == "f"
+                               else np.int64)
+        self._counts_of: dict[int, np.ndarray] = {}  # first element -> filled counts chunk
+        self.summed_done = False
+        self.on_write: Optional[Callable] = None  # (key, offset, payload, mask, first, end)
 
     @classmethod
     def of(cls, h5file: h5py.File, stream) -> Optional[EventWriter]:
@@ -168,40 +188,86 @@ class EventWriter:
             return None
         return cls(h5file[f"data/{stream.name}"], stream.encoder, events)
 
-    @property
-    def on_write(self) -> Optional[Callable]:
-        return self.indices.on_write
+    def write_ready(self, pool=None, block: bool = False, full: Optional[list[Chunk]] = None
+                    ) -> None:
+        """Hand the filled chunks (``full``, default: those waiting now) to the encoder pool (or
+        encode them here without one) and write those done, in order; with ``block``, all."""
+        for key, first, buffer in self.queue.take()[0] if full is None else full:
+            if key == "counts":
+                self._counts_of[first] = buffer
+            self._inflight.append((key, first, buffer, None))
+        pending = collections.deque()
+        for key, first, buffer, fut in self._inflight:
+            if fut is None:
+                weights = self._counts_of.pop(first, None) if key == "indices" else None
+                args = (self.encoder, buffer, self.summed.size if key == "indices" else 0, weights)
+                if pool is None:
+                    fut = _done(_encode(*args))
+                else:  # once encoded, the writer thread is woken to write it
+                    fut = pool.submit(_encode, *args)
+                    fut.add_done_callback(self.queue.wake)
+            pending.append((key, first, buffer, fut))
+        self._inflight = pending
+        while self._inflight and (block or self._inflight[0][3].done()):
+            key, first, buffer, fut = self._inflight.popleft()
+            payload, summed = fut.result()
+            self._write(key, first, buffer, buffer.size, payload)
+            if summed is not None:
+                np.add(self.summed, summed, out=self.summed, casting="unsafe")
+            self.queue.release(key, first, buffer)
 
-    @on_write.setter
-    def on_write(self, note: Optional[Callable]) -> None:
-        """Told of every chunk written: ``note(key, offset, payload, mask, first, end)``,
-        ``first .. end`` the elements it holds (the chunk log, ``write.chunk_notes``)."""
-        for appender in (self.indices, self.counts, self.indptr):
-            appender.on_write = note
+    def flush(self, pool=None) -> None:
+        """Everything put so far into the file, partly filled chunks too; the summed pattern
+        once the stream's last put is in."""
+        finished = self.queue.finished
+        full, events, partials = self.queue.take(partials=True)  # one moment: nothing between
+        self.write_ready(pool, block=True, full=full)
+        for key, first, valid, buffer in partials:
+            if self._partial.get(key) != (first, valid):
+                self._write(key, first, buffer, valid, _encode(self.encoder, buffer, 0, None)[0])
+                self._partial[key] = (first, valid)
+        self.queue.written_up_to(events)
+        if finished and not self.summed_done and self._summed_group is not None:
+            self._write_summed(partials)
 
-    def write_ready(self) -> None:
-        """Take what waits and write its full chunks."""
-        blocks = self.queue.take()
-        if not blocks:
-            return
-        before = self.indices.length
-        self.indices.append(_joined(blocks, 1))
-        if blocks[0][2] is not None:  # the first put fixed whether the stream has counts
-            self.counts.append(_joined(blocks, 2))
-        lengths = _joined(blocks, 0)
-        ends = np.cumsum(lengths, dtype=np.int64)
-        ends += before
-        self.indptr.append(ends)
-        self.rows_written += lengths.size
+    def _write_summed(self, partials: list) -> None:
+        """The summed pattern of every event (filled chunks were summed as they were encoded;
+        the rest is summed here), written into the summary group with the count it covers."""
+        parts = {key: part for key, *part in partials}
+        if "indices" in parts:
+            first, valid, buffer = parts["indices"]
+            weights = parts["counts"][2][:valid] if "counts" in parts else None
+            np.add(self.summed, np.bincount(buffer[:valid], weights, self.summed.size),
+                   out=self.summed, casting="unsafe")
+        data = self._summed_group["data"]
+        data[...] = self.summed.reshape(data.shape).astype(data.dtype)
+        self.events_group["summed_events"][()] = self.queue.events
+        self.summed_done = True
 
-    def flush(self) -> int:
-        """Everything taken so far into the file (partial chunks too); returns ``rows_written``."""
-        self.write_ready()
-        for appender in (self.indices, self.counts, self.indptr):
-            appender.flush()
-        return self.rows_written
+    def _write(self, key: str, first: int, chunk: np.ndarray, valid: int, payload) -> None:
+        ds = self.datasets[key]
+        end = first + valid
+        if end > ds.shape[0]:  # grows with what is written; never shrunk while streaming
+            ds.resize((end,))
+        mask, size = 0, memoryview(payload).nbytes
+        if self.raw_masks[key] and (size == self._last_size.get((key, first)) or size >= chunk.nbytes):
+            payload, mask = chunk.data, self.raw_masks[key]
+        ds.id.write_direct_chunk((first,), payload, filter_mask=mask)
+        self._last_size[(key, first)] = memoryview(payload).nbytes
+        if valid == chunk.size:
+            self._last_size.pop((key, first), None)  # a full chunk is never written again
+        if self.on_write is not None:
+            self.on_write(f"{profile.EVENTS}/{key}", (first,), payload, mask, first, end)
 
 
-def _joined(blocks: list[Block], part: int) -> np.ndarray:
-    arrays = [b[part] for b in blocks]
-    return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+def _encode(encoder: ChunkEncoder, chunk: np.ndarray, summed_size: int,
+            weights: Optional[np.ndarray]) -> tuple:
+    """(payload, bincount of the chunk or None): runs in the encoder pool."""
+    summed = np.bincount(chunk, weights, summed_size) if summed_size else None
+    return encoder.encode(chunk), summed
+
+
+def _done(result) -> Future:
+    fut: Future = Future()
+    fut.set_result(result)
+    return fut

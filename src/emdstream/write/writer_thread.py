@@ -186,7 +186,7 @@ class WriterThread(threading.Thread):
             if isinstance(item, BaseException):  # a producer's write_now failed
                 raise item
             if isinstance(item, EventsPending):  # a counted stream's events: full chunks
-                self.sinks[item.index].events.write_ready()
+                self.sinks[item.index].events.write_ready(self._pool)
                 item = None
             if item is not None:
                 saturated = len(self._inflight) >= 2 * (self.workers or os.cpu_count() or 1)
@@ -350,7 +350,7 @@ class WriterThread(threading.Thread):
             sink.snapshot_dropped = snap.dropped
         for sink in self.sinks:  # after the snapshots: every counted slot's events were queued
             if sink.events is not None:
-                sink.events.flush()
+                sink.events.flush(self._pool)
         for sink in self.sinks:  # value blocks too are written before the chunk log names them
             sink.values.flush()
         self._check_file_still_there()
