@@ -195,12 +195,13 @@ class ChunkAssembler:
         self.gather.start(chunk_id, *self.geometry.chunk_slots(chunk_id))
         return self.gather
 
-    def add_gathered(self, blob, row) -> bool:
-        """The next slot's frame into the chunk being gathered; True once the chunk is full."""
+    def add_gathered(self, blobs, rows) -> bool:
+        """The next slots' frames into the chunk being gathered (no more than it has room for);
+        True once the chunk is full."""
         g = self.gather
         with self.lock:
-            g.add(self.slots - g.first_slot, blob, row)
-            self.slots += 1
+            g.add(self.slots - g.first_slot, blobs, rows)
+            self.slots += len(blobs)
         return self.slots == g.end_slot
 
     def may_write_now(self) -> bool:

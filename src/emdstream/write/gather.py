@@ -26,6 +26,7 @@ class Gather:
         self.header = encoder.header(k * frame_bytes, self.dtype.itemsize)
         self.out = np.empty(12 + k * encoder.bound(frame_bytes, self.dtype.itemsize), np.uint8)
         self.out[:12] = np.frombuffer(self.header, np.uint8)
+        self._view = memoryview(self.out)
         fill = np.full(self.frame_shape, fillvalue, self.dtype)
         self.fill_body = np.asarray(encoder.encode(fill))[12:].copy()
         self.values = empty_rows(k)
@@ -56,14 +57,18 @@ class Gather:
         self.count, self.cursor = 0, 12
         self.values.fill(np.nan)
 
-    def add(self, position: int, blob: memoryview, row: np.ndarray) -> None:
-        """The checked frame ``blob`` (header and body) at ``position``; gaps before it get fill."""
+    def add(self, position: int, blobs: list[memoryview], rows: np.ndarray) -> None:
+        """Checked frames (header and body, as bytes) from ``position`` on, with their value
+        rows; gaps before them get fill."""
         self._fill_to(position)
-        n = blob.nbytes - 12
-        self.out[self.cursor:self.cursor + n] = np.frombuffer(blob, np.uint8, offset=12)
-        self.cursor += n
-        self.values[position] = row
-        self.count = position + 1
+        view, at = self._view, self.cursor
+        for blob in blobs:
+            end = at + blob.nbytes - 12
+            view[at:end] = blob[12:]
+            at = end
+        self.cursor = at
+        self.values[position:position + len(blobs)] = rows
+        self.count = position + len(blobs)
 
     def payload(self) -> memoryview:
         """The whole chunk, positions not taken filled in."""

@@ -205,7 +205,7 @@ class StreamWriter:
             self._check_open(n)
             if self.geometry.k == 1:
                 return sum(self._take_chunk(p, rows[i:i + 1]) for i, p in enumerate(payloads))
-            return sum(self._take_gathered(p, rows[i]) for i, p in enumerate(payloads))
+            return self._take_gathered(payloads, rows)
 
     def _take_chunk(self, payload, rows) -> bool:
         """Under the lock: one frame as its own chunk."""
@@ -216,22 +216,28 @@ class StreamWriter:
         self._hand(EncodedChunk(self.geometry.locate(slot)[0], payload, rows, slot, slot + 1))
         return True
 
-    def _take_gathered(self, payload, row) -> bool:
-        """Under the lock: one frame into the chunk being gathered (``gather``)."""
-        assembler = self.assembler
+    def _take_gathered(self, payloads: list, rows: np.ndarray) -> int:
+        """Under the lock: frames into the chunks being gathered (``gather``); how many taken."""
+        assembler, done, taken = self.assembler, 0, 0
         if assembler.gather is None:
             assembler.gather = Gather(self.encoder, self.geometry.k, self.spec.shape,
                                       self.spec.dtype, self.fillvalue)
         g = assembler.gather
-        if not g.open:
-            if not self._room_for_encoded():
-                assembler.drop()
-                return False
-            assembler.begin_gather()
-        if assembler.add_gathered(payload, row):
-            self._hand(EncodedChunk(g.chunk_id, g.payload(), g.values, g.first_slot, g.end_slot),
-                       copy=True)
-        return True
+        while done < len(payloads):
+            if not g.open:
+                if not self._room_for_encoded():
+                    assembler.drop()
+                    done += 1
+                    continue
+                assembler.begin_gather()
+            m = min(len(payloads) - done, g.end_slot - assembler.slots)
+            full = assembler.add_gathered(payloads[done:done + m], rows[done:done + m])
+            done += m
+            taken += m
+            if full:
+                self._hand(EncodedChunk(g.chunk_id, g.payload(), g.values, g.first_slot,
+                                        g.end_slot), copy=True)
+        return taken
 
     def _hand(self, chunk: EncodedChunk, copy: bool = False) -> None:
         """A complete in-order encoded chunk: written now from this thread if the writer thread
