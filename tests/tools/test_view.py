@@ -275,7 +275,7 @@ def test_a_counted_stream_shows_its_counts_image_and_summed_pattern(tmp_path):
     monitor = Monitor(path)
     state = monitor.state()["streams"]
     assert state["electrons"]["kind"] == "counted" and state["electrons"]["frames_written"] == 40
-    assert state["electrons_sum"]["kind"] == "image"
+    assert state["summed_electrons"]["kind"] == "image"
     panels = {p["key"]: p for p in monitor.panels()["panels"]}
     counts = codes(panels["electrons/navigation"]).reshape(-1)
     assert panels["electrons/navigation"]["title"].startswith("electrons: counts image")
@@ -285,7 +285,7 @@ def test_a_counted_stream_shows_its_counts_image_and_summed_pattern(tmp_path):
                              minlength=SHAPE[0] * SHAPE[1]).reshape(SHAPE)
     assert np.array_equal(monitor.views["electrons"].pattern, everything)
     assert panels["electrons/summed"]["stats"]["max"] == everything.max()
-    assert panels["electrons_sum/image"]["stats"]["max"] == everything.max()
+    assert panels["summed_electrons/image"]["stats"]["max"] == everything.max()
     frame = monitor.frame("electrons", 7)
     assert frame["panel"]["shape"] == list(SHAPE)
     assert frame["panel"]["stats"]["mean"] * SHAPE[0] * SHAPE[1] == pytest.approx(events_of(7).size)

@@ -52,7 +52,7 @@ def test_round_trip_csr_frames_values_and_summaries(tmp_path):
     assert np.array_equal(e.csr(3, 9).toarray()[2], summed([5]).reshape(-1))
     assert e.counts_image.shape == SCAN
     assert np.array_equal(e.summed_pattern, summed(range(N)))
-    total = f["electrons_sum"]
+    total = f["summed_electrons"]
     assert total.data.shape == SHAPE and np.array_equal(total.data[()], summed(range(N)))
     with h5py.File(path, "r") as h5:  # the layout of docs/counted.md
         events = h5["data/electrons/events"]

@@ -7,7 +7,7 @@ extendible datasets ``indptr`` (int64, slots + 1 entries, cumulative), ``indices
 pixel index ``ky * W + kx``) and ``counts`` (per-event values; removed at finalize when no put
 gave any). The stream's ``committed_slots`` (``layout``) is the commit point: it is written after
 the events of those slots are flushed, so ``indptr[:committed + 1]`` and the events it spans are
-on disk. ``/data/<name>_sum`` is a plain EMD group with the summed pattern, written at finalize.
+on disk. ``/data/summed_<name>`` is a plain EMD group with the summed pattern, written at finalize.
 """
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ PROFILE = "counted"
 EVENTS = "events"                   # subgroup of /data/<name>
 FRAME_SHAPE_ATTR = "frame_shape"    # on the events group: the detector frame (H, W)
 SUMMED_EVENTS = "summed_events"     # in the events group while streaming (removed at finalize)
-SUM_SUFFIX = "_sum"                 # /data/<name>_sum: the summed pattern
+SUM_PREFIX = "summed_"              # /data/summed_<name>: the summed pattern (a prefix: RosettaSciIO
+                                    # stacks groups whose path starts with another group's path)
 SUMMARY_OF_ATTR = "emdstream_summary_of"
 EVENT_KEYS = ("indices", "counts", "indptr")  # datasets of the events group
 INDEX_DTYPE = np.dtype(np.uint32)
@@ -37,7 +38,8 @@ def is_counted(group: h5py.Group) -> bool:
 
 
 def sum_name(name: str) -> str:
-    return name + SUM_SUFFIX
+    """The summed-pattern group of counted stream ``name``."""
+    return SUM_PREFIX + name
 
 
 def create(f: h5py.File, name: str, frame_shape: tuple[int, int], counts_dtype: np.dtype,
@@ -136,6 +138,7 @@ def finalize(f: h5py.File, name: str, committed: int) -> None:
         if covered != n_events:  # the writer did not finish it (killed): sum the file's events
             summed["data"][()] = summed_pattern(group, n_events).astype(summed["data"].dtype)
         summed.attrs["complete"] = True
+        summed.attrs["frames_written"], summed.attrs["frames_dropped"] = np.int64(1), np.int64(0)
     if SUMMED_EVENTS in events:
         del events[SUMMED_EVENTS]
 
@@ -154,3 +157,40 @@ def summed_pattern(group: h5py.Group, n_events: Optional[int] = None) -> np.ndar
         weights = events["counts"][first:last] if weighted else None
         total += np.bincount(events["indices"][first:last], weights=weights, minlength=size)[:size]
     return total.reshape(shape)
+
+
+def check(group: h5py.Group) -> list[str]:
+    """Problems of a finished counted group's events, one line each (``emdstream verify``):
+    ``indptr`` from 0, not decreasing, one entry per slot and one more, ending at the number of
+    events; every index inside the frame; ``counts`` one per event; the counts image and the
+    summed pattern what the events say."""
+    if not is_counted(group):
+        return []
+    where, events = f"{group.name}/{EVENTS}", group[EVENTS]
+    committed = int(group.attrs.get("frames_written", 0)) + int(group.attrs.get("frames_dropped", 0))
+    indptr = events["indptr"][()]
+    problems = []
+    if indptr.size != committed + 1:
+        problems.append(f"{where}/indptr: {indptr.size} entries for {committed} frame slots")
+    if indptr.size and (indptr[0] != 0 or np.any(np.diff(indptr) < 0)):
+        problems.append(f"{where}/indptr: must start at 0 and never decrease")
+    n = int(indptr[-1]) if indptr.size else 0
+    for key in ("indices", "counts"):
+        if key in events and events[key].shape[0] != n:
+            problems.append(f"{where}/{key}: {events[key].shape[0]} entries, indptr says {n}")
+    size = frame_shape(group)[0] * frame_shape(group)[1]
+    for first in range(0, n, _READ_BLOCK):
+        block = events["indices"][first:min(n, first + _READ_BLOCK)]
+        if block.size and int(block.max()) >= size:
+            problems.append(f"{where}/indices: index {int(block.max())} outside the frame")
+            break
+    if problems:
+        return problems
+    image = group["data"][()].reshape(-1)[:committed]
+    lengths = np.diff(indptr)[:image.size]
+    if not np.array_equal(image[:lengths.size], lengths):
+        problems.append(f"{group.name}/data: the counts image differs from the events per slot")
+    summed = group.parent.get(sum_name(group.name.rsplit("/", 1)[-1]))
+    if summed is not None and not np.array_equal(summed["data"][()], summed_pattern(group, n)):
+        problems.append(f"{summed.name}/data: the summed pattern differs from the events' sum")
+    return problems

@@ -26,11 +26,12 @@ from emdstream.format.metadata import METADATA_GROUPS
 from emdstream.interop import emd1
 from emdstream.interop.emd1 import emd_version, frame_ndim, plain_units, write_metadata
 from emdstream.interop.py4dstem import is_datacube, py4dstem_calibration
+from emdstream.interop.stempy import StempyReport, to_stempy
 from emdstream.read.dataset import EMDDataset
 from emdstream.safety.h5open import check_path, open_h5
 
 BITSHUFFLE = 32008  # HDF5 filter id of bitshuffle(-LZ4)
-TARGETS = ("emd1", "emd02")
+TARGETS = ("emd1", "emd02", "stempy")  # stempy: a counted stream (interop.stempy)
 PY4DSTEM_SUFFIXES = (".h5", ".hdf5", ".py4dstem", ".emd")  # py4DSTEM.read refuses other names
 
 
@@ -220,8 +221,9 @@ def to_emd02(src: str | os.PathLike, dst: str | os.PathLike, overwrite: bool = F
 
 
 def convert(src: str | os.PathLike, dst: str | os.PathLike, to: str | None = None,
-            overwrite: bool = False) -> ConvertReport:
-    """Convert ``src`` to ``to`` ("emd1" or "emd02"; None: the other one of the two) at ``dst``."""
+            overwrite: bool = False) -> ConvertReport | StempyReport:
+    """Convert ``src`` to ``to`` ("emd1" or "emd02"; None: the other one of the two; "stempy":
+    a counted stream as stempy's electron counts) at ``dst``."""
     check_path(src)
     if to is None:
         with open_h5(src) as f:
@@ -230,6 +232,8 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, to: str | None = Non
         raise ValueError(f"--to must be one of {', '.join(TARGETS)}, got {to!r}")
     if os.path.exists(dst) and os.path.samefile(src, dst):
         raise ValueError(f"{os.fspath(dst)} is the input file; give another output file")
+    if to == "stempy":
+        return to_stempy(src, dst, overwrite=overwrite)
     return (to_emd1 if to == "emd1" else to_emd02)(src, dst, overwrite=overwrite)
 
 

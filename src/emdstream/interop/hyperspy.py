@@ -66,9 +66,11 @@ def to_hyperspy(ds: EMDDataset, lazy: bool = False) -> BaseSignal:
     """A HyperSpy signal over ``ds`` (an ``EMDDataset``); ``lazy=True`` reads nothing now: the
     signal is a dask array over the open file (keep the ``EMDFile`` open while you use it)."""
     hs = _import_hyperspy()
-    n_frame = frame_ndim(ds)
+    counted = getattr(ds, "counted", False)  # a counted stream: its frames densified
+    n_frame = 2 if counted else frame_ndim(ds)
     data = _array(ds, lazy)
-    axes = [_axis(dim, size) for dim, size in zip(ds.dims, data.shape)]
+    dims = ds.dense_dims if counted else ds.dims
+    axes = [_axis(dim, size) for dim, size in zip(dims, data.shape)]
     n_grid = data.ndim - n_frame
     if n_frame == 0 and n_grid <= 2:  # scalars per position: the scan is the signal (an image)
         n_frame, n_grid = n_grid, 0
@@ -90,7 +92,7 @@ def _import_hyperspy():
 
 def _array(ds: EMDDataset, lazy: bool):
     """The data (frames written so far of a stack; the whole scan), as numpy or as dask."""
-    data = ds.data
+    data = ds.dense if getattr(ds, "counted", False) else ds.data  # dense: chunk by chunk
     rows = slice(0, ds.frame_slots) if data.maxshape[0] is None else slice(None)
     if not lazy:
         return data[rows]

@@ -14,9 +14,12 @@ from __future__ import annotations
 
 from typing import Optional
 
+import h5py
 import numpy as np
 
+from emdstream.encoders.registry import describe_filters
 from emdstream.format import counted as profile
+from emdstream.format.dims import Dim
 from emdstream.read.dataset import EMDDataset
 from emdstream.safety.live_registry import reopen_lock
 
@@ -90,6 +93,34 @@ class CountedDataset(EMDDataset):
         with reopen_lock:
             return profile.summed_pattern(self.group, int(indptr[-1]))
 
+    def events_info(self) -> dict:
+        """What ``emdstream info`` shows of the events: how many, the frame, the codec of the
+        indices and its ratio, whether they have counts."""
+        events = self.group[profile.EVENTS]
+        indices = events["indices"]
+        n = int(events["indptr"][self.frame_slots]) if self.frame_slots else 0
+        stored = sum(ds.id.get_storage_size() for ds in events.values()
+                     if isinstance(ds, h5py.Dataset) and ds.ndim == 1)
+        raw = sum(ds.shape[0] * ds.dtype.itemsize for ds in events.values()
+                  if isinstance(ds, h5py.Dataset) and ds.ndim == 1)
+        return {"events": n, "frame_shape": list(self.frame_shape),
+                "compression": describe_filters(indices), "counts": self.has_counts,
+                "stored_bytes": int(stored), "ratio": round(raw / stored, 3) if stored else None,
+                "bytes_per_event": round(stored / n, 3) if n else None}
+
+    @property
+    def dense(self) -> DenseFrames:
+        """The stream as a read-only dense array ``frame_grid + frame_shape`` that reads (and
+        densifies) only what is indexed: for dask (``to_hyperspy(lazy=True)``), LiberTEM."""
+        return DenseFrames(self)
+
+    @property
+    def dense_dims(self) -> list[Dim]:
+        """``dims`` of the counts image plus the detector's two axes (of ``dense``)."""
+        h, w = self.frame_shape
+        return self.dims + [Dim("detector_y", "[px]", values=np.arange(h, dtype=float)),
+                            Dim("detector_x", "[px]", values=np.arange(w, dtype=float))]
+
     def _span(self, start: int, stop: Optional[int]) -> tuple[int, int]:
         n = self.frame_slots
         stop = n if stop is None else int(stop)
@@ -111,3 +142,43 @@ def densify(indptr: np.ndarray, indices: np.ndarray, counts: Optional[np.ndarray
     rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(indptr))
     flat = np.bincount(rows * size + indices, weights=counts, minlength=n * size)
     return flat.astype(dtype).reshape((n,) + tuple(frame_shape))
+
+
+class DenseFrames:
+    """A counted dataset seen as a dense array (numpy-style basic indexing): each read densifies
+    the slots it touches. ``chunks``: one chunk of the counts image's slots, whole frames."""
+
+    def __init__(self, ds: CountedDataset):
+        self._ds = ds
+        self.grid = tuple(ds.frame_grid)
+        self.shape = self.grid + tuple(ds.frame_shape)
+        self.maxshape = self.shape
+        self.ndim = len(self.shape)
+        self.dtype = np.dtype(ds.frame_dtype)
+        k = ds.data.chunks[len(self.grid) - 1] if ds.data.chunks else 1
+        self.chunks = (1,) * (len(self.grid) - 1) + (min(k, self.grid[-1]),) + self.shape[-2:]
+
+    def __getitem__(self, selection) -> np.ndarray:
+        if not isinstance(selection, tuple):
+            selection = (selection,)
+        if any(s is Ellipsis for s in selection):
+            i = selection.index(Ellipsis)
+            selection = selection[:i] + (slice(None),) * (self.ndim - len(selection) + 1) \
+                + selection[i + 1:]
+        selection = selection + (slice(None),) * (self.ndim - len(selection))
+        n_grid = len(self.grid)
+        slots = np.arange(int(np.prod(self.grid))).reshape(self.grid)[selection[:n_grid]]
+        flat = np.asarray(slots).reshape(-1)
+        out = np.zeros((flat.size,) + self.shape[n_grid:], self.dtype)
+        written = flat[flat < self._ds.frame_slots]
+        if written.size:
+            lo, hi = int(written.min()), int(written.max()) + 1
+            frames = self._ds.frames_dense(lo, hi)
+            keep = flat < self._ds.frame_slots
+            out[keep] = frames[flat[keep] - lo]
+        out = out.reshape(np.shape(slots) + self.shape[n_grid:])
+        return out[(Ellipsis,) + tuple(selection[n_grid:])] if selection[n_grid:] else out
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        data = self[()]
+        return data if dtype is None else data.astype(dtype)

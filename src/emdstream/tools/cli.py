@@ -275,7 +275,8 @@ def _add_convert(sub) -> None:
     cmd.add_argument("src", help="the input file")
     cmd.add_argument("dst", help="the output file (for py4DSTEM name it .h5, .hdf5 or .emd)")
     cmd.add_argument("--to", choices=TARGETS, default=None,
-                     help="emd1 or emd02 (default: the other version than the input's)")
+                     help="emd1 or emd02 (default: the other version than the input's); stempy: "
+                          "a counted stream as stempy.io.load_electron_counts reads it")
     cmd.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     cmd.set_defaults(handler=_convert)
 
@@ -286,7 +287,7 @@ def _convert(args) -> int:
     check_output(args.dst, args.overwrite)
     report = convert(args.src, args.dst, to=args.to, overwrite=args.overwrite)
     print(report)
-    if report.version == "1.0" and not args.dst.lower().endswith(PY4DSTEM_SUFFIXES):
+    if getattr(report, "version", None) == "1.0" and not args.dst.lower().endswith(PY4DSTEM_SUFFIXES):
         print(f"note: py4DSTEM.read opens only files named {', '.join(PY4DSTEM_SUFFIXES)}")
     return 0
 

@@ -37,6 +37,8 @@ def describe(f: EMDFile) -> dict[str, Any]:
                      for i, d in enumerate(ds.dims)],
         }
         datasets[name]["values"] = value_ranges(ds.values)
+        if getattr(ds, "counted", False):  # a counted stream: data is the counts image
+            datasets[name]["events"] = ds.events_info()
         datasets[name].update(_raw_chunks(ds))
         datasets[name].update(_parts(f, name, ds))
     return {"path": f.path, "emd_version": list(f.version), "datasets": datasets,
@@ -54,6 +56,11 @@ def format_text(info: dict[str, Any]) -> str:
                 f"  data    {tuple(d['shape'])} {d['dtype']}, chunks {tuple(d['chunks'] or ())}, "
                 f"{d['compression']}, ratio {ratio} ({d['stored_bytes'] / 1e6:.1f} MB stored)",
                 f"  frames  {d['frames_written']} written, {d['frames_dropped']} dropped"]
+        if d.get("events"):
+            e = d["events"]
+            out.append(f"  events  {e['events']} in {e['frame_shape'][0]}x{e['frame_shape'][1]} frames "
+                       f"(data: events per slot), {e['compression']}, {e['bytes_per_event'] or 0:.2f} "
+                       f"bytes/event{', with counts' if e['counts'] else ''}")
         if d["raw_chunks"]:
             why = ", ".join(f"{n} {reason.replace('_', ' ')}" for reason, n in
                             d["raw_chunks_why"].items() if n)

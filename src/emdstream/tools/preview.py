@@ -20,6 +20,7 @@ from typing import Optional
 import numpy as np
 
 from emdstream.errors import install_hint
+from emdstream.format import counted
 from emdstream.format.blocks import iter_blocks
 from emdstream.format.dims import Dim
 from emdstream.read.dataset import EMDDataset
@@ -120,6 +121,8 @@ def virtual_image(ds: EMDDataset, detector: np.ndarray, valid: np.ndarray) -> np
 
 def panels(ds: EMDDataset) -> list[Panel]:
     """What ``preview`` draws for a dataset, by the shape of its frames and of their grid."""
+    if getattr(ds, "counted", False) or counted.SUMMARY_OF_ATTR in ds.group.attrs:
+        return _counted(ds)
     dims, n_frame = ds.dims, frame_ndim(ds)
     n_lead = ds.data.ndim - n_frame
     if n_frame == 0 or (n_frame == 1 and n_lead == 1):  # HAADF image; a series of spectra
@@ -148,6 +151,22 @@ def panels(ds: EMDDataset) -> list[Panel]:
                 Panel("virtual bright field", virtual_image(ds, disk, valid), (dims[0], dims[1]))]
     raise ValueError(f"/data/{ds.name} has {ds.data.ndim} dimensions; preview shows scans and "
                      f"stacks of 2-D frames, spectra and single values")
+
+
+def _counted(ds: EMDDataset) -> list[Panel]:
+    """A counted stream: its counts image and summed pattern; its summary group alone only when
+    its stream is not in the file (drawn with it otherwise)."""
+    if not getattr(ds, "counted", False):
+        stream = ds.group.attrs[counted.SUMMARY_OF_ATTR]
+        if ds.file is not None and stream in getattr(ds.file, "datasets", {}):
+            return []
+        return [Panel(f"{ds.name} (log)", ds.data[()].astype(np.float64), tuple(ds.dims), log=True)]
+    image = ds.counts_image.astype(np.float64)
+    scan = tuple(ds.dims) if image.ndim == 2 else (ds.dims[0],)
+    frame = tuple(ds.dense_dims[-2:])
+    return [Panel(f"{ds.name}: events per position", image, scan),
+            Panel(f"{ds.name}: summed pattern (log)", ds.summed_pattern.astype(np.float64), frame,
+                  log=True)]
 
 
 def _plain(ds: EMDDataset) -> list[Panel]:

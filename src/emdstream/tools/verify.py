@@ -17,7 +17,7 @@ import hdf5plugin  # noqa: F401  (registers the compression filters for reading)
 import numpy as np
 
 from emdstream.errors import one_line
-from emdstream.format import layout
+from emdstream.format import counted, layout
 from emdstream.format.blocks import frame_slots, iter_blocks
 from emdstream.format.dims import DIM_KEY
 from emdstream.safety import filelock
@@ -110,6 +110,7 @@ def _check_group(group, unfinished: bool) -> list[str]:
                  for n in extra if n > data.ndim or n < 1]
     if not unfinished:
         problems += _check_counts(group, data.shape)
+        problems += counted.check(group)  # a counted stream's events (format.counted)
     return problems
 
 
