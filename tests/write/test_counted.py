@@ -205,3 +205,50 @@ def test_many_small_and_large_puts_from_threads_keep_each_call_whole(tmp_path):
         origin = int(sources[slot]) + int(np.sum(sources[:slot] == sources[slot]))
         assert np.array_equal(matrix.indices[matrix.indptr[slot]:matrix.indptr[slot + 1]],
                               events_of(origin))
+
+
+def test_part_files_hold_their_slots_events_and_the_master_joins_the_counts_image(tmp_path):
+    from emdstream.format.parts import Part
+
+    paths, scan = [], (4, 6)
+    part_slots = {}
+    for rank in range(2):
+        path = str(tmp_path / f"part{rank}.emd")
+        paths.append(path)
+        slots = Part.of((rank, 2), 6).slots(scan[0] * scan[1])
+        part_slots[rank] = slots
+        with Acquisition(path, [CountedStream("e", SHAPE)], scan_shape=scan, part=(rank, 2),
+                         block_frames=6) as acq:
+            for slot in slots:  # each part puts the scan slots it holds, in order
+                acq["e"].put_events(events_of(int(slot)))
+        e = emdstream.open(path)["e"]
+        matrix = e.csr()
+        for local, slot in enumerate(slots):
+            row = matrix.indices[matrix.indptr[local]:matrix.indptr[local + 1]]
+            assert np.array_equal(row, events_of(int(slot)))
+    emdstream.write_master(str(tmp_path / "master.emd"), paths)
+    image = emdstream.open(str(tmp_path / "master.emd"))["e"].data[()]
+    assert np.array_equal(image.reshape(-1), [events_of(s).size for s in range(24)])
+
+
+def test_mixed_acquisition_keeps_the_dense_streams_queue(tmp_path):
+    with Acquisition(str(tmp_path / "m.emd"), [CountedStream("e", (576, 576), n_frames=2),
+                                                Stream("d", (64, 64), n_frames=2)]) as acq:
+        assert acq["d"].queue_size >= 1000  # a 576x576 counted stream costs no dense queue room
+        acq["e"].put_events([1])
+        acq["d"].put(np.zeros((64, 64), np.uint16))
+
+
+def test_scan_dims_and_store_raw(tmp_path):
+    from emdstream import Dim
+
+    path = str(tmp_path / "dims.emd")
+    dims = [Dim("y", "[nm]", scale=0.5), Dim("x", "[nm]", scale=0.25)]
+    with Acquisition(path, scan_shape=SCAN, on_full="store_raw",
+                     streams=[CountedStream("e", SHAPE, dims=dims)]) as acq:
+        indptr, indices = csr_of(range(N))
+        acq["e"].put_csr(indptr, indices)
+    e = emdstream.open(path)["e"]
+    check_events(e, N)
+    assert [d.name for d in e.dims] == ["y", "x"] and e.dims[1].values[2] == 0.5
+    assert [d.name for d in e.dense_dims] == ["y", "x", "detector_y", "detector_x"]

@@ -104,7 +104,8 @@ class Acquisition:
                 raise ValueError("part= and block_frames= split a scan: give scan_shape too")
             self.part = Part.of(part, block_frames)
         self._chunks: queue.SimpleQueue = queue.SimpleQueue()  # every stream's chunks, then Close
-        frame_bytes = sum(max(1, int(np.prod(s.frame_shape, dtype=np.int64))
+        frame_bytes = sum(max(1, int(np.prod(() if isinstance(s, CountedStream) else s.frame_shape,
+                                             dtype=np.int64))  # counted: events queue apart
                               * np.dtype(s.dtype).itemsize) for s in streams)
         per_stream = DEFAULT_QUEUE_BYTES // frame_bytes
         self._session = FileSession(self.path, on_full, len(streams))
