@@ -89,13 +89,28 @@ def has_counts(group: h5py.Group) -> bool:
     return counts is not None and counts.shape[0] > 0
 
 
+def _fresh(events: h5py.Group) -> None:
+    """A live (SWMR) reader sees the datasets' current extents."""
+    if events.file.swmr_mode:
+        for ds in events.values():
+            if isinstance(ds, h5py.Dataset):
+                ds.refresh()
+
+
+def events_before(group: h5py.Group, slot: int) -> int:
+    """How many events the slots below ``slot`` hold (``indptr[slot]``; 0 for slot 0)."""
+    if slot <= 0:
+        return 0
+    events = group[EVENTS]
+    _fresh(events)
+    return int(events["indptr"][slot])
+
+
 def read_rows(group: h5py.Group, start: int, stop: int
               ) -> tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
     """(indptr from 0, indices, counts or None) of slots ``start .. stop - 1`` (committed ones)."""
     events = group[EVENTS]
-    for ds in events.values():
-        if getattr(ds, "id", None) is not None and events.file.swmr_mode:
-            ds.refresh()
+    _fresh(events)
     if stop == start:  # (nothing flushed yet: indptr may still be empty)
         return np.zeros(1, np.int64), np.zeros(0, INDEX_DTYPE), None
     indptr = events["indptr"][start:stop + 1].astype(np.int64)

@@ -89,16 +89,21 @@ class CountedDataset(EMDDataset):
         summed = self.group.parent.get(profile.sum_name(self.name))
         if summed is not None and summed.attrs.get("complete", False):
             return summed["data"][()]
-        indptr, _, _ = self.rows(0, None) if self.frame_slots else (np.zeros(1, np.int64), None, None)
         with reopen_lock:
-            return profile.summed_pattern(self.group, int(indptr[-1]))
+            return profile.summed_pattern(self.group, self.events_written)
+
+    @property
+    def events_written(self) -> int:
+        """Events of the written slots (``indptr[frame_slots]``)."""
+        with reopen_lock:
+            return profile.events_before(self.group, self.frame_slots)
 
     def events_info(self) -> dict:
         """What ``emdstream info`` shows of the events: how many, the frame, the codec of the
         indices and its ratio, whether they have counts."""
         events = self.group[profile.EVENTS]
         indices = events["indices"]
-        n = int(events["indptr"][self.frame_slots]) if self.frame_slots else 0
+        n = self.events_written
         stored = sum(ds.id.get_storage_size() for ds in events.values()
                      if isinstance(ds, h5py.Dataset) and ds.ndim == 1)
         raw = sum(ds.shape[0] * ds.dtype.itemsize for ds in events.values()
