@@ -29,7 +29,6 @@ from concurrent.futures import Future
 from typing import Optional
 
 import h5py
-import numpy as np
 
 from emdstream.errors import WriterError
 from emdstream.format import layout
@@ -39,13 +38,10 @@ from emdstream.safety.compact import compact_if_worth_it
 from emdstream.write.chunk_buffer import ChunkBuffer, EncodedChunk
 from emdstream.write.chunk_notes import ChunkNotes
 from emdstream.write.encoder_pool import EncoderPool
-from emdstream.write.events import EventsPending, EventWriter
-from emdstream.write.value_table import ValueTable
+from emdstream.write.events import EventsPending
+from emdstream.write.sink import RAW_INCOMPRESSIBLE, RAW_WRITER_BEHIND, StreamSink, encode_chunk, raw_chunk
 
 _FRAME_POLL = 0.05  # seconds: how often flush_frames is checked while no chunk arrives
-
-
-RAW_INCOMPRESSIBLE, RAW_WRITER_BEHIND = 0, 1  # why a chunk is stored raw (layout.RAW_REASONS)
 
 
 class Close:
@@ -56,37 +52,6 @@ class Close:
         self.closing_comment = closing_comment
 
 
-class _Sink:
-    """The writer thread's view of one stream: its datasets and how far it got."""
-
-    def __init__(self, h5file: h5py.File, stream):
-        self.name = stream.name
-        self.geometry = stream.geometry
-        self.encoder = stream.encoder
-        self.assembler = stream.assembler
-        self.columns = stream.columns
-        self.events = EventWriter.of(h5file, stream)  # a counted stream's events, else None
-        self.data = h5file[f"data/{stream.name}/data"]
-        self.state = h5file[layout.state_path(stream.name)]
-        self.values = ValueTable(h5file[f"data/{stream.name}/{layout.VALUES}"], stream.geometry)
-        # filter mask that skips every filter of the data (0: no filter, nothing to skip)
-        self.skip_all_filters = (1 << self.data.id.get_create_plist().get_nfilters()) - 1
-        self.raw_written: list[tuple[int, int]] = []  # (why, first slot) of raw chunks to record
-        self.committed = 0  # slots 0..committed-1 have been handed to HDF5
-        self.durable = 0    # ... and were flushed and recorded in the file as valid
-        self.in_flight = 0  # chunks handed to the encoder pool, not yet written
-        self.out_of_order: dict[int, int] = {}  # first slot -> end of chunks written past committed
-        self.dropped_logged = 0
-        self.names_logged = False
-        self.partial_written: Optional[tuple[int, int]] = None
-        self.snapshot_dropped: list[int] = []
-        self.stored: dict[tuple, int] = {}  # chunk offset -> size of its last write
-
-    def frames_written(self) -> int:
-        durable = self.durable
-        return durable - self.assembler.dropped_below(durable)
-
-
 class WriterThread(threading.Thread):
     def __init__(self, h5file: h5py.File, path: str, streams: list, chunks: queue.SimpleQueue,
                  lock_fd: int, workers: Optional[int], flush_frames: Optional[int],
@@ -95,7 +60,7 @@ class WriterThread(threading.Thread):
         super().__init__(name=f"emdstream-writer-{os.path.basename(path)}", daemon=True)
         self.file = h5file
         self.path = path
-        self.sinks = [_Sink(h5file, s) for s in streams]
+        self.sinks = [StreamSink(h5file, s) for s in streams]
         self.chunks = chunks
         self.workers = workers
         self.flush_frames = flush_frames
@@ -251,11 +216,11 @@ class WriterThread(threading.Thread):
             fut, rewrite = Future(), (sink.partial_written or (None,))[0] == buffer.chunk_id
             payload = buffer.pack.chunk(sink.assembler, rewrite)  # None: incompressible
             fut.set_result((payload,) if payload is not None else
-                           _raw(buffer.array, RAW_INCOMPRESSIBLE))
+                           raw_chunk(buffer.array, RAW_INCOMPRESSIBLE))
         else:
             if self._pool is None:  # only streams of other codecs need it
                 self._pool = EncoderPool(self.workers)
-            fut = self._pool.submit(_encode, sink, buffer.array)
+            fut = self._pool.submit(encode_chunk, sink, buffer.array)
         sink.in_flight += 1
         self._inflight.append((sink, buffer, end, fut))
 
@@ -275,11 +240,11 @@ class WriterThread(threading.Thread):
         ahead of the chunks still being compressed (counted as in any order)."""
         sink = self.sinks[index]
         self._write_chunk(sink, buffer.chunk_id, buffer.values, end,
-                          *_raw(buffer.array, RAW_WRITER_BEHIND))
+                          *raw_chunk(buffer.array, RAW_WRITER_BEHIND))
         sink.assembler.release(buffer)
         self._count_written(sink, buffer, end)
 
-    def _count_written(self, sink: _Sink, buffer, end: int) -> None:
+    def _count_written(self, sink: StreamSink, buffer, end: int) -> None:
         """Advance ``committed`` past a written chunk. Chunks written in the order they came (the
         rule for frames put) move it to their end; chunks written in any order (``write_dask``,
         ``store_raw``) only once every chunk below them is written, so the count never claims a
@@ -296,7 +261,7 @@ class WriterThread(threading.Thread):
             for first in reached:
                 sink.committed = max(sink.committed, ahead.pop(first))
 
-    def _write_chunk(self, sink: _Sink, chunk_id: int, rows, end: int, payload,
+    def _write_chunk(self, sink: StreamSink, chunk_id: int, rows, end: int, payload,
                      raw_because: Optional[int] = None, frames=None) -> None:
         """A data chunk (encoded) into the file, and the value rows of its slots up to ``end``;
         ``raw_because``: the data chunk is stored as it is (all filters skipped), and why.
@@ -312,7 +277,7 @@ class WriterThread(threading.Thread):
         first = geometry.chunk_slots(chunk_id)[0]
         if raw_because is None and frames is not None and sink.skip_all_filters and \
                 memoryview(payload).nbytes == sink.stored.get(offset):
-            payload, raw_because = _raw(frames, RAW_INCOMPRESSIBLE)
+            payload, raw_because = raw_chunk(frames, RAW_INCOMPRESSIBLE)
         mask = 0 if raw_because is None else sink.skip_all_filters
         sink.data.id.write_direct_chunk(offset, payload, filter_mask=mask)
         if raw_because is not None:
@@ -343,7 +308,7 @@ class WriterThread(threading.Thread):
                 elif (snap.partial_id, snap.partial_end) != sink.partial_written:
                     # a rewrite leaves the chunk's older copy as dead space: only when it grew
                     self._write_chunk(sink, snap.partial_id, snap.partial_values,
-                                      snap.partial_end, *_encode(sink, snap.partial),
+                                      snap.partial_end, *encode_chunk(sink, snap.partial),
                                       frames=snap.partial)
                     sink.partial_written = (snap.partial_id, snap.partial_end)
                     sink.committed = max(sink.committed, snap.partial_end)
@@ -427,20 +392,6 @@ class WriterThread(threading.Thread):
         if self._lock_fd is not None:
             filelock.release(self._lock_fd)
             self._lock_fd = None
-
-
-def _encode(sink: _Sink, frames) -> tuple:
-    """A chunk of frames encoded for ``write_direct_chunk`` (runs in the encoder pool). A chunk
-    the codec does not make smaller (noise) is stored as it is."""
-    payload = sink.encoder.encode(frames.reshape(sink.geometry.chunk_shape))
-    if sink.skip_all_filters and memoryview(payload).nbytes >= frames.nbytes:
-        return _raw(frames, RAW_INCOMPRESSIBLE)
-    return (payload,)
-
-
-def _raw(frames, why: int) -> tuple:
-    """A chunk stored as it is (HDF5 skips its filters when reading it), and why."""
-    return np.ascontiguousarray(frames).data, why
 
 
 def _file_identity(path: str) -> Optional[tuple[int, int]]:
