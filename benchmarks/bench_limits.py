@@ -409,24 +409,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(fence + saved["info"] + f"\n{fence}")
         print_all(saved["results"], args.markdown)
         return 0
-    bench = bw.Bench(args, __file__, RUNNERS)
-    try:
-        fence = "```\n" if args.markdown else ""
-        print(fence + bw.machine_info(bench.tmpdir))
-        print(f"repeats: {args.repeats} (median reported), detector frames, GB = 1e9 bytes, "
-              f"GB/s of raw frame bytes unless 'stored'\n{fence}", flush=True)
-        t0 = time.perf_counter()
-        rows = run_all(bench)
-        print_all(rows, args.markdown)
-        print(f"\ntotal benchmark time {time.perf_counter() - t0:.0f} s")
-        if args.json:
-            with open(args.json, "w") as f:
-                json.dump(dict(info=bw.machine_info(bench.tmpdir), results=rows), f, indent=1,
-                          default=str)
-    finally:
-        bench.close()
-    return 0
-
+    return bw.run_suite(args, __file__, RUNNERS,
+                        f"repeats: {args.repeats} (median reported), detector frames, GB = 1e9 bytes, "
+                        f"GB/s of raw frame bytes unless 'stored'", run_all, print_all)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -285,23 +285,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.child:
         harness.child_main(json.loads(args.child), RUNNERS)
         return 0
-    bench = harness.Bench(args, __file__, RUNNERS)
-    try:
-        fence = "```\n" if args.markdown else ""
-        print(fence + harness.machine_info(bench.tmpdir))
-        print(f"repeats: {args.repeats} (median), detector frames, GB = 1e9 bytes\n{fence}", flush=True)
-        t0 = time.perf_counter()
-        rows = run_all(bench)
-        print_all(rows, args.markdown)
-        print(f"\ntotal benchmark time {time.perf_counter() - t0:.0f} s")
-        if args.json:
-            with open(args.json, "w") as f:
-                json.dump(dict(info=harness.machine_info(bench.tmpdir), results=rows), f, indent=1,
-                          default=str)
-    finally:
-        bench.close()
-    return 0
-
+    return harness.run_suite(args, __file__, RUNNERS,
+                             f"repeats: {args.repeats} (median), detector frames, GB = 1e9 bytes",
+                             run_all, print_all)
 
 if __name__ == "__main__":
     sys.exit(main())

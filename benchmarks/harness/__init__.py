@@ -15,6 +15,7 @@ from .measure import (
            measure,
            median_run,
            peak_since_start,
+           run_suite,
            start_timing,
 )
 from .report import fmt, fmt_table, machine_info, ratio_text
@@ -22,4 +23,4 @@ from .report import fmt, fmt_table, machine_info, ratio_text
 __all__ = ["BANK_FRAMES", "Bench", "GiB", "LAT_RING", "MiB", "check_written", "child_main",
            "chunk_frames_for", "cpu_seconds", "distinct_chunks", "fmt", "fmt_table",
            "machine_info", "make_bank", "measure", "median_run", "peak_since_start", "ratio_text",
-           "start_timing"]
+           "run_suite", "start_timing"]

@@ -19,6 +19,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from typing import Optional
 
 import numpy as np
@@ -183,3 +184,27 @@ class Bench:
 def median_run(runs: list[dict]) -> dict:
     ordered = sorted(runs, key=lambda r: r["seconds"])
     return dict(ordered[(len(ordered) - 1) // 2])  # lower median: an actual run's numbers
+
+
+def run_suite(args, script: str, runners: dict, header: str, run_all, print_all) -> int:
+    """A benchmark script's main run: the machine header, ``run_all(bench)`` -> rows,
+    ``print_all(rows, markdown)``, the total time, and the rows saved to ``args.json``."""
+    from .report import machine_info
+
+    bench = Bench(args, script, runners)
+    try:
+        fence = "```\n" if args.markdown else ""
+        print(fence + machine_info(bench.tmpdir))
+        print(f"{header}\n{fence}", flush=True)
+        t0 = time.perf_counter()
+        rows = run_all(bench)
+        print_all(rows, args.markdown)
+        print(f"\ntotal benchmark time {time.perf_counter() - t0:.0f} s")
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(dict(info=machine_info(bench.tmpdir), results=rows), f, indent=1,
+                          default=str)
+    finally:
+        bench.close()
+    return 0
+
