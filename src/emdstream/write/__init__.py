@@ -34,8 +34,11 @@ one writer at a time, in order, and a frame is still counted durable only at a f
 chunk was written.
 
 Lock order (a thread holding one may take only those after it, never the reverse):
-``Acquisition._close_lock`` -> ``StreamWriter._lock`` (streams in order) -> ``WriterThread.io_lock``
-(producers: try only) -> ``ChunkAssembler.lock`` -> ``WriterThread._comments_lock``. The writer
+``Acquisition._close_lock`` -> ``CountedStreamWriter._order_lock`` (counted streams: one counted
+put at a time; ``finish`` waits for it) -> ``StreamWriter._lock`` (streams in order) ->
+``WriterThread.io_lock`` (producers: try only) -> ``ChunkAssembler.lock`` ->
+``WriterThread._comments_lock``; ``EventQueue._lock`` (counted streams' events) is a leaf, taken
+last and holding nothing while it waits on its own condition. The writer
 thread takes the last three, and never waits while holding ``ChunkAssembler.lock`` or
 ``_comments_lock``. ``safety.live_registry.reopen_lock`` stands apart: it is taken, holding none of
 the others but ``io_lock``, by the writer thread while it finalizes (closing this process's live

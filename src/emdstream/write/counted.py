@@ -9,9 +9,8 @@ counts image every EMD reader opens, with per-frame values, timestamps, drops an
 point of any stream) plus an ``EventQueue`` for the events themselves (``events``). The layout
 is ``format.counted``; the events reach the file through the writer thread (``events``).
 
-Locks: a counted put takes the stream's ``_order_lock`` first (one counted put at a time, and
-``finish`` waits for it), then ``StreamWriter._lock`` (inside ``put``/``put_many``), then the
-event queue's leaf lock.
+Locks: ``_order_lock`` and the event queue's lock have their place in the lock order stated in
+``emdstream.write`` (the package docstring).
 """
 from __future__ import annotations
 
