@@ -6,6 +6,7 @@ import sys
 import h5py
 import numpy as np
 import pytest
+from support.emd_files import SCAN_DIMS, add_haadf
 from support.frames import detector_frames
 from support.processes import h5dump_env, run_python
 
@@ -16,8 +17,6 @@ from emdstream.interop.emd1 import HIDDEN, read_metadata
 from emdstream.interop.py4dstem import py4dstem_calibration
 from emdstream.tools.cli import main
 
-SCAN_DIMS = [Dim("scan_y", "[nm]", scale=0.5), Dim("scan_x", "[nm]", scale=0.5, offset=2.0),
-             Dim("k_y", "[1/nm]", scale=0.2), Dim("k_x", "[1/nm]", scale=0.2)]
 META = dict(microscope={"high_tension_kV": 300.0, "camera_length_mm": 115.0, "tilt": [1.5, -2.0],
                         "cold_feg": True, "scope/model": "Titan"},
             sample={"name": "SrTiO3"}, user={"operator": "A. B.", "run": 7})
@@ -40,19 +39,6 @@ def write_stack(path, frame_shape, n=9, compression="zstd"):
         for frame in frames:
             w.put(frame)
     return frames
-
-
-def add_haadf(path, scan=(3, 5)):
-    """A second stream as a multi-stream file has it: one value per scan position."""
-    image = np.arange(scan[0] * scan[1], dtype=np.float32).reshape(scan)
-    with h5py.File(path, "a") as f:
-        g = f.create_group("data/haadf")
-        g.attrs["emd_group_type"], g.attrs["frame_ndim"] = np.int32(1), 0
-        g.create_dataset("data", data=image, chunks=(1, scan[1]), compression="gzip")
-        for i, dim in enumerate(SCAN_DIMS[:2]):
-            vec = g.create_dataset(f"dim{i + 1}", data=dim.vector(scan[i]))
-            vec.attrs["name"], vec.attrs["units"] = dim.name, dim.units
-    return image
 
 
 def fingerprint(path):

@@ -65,7 +65,7 @@ def test_convert_to_emd1_opens_in_py4dstem_read(scan, tmp_path):
 
 
 def test_multi_stream_file_in_py4dstem(scan, tmp_path):
-    from test_interop_emd1 import add_haadf
+    from support.emd_files import add_haadf
 
     path, want = scan
     image = add_haadf(path, scan=(3, 4))

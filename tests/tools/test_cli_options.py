@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 import pytest
-from test_cli import emdstream_cli
+from support.cli import emdstream_cli
 
 from emdstream.tools.cli import COMMANDS, build_parser
 

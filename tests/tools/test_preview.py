@@ -5,8 +5,8 @@ import sys
 import h5py
 import numpy as np
 import pytest
+from support.cli import emdstream_cli, refuses_to_overwrite
 from support.frames import write_frames
-from test_cli import emdstream_cli, refuses_to_overwrite
 
 from emdstream import Dim
 from emdstream.tools.preview import INSTALL_HINT, compute_panels, preview

@@ -8,8 +8,8 @@ import sys
 import h5py
 import numpy as np
 import pytest
+from support.cli import emdstream_cli
 from support.crash_checks import start_child
-from test_cli import emdstream_cli
 
 from emdstream.format.blocks import iter_blocks
 from emdstream.tools.simulate import simulate

@@ -16,8 +16,8 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from support.cli import killed_writer_file
 from support.counted import SHAPE, events_of
-from test_cli import killed_writer_file
 
 from emdstream import Acquisition, CountedStream, EMDWriter, Stream
 from emdstream import open as open_emd
