@@ -19,6 +19,7 @@ class ChunkNotes:
         self._dropped: dict[str, list[int]] = {}  # the dropped slots the log has, by stream
         self._fd: Optional[int] = None  # the HDF5 file's descriptor, read back to place chunks
         self._end = 0  # the file's size after the last chunk noted
+        self._datasets: dict[tuple[str, str], tuple] = {}  # see _dataset
         if log is None:
             return
         for sink in sinks:
@@ -33,16 +34,26 @@ class ChunkNotes:
         (those bytes stay)."""
         if self.log is None:
             return
-        ds = sink.data if dataset == "data" else sink.values.ds if dataset == "values" else \
-            sink.data.parent[dataset]  # a counted stream's events: first .. end are elements
-        slot_bytes = 8 * MAX_VALUES if dataset == "values" else \
-            int(np.prod(ds.shape[ds.ndim - len(sink.geometry.frame_shape):])) * ds.dtype.itemsize
+        ds, slot_bytes, skip_all = self._dataset(sink, dataset)
         size = memoryview(payload).nbytes
-        raw = mask == (1 << ds.id.get_create_plist().get_nfilters()) - 1
-        checked = min(size, (end - first) * slot_bytes) if raw else size
+        checked = min(size, (end - first) * slot_bytes) if mask == skip_all else size
         self.log.note(ChunkRecord(sink.name, dataset, tuple(int(i) for i in offset),
                                   self._placed(ds, offset, payload), size, int(mask),
                                   crc(payload, checked), checked, first, end))
+
+    def _dataset(self, sink, dataset: str) -> tuple:
+        """(the dataset, bytes of one slot, the filter mask of a chunk stored as it is), looked up
+        once per dataset (h5py's properties cost microseconds a call)."""
+        key = (sink.name, dataset)
+        found = self._datasets.get(key)
+        if found is None:
+            ds = sink.data if dataset == "data" else sink.values.ds if dataset == "values" else \
+                sink.data.parent[dataset]  # a counted stream's events: first .. end are elements
+            slot_bytes = 8 * MAX_VALUES if dataset == "values" else \
+                int(np.prod(ds.shape[ds.ndim - len(sink.geometry.frame_shape):])) * ds.dtype.itemsize
+            found = self._datasets[key] = (ds, slot_bytes,
+                                           (1 << ds.id.get_create_plist().get_nfilters()) - 1)
+        return found
 
     def _placed(self, ds, offset: tuple, payload) -> int:
         """The file offset of the chunk just written at ``offset``. HDF5's lookup by coordinate
@@ -92,7 +103,7 @@ def _holds(fd: int, at: int, data: memoryview, probe: int = 4096) -> bool:
     """Whether the file holds ``data`` at ``at``: all of it when small, else its first and last
     ``probe`` bytes (the region was written since the last chunk: nothing else puts these bytes
     there)."""
-    if data.nbytes <= 2 * probe:
-        return os.pread(fd, data.nbytes, at) == data
-    return (os.pread(fd, probe, at) == data[:probe]
-            and os.pread(fd, probe, at + data.nbytes - probe) == data[data.nbytes - probe:])
+    if data.nbytes <= 2 * probe:  # bytes == bytes: one memcmp (a memoryview compares per byte)
+        return os.pread(fd, data.nbytes, at) == bytes(data)
+    return (os.pread(fd, probe, at) == bytes(data[:probe])
+            and os.pread(fd, probe, at + data.nbytes - probe) == bytes(data[data.nbytes - probe:]))

@@ -26,6 +26,7 @@ from typing import Optional
 import numpy as np
 
 from emdstream.encoders import BitshuffleLZ4, ChunkEncoder
+from emdstream.encoders.bslz4_lib import library
 
 PIECE_BYTES = 128 << 10  # ~55 µs of compression on one core: a put stays well under 1 ms
 
@@ -49,6 +50,8 @@ class PieceLayout:
         self.n_pieces = k * frame_elems // self.piece_elems
         self.bound = encoder.bound(self.piece_elems * itemsize, itemsize)
         self.header = encoder.header(k * frame_elems * itemsize, itemsize)
+        self.block = encoder.block_elems(itemsize)
+        self.compress = library().compress  # addresses in, body length out; releases the GIL
 
     @staticmethod
     def of(encoder: ChunkEncoder, k: int, frame_shape: tuple, dtype: np.dtype,
@@ -71,6 +74,8 @@ class Packing:
         self.layout, self.flat = layout, flat  # flat: the chunk buffer's elements
         self.out = np.empty(12 + layout.n_pieces * layout.bound, dtype=np.uint8)
         self.out[:12] = np.frombuffer(layout.header, np.uint8)
+        self.out_at = self.out.ctypes.data  # the buffers live as long as this object
+        self.flat_at = flat.ctypes.data
         self.lens = np.full(layout.n_pieces, -1, dtype=np.int64)   # -1: not compressed yet
         self.starts = np.zeros(layout.n_pieces, dtype=np.int64)
         self.has_raw = np.zeros(layout.n_pieces, dtype=bool)       # raw copy in the buffer
@@ -91,6 +96,10 @@ class Packing:
         piece they cover whole is compressed from them (``inline``) or copied raw; frames of a
         piece they cover in part are copied, and the piece compressed once it is complete."""
         lay, n = self.layout, len(frames)
+        if n == 1 and lay.piece_elems == lay.frame_elems and (inline or self.left >= self.most_left) \
+                and frames.flags.c_contiguous and frames.dtype == self.flat.dtype:
+            self._compress(position, frames, frames.ctypes.data)  # the common put: one piece
+            return
         first, end = position * lay.frame_elems, (position + n) * lay.frame_elems
         src = frames.reshape(-1) if frames.flags.c_contiguous and \
             frames.dtype == self.flat.dtype else None
@@ -129,15 +138,17 @@ class Packing:
         self.done[p] += frames
         return self.done[p] >= per_piece
 
-    def _compress(self, p: int, src: np.ndarray) -> None:
-        at = self.cursor if p == self.leading else 12 + p * self.layout.bound
-        n = self.layout.encoder.compress_into(src, self.out, at)
+    def _compress(self, p: int, src: np.ndarray, address: Optional[int] = None) -> None:
+        lay = self.layout
+        at = self.cursor if p == self.leading else 12 + p * lay.bound
+        n = lay.compress(src.ctypes.data if address is None else address, self.out_at + at,
+                         lay.piece_elems, lay.itemsize, lay.block)
         self.starts[p], self.lens[p] = at, n
         if p == self.leading:
             self.cursor, self.leading = at + n, p + 1
         if n >= src.nbytes and not self.has_raw[p]:  # incompressible: keep the raw bytes too
             pe = self.layout.piece_elems
-            self.flat[p * pe:(p + 1) * pe] = src
+            self.flat[p * pe:(p + 1) * pe] = src.reshape(-1)
             self.has_raw[p] = True
 
     def raw_pieces(self) -> int:
@@ -160,7 +171,8 @@ class Packing:
             q = p + 1
             while q < lay.n_pieces and lens[q] < 0:
                 q += 1
-            cursor += lay.encoder.compress_into(self.flat[p * pe:q * pe], self.out, cursor)
+            cursor += lay.compress(self.flat_at + p * pe * lay.itemsize, self.out_at + cursor,
+                                   (q - p) * pe, lay.itemsize, lay.block)
             p = q
         return memoryview(self.out)[:cursor]
 

@@ -119,6 +119,7 @@ class WriterThread(threading.Thread):
     def run(self) -> None:
         self._pool: Optional[EncoderPool] = None
         self._inflight: collections.deque = collections.deque()
+        self._most_inflight = 2 * (self.workers or os.cpu_count() or 1)
         self.io_lock.acquire()
         try:
             if any(s.events is not None or s.assembler.layout is None for s in self.sinks):
@@ -154,7 +155,7 @@ class WriterThread(threading.Thread):
                 self.sinks[item.index].events.write_ready(self._pool)
                 item = None
             if item is not None:
-                saturated = len(self._inflight) >= 2 * (self.workers or os.cpu_count() or 1)
+                saturated = len(self._inflight) >= self._most_inflight
                 if saturated and self.store_raw and isinstance(item[1], ChunkBuffer):
                     self._write_raw_now(*item)  # behind: the disk takes it while the pool works
                 else:
