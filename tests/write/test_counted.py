@@ -252,3 +252,36 @@ def test_scan_dims_and_store_raw(tmp_path):
     check_events(e, N)
     assert [d.name for d in e.dims] == ["y", "x"] and e.dims[1].values[2] == 0.5
     assert [d.name for d in e.dense_dims] == ["y", "x", "detector_y", "detector_x"]
+
+
+@pytest.mark.parametrize("counts_dtype", ["uint16", "float32", None])
+def test_summed_pattern_added_on_the_pool_threads_is_exact(tmp_path, monkeypatch, counts_dtype):
+    """Many small event chunks go through the encoder pool, whose threads each add their chunks'
+    events into their own part of the summed pattern; the parts, plus the last partly filled chunk,
+    are the summed pattern the writer stores. Finalize's own summing (used after a kill) is
+    switched off here, so the file's pattern is the writer's."""
+    from emdstream.format import counted as profile
+
+    def not_here(*args, **kwargs):
+        raise AssertionError("finalize summed the events: the writer's pattern was not complete")
+    monkeypatch.setattr(profile, "summed_pattern", not_here)
+    rng = np.random.default_rng(3)
+    lengths = rng.poisson(40, 300)
+    indices = rng.integers(0, SHAPE[0] * SHAPE[1], int(lengths.sum())).astype(np.uint32)
+    indptr = np.concatenate([[0], np.cumsum(lengths)])
+    weights = None if counts_dtype is None else \
+        (rng.integers(1, 9, indices.size) * (1.5 if counts_dtype == "float32" else 1)).astype(counts_dtype)
+    path = str(tmp_path / "c.emd")
+    with Acquisition(path, [CountedStream("e", SHAPE, open_ended=True, chunk_events=64,
+                                          counts_dtype=counts_dtype or "uint16")]) as acq:
+        for first in range(0, 300, 50):  # blocks of 50 slots, each spanning several chunks
+            lo, hi = indptr[first], indptr[first + 50]
+            acq["e"].put_csr(indptr[first:first + 51] - lo, indices[lo:hi],
+                             counts=None if weights is None else weights[lo:hi])
+    want = np.bincount(indices, weights, SHAPE[0] * SHAPE[1]).reshape(SHAPE)
+    with h5py.File(path, "r") as h5:
+        stored = h5["data/summed_e/data"][()]
+        assert h5["data/summed_e"].attrs["complete"]
+    assert stored.dtype == (np.float64 if counts_dtype == "float32" else np.uint64)
+    assert np.array_equal(stored, want) and stored.sum() == (indices.size if weights is None
+                                                              else weights.astype(float).sum())

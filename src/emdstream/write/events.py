@@ -5,10 +5,10 @@ A counted put copies its events once, straight into fixed-size chunk buffers of 
 ``counts`` and ``indptr`` (``_Filler``; buffers are reused), under the queue's leaf lock (taken
 holding the stream's locks, never the other way round; the writer thread takes it alone and never
 waits holding it). A filled chunk is listed for the writer thread, woken by an ``EventsPending``
-message on the file's queue; it has the encoder pool compress the chunk (and sum the events of an
-``indices`` chunk into the summed pattern), writes it with a direct chunk write and gives the
-buffer back. At every flush the writer thread writes the partly filled chunks too (copies taken
-under the lock). A counted put queues a slot's events before the slot enters the counts image,
+message on the file's queue; it has the encoder pool compress the chunk (and add the events of
+an ``indices`` chunk into the summed pattern, ``SummedPattern``), writes it with a direct chunk
+write and gives the buffer back. At every flush the writer thread writes the partly filled
+chunks too (copies taken under the lock). A counted put queues a slot's events before the slot enters the counts image,
 and the writer thread drains the queue at every flush after taking the streams' snapshots and
 before the file flush that precedes the commit point (``committed_slots``): the events of every
 slot it counts are in the file first. A chunk is never rewritten in place over its compressed
@@ -174,8 +174,7 @@ class EventWriter:
         self._inflight: collections.deque = collections.deque()
         self._summed_group = group.parent.get(profile.sum_name(group.name.rsplit("/", 1)[-1]))
         size = self._summed_group["data"].size if self._summed_group is not None else 0
-        self.summed = np.zeros(size, np.float64 if events.fillers["counts"].dtype.kind == "f"
-                               else np.int64)
+        self.summed = SummedPattern(size, events.fillers["counts"].dtype)
         self._counts_of: dict[int, np.ndarray] = {}  # first element -> filled counts chunk
         self.summed_done = False
         self.on_write: Optional[Callable] = None  # (key, offset, payload, mask, first, end)
@@ -200,7 +199,8 @@ class EventWriter:
         for key, first, buffer, fut in self._inflight:
             if fut is None:
                 weights = self._counts_of.pop(first, None) if key == "indices" else None
-                args = (self.encoder, buffer, self.summed.size if key == "indices" else 0, weights)
+                summed = self.summed if key == "indices" and self.summed.size else None
+                args = (self.encoder, buffer, summed, weights)
                 if pool is None:
                     fut = _done(_encode(*args))
                 else:  # once encoded, the writer thread is woken to write it
@@ -210,10 +210,7 @@ class EventWriter:
         self._inflight = pending
         while self._inflight and (block or self._inflight[0][3].done()):
             key, first, buffer, fut = self._inflight.popleft()
-            payload, summed = fut.result()
-            self._write(key, first, buffer, buffer.size, payload)
-            if summed is not None:
-                np.add(self.summed, summed, out=self.summed, casting="unsafe")
+            self._write(key, first, buffer, buffer.size, fut.result())
             self.queue.release(key, first, buffer)
 
     def flush(self, pool=None) -> None:
@@ -224,7 +221,7 @@ class EventWriter:
         self.write_ready(pool, block=True, full=full)
         for key, first, valid, buffer in partials:
             if self._partial.get(key) != (first, valid):
-                self._write(key, first, buffer, valid, _encode(self.encoder, buffer, 0, None)[0])
+                self._write(key, first, buffer, valid, self.encoder.encode(buffer))
                 self._partial[key] = (first, valid)
         self.queue.written_up_to(events)
         if finished and not self.summed_done and self._summed_group is not None:
@@ -237,10 +234,9 @@ class EventWriter:
         if "indices" in parts:
             first, valid, buffer = parts["indices"]
             weights = parts["counts"][2][:valid] if "counts" in parts else None
-            np.add(self.summed, np.bincount(buffer[:valid], weights, self.summed.size),
-                   out=self.summed, casting="unsafe")
+            self.summed.add(buffer[:valid], weights)
         data = self._summed_group["data"]
-        data[...] = self.summed.reshape(data.shape).astype(data.dtype)
+        data[...] = self.summed.total().reshape(data.shape).astype(data.dtype)
         self.events_group["summed_events"][()] = self.queue.events
         self.summed_done = True
 
@@ -260,11 +256,39 @@ class EventWriter:
             self.on_write(f"{profile.EVENTS}/{key}", (first,), payload, mask, first, end)
 
 
-def _encode(encoder: ChunkEncoder, chunk: np.ndarray, summed_size: int,
-            weights: Optional[np.ndarray]) -> tuple:
-    """(payload, bincount of the chunk or None): runs in the encoder pool."""
-    summed = np.bincount(chunk, weights, summed_size) if summed_size else None
-    return encoder.encode(chunk), summed
+def _encode(encoder: ChunkEncoder, chunk: np.ndarray, summed: Optional[SummedPattern],
+            weights: Optional[np.ndarray]):
+    """The chunk's payload, its events added into ``summed`` (an ``indices`` chunk): runs in the
+    encoder pool."""
+    if summed is not None:
+        summed.add(chunk, weights)
+    return encoder.encode(chunk)
+
+
+class SummedPattern:
+    """The summed pattern of a counted stream's events, added up chunk by chunk on the encoder
+    pool's threads: each thread adds into its own array (``np.add.at``, in place: no histogram
+    allocated per chunk, no lock), and ``total`` adds those few arrays once, at the end. Exact:
+    int64 (float64 for float counts)."""
+
+    def __init__(self, size: int, counts_dtype: np.dtype):
+        self.size = size
+        self.dtype = np.dtype(np.float64 if np.dtype(counts_dtype).kind == "f" else np.int64)
+        self._parts: dict[int, np.ndarray] = {}  # thread id -> that thread's part
+
+    def add(self, indices: np.ndarray, weights: Optional[np.ndarray] = None) -> None:
+        """Add events (called by one thread for each part at a time: each thread has its own)."""
+        part = self._parts.get(threading.get_ident())
+        if part is None:
+            part = self._parts[threading.get_ident()] = np.zeros(self.size, self.dtype)
+        np.add.at(part, indices, 1 if weights is None else weights.astype(self.dtype))
+
+    def total(self) -> np.ndarray:
+        """Every event added so far (call once the adding threads are done)."""
+        total = np.zeros(self.size, self.dtype)
+        for part in list(self._parts.values()):
+            total += part
+        return total
 
 
 def _done(result) -> Future:
