@@ -5,14 +5,15 @@ A counted put copies its events once, straight into fixed-size chunk buffers of 
 ``counts`` and ``indptr`` (``_Filler``; buffers are reused), under the queue's leaf lock (taken
 holding the stream's locks, never the other way round; the writer thread takes it alone and never
 waits holding it). A filled chunk is listed for the writer thread, woken by an ``EventsPending``
-message on the file's queue; it has the encoder pool compress the chunk (and add the events of
-an ``indices`` chunk into the summed pattern, ``SummedPattern``), writes it with a direct chunk
-write and gives the buffer back. At every flush the writer thread writes the partly filled
-chunks too (copies taken under the lock). A counted put queues a slot's events before the slot enters the counts image,
-and the writer thread drains the queue at every flush after taking the streams' snapshots and
-before the file flush that precedes the commit point (``committed_slots``): the events of every
-slot it counts are in the file first. A chunk is never rewritten in place over its compressed
-bytes (the chunk log's rule, ``safety.chunklog``): a version the size of the last is stored raw.
+message on the file's queue; it has the encoder pool compress the chunk (and add the events of an
+``indices`` chunk into the summed pattern, ``SummedPattern``), writes it with a direct chunk write
+and gives the buffer back. At every flush the writer thread writes the partly filled chunks too
+(copies taken under the lock). A counted put queues a slot's events before the slot enters the
+counts image, and the writer thread drains the queue at every flush after taking the streams'
+snapshots and before the file flush that precedes the commit point (``committed_slots``): the events
+of every slot it counts are in the file first. A chunk is never rewritten in place over its
+compressed bytes (the chunk log's rule, ``safety.chunklog``): a version the size of the last is
+stored raw.
 """
 from __future__ import annotations
 
