@@ -22,6 +22,11 @@ from emdstream.write.chunk_buffer import ChunkBuffer, EncodedChunk
 from emdstream.write.gather import Gather
 from emdstream.write.packed import PieceLayout
 
+# chunk buffers made (and their memory touched) with the stream: the first chunks of an
+# acquisition pay no page faults (a few µs per 4 KiB page on a VM); more are made if the writer
+# falls behind, up to the queue's size
+PREPARED_BUFFERS = 6
+
 
 @dataclass
 class Snapshot:
@@ -71,6 +76,8 @@ class ChunkAssembler:
         self.gather: Optional[Gather] = None  # detector-compressed frames into k-frame chunks
         self.queued_chunks = 0   # chunks put on the file's queue (producer's count) ...
         self.written_chunks = 0  # ... and written since (the writer's): see may_write_now
+        for _ in range(min(self.n_buffers, PREPARED_BUFFERS)):
+            self._free.put(self._new_buffer())
 
     # --- buffers ---------------------------------------------------------------------------
     def acquire(self, timeout: Optional[float]) -> Optional[ChunkBuffer]:
@@ -81,8 +88,7 @@ class ChunkAssembler:
         except queue.Empty:
             pass
         if self._allocated < self.n_buffers:
-            self._allocated += 1
-            return ChunkBuffer(self.geometry.k, self.geometry.frame_shape, self.dtype, self.layout)
+            return self._new_buffer()
         if not timeout:
             return None
         try:
@@ -98,6 +104,12 @@ class ChunkAssembler:
         else:
             self.encoded_room.release()
         self.written_chunks += 1
+
+    def _new_buffer(self) -> ChunkBuffer:
+        self._allocated += 1
+        buffer = ChunkBuffer(self.geometry.k, self.geometry.frame_shape, self.dtype, self.layout)
+        buffer.touch()
+        return buffer
 
     def buffers_in_use(self) -> int:
         return self._allocated - self._free.qsize()
