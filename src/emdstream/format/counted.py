@@ -24,6 +24,7 @@ SUMMED_EVENTS = "summed_events"     # in the events group while streaming (remov
 SUM_PREFIX = "summed_"              # /data/summed_<name>: the summed pattern (a prefix: RosettaSciIO
                                     # stacks groups whose path starts with another group's path)
 SUMMARY_OF_ATTR = "emdstream_summary_of"
+MASTER_PARTS_ATTR = "master_parts"  # layout.MASTER_ATTR: a master's group (events in the parts)
 EVENT_KEYS = ("indices", "counts", "indptr")  # datasets of the events group
 INDEX_DTYPE = np.dtype(np.uint32)
 INDPTR_DTYPE = np.dtype(np.int64)
@@ -56,17 +57,29 @@ def create(f: h5py.File, name: str, frame_shape: tuple[int, int], counts_dtype: 
         events.create_dataset(key, shape=(0,), maxshape=(None,), chunks=(sizes[key],),
                               dtype=dtypes[key], **options)
     events.create_dataset(SUMMED_EVENTS, data=np.int64(-1))  # events the summed pattern covers
-    summed = f.create_group(f"data/{sum_name(name)}")
+    create_summary(f["data"], name, frame_shape, _sum_dtype(counts_dtype), complete=False)
+
+
+def create_summary(data: h5py.Group, name: str, frame_shape: tuple[int, int], dtype,
+                   complete: bool, values: Optional[np.ndarray] = None) -> h5py.Group:
+    """The EMD group ``/data/summed_<name>`` of the summed pattern (``values``, or zeros to be
+    written at finalize), with its detector dims."""
+    summed = data.create_group(sum_name(name))
     summed.attrs["emd_group_type"] = np.int32(1)
     summed.attrs["frame_ndim"] = np.int32(2)
     summed.attrs[SUMMARY_OF_ATTR] = name
-    summed.attrs["complete"] = False  # written at finalize
-    summed.create_dataset("data", shape=tuple(frame_shape), dtype=_sum_dtype(counts_dtype),
-                          fillvalue=0)
+    summed.attrs["complete"] = complete
+    if values is not None:
+        summed.attrs["frames_written"], summed.attrs["frames_dropped"] = np.int64(1), np.int64(0)
+    if values is None:
+        summed.create_dataset("data", shape=tuple(frame_shape), dtype=dtype, fillvalue=0)
+    else:
+        summed.create_dataset("data", data=np.asarray(values, dtype).reshape(frame_shape))
     for axis, label in enumerate(("detector_y", "detector_x")):
         dim = summed.create_dataset(f"dim{axis + 1}", data=np.arange(frame_shape[axis], dtype=float))
         dim.attrs["name"] = label
         dim.attrs["units"] = "[px]"
+    return summed
 
 
 def _sum_dtype(counts_dtype) -> np.dtype:
@@ -174,15 +187,9 @@ def summed_pattern(group: h5py.Group, n_events: Optional[int] = None) -> np.ndar
     return total.reshape(shape)
 
 
-def check(group: h5py.Group) -> list[str]:
-    """Problems of a finished counted group's events, one line each (``emdstream verify``):
-    ``indptr`` from 0, not decreasing, one entry per slot and one more, ending at the number of
-    events; every index inside the frame; ``counts`` one per event; the counts image and the
-    summed pattern what the events say."""
-    if not is_counted(group):
-        return []
-    where, events = f"{group.name}/{EVENTS}", group[EVENTS]
-    committed = int(group.attrs.get("frames_written", 0)) + int(group.attrs.get("frames_dropped", 0))
+def _check_csr(events: h5py.Group, committed: int, size: int) -> tuple[list[str], np.ndarray]:
+    """(problems, indptr) of one CSR triple of ``committed`` rows in a frame of ``size`` pixels."""
+    where = events.name
     indptr = events["indptr"][()]
     problems = []
     if indptr.size != committed + 1:
@@ -193,12 +200,28 @@ def check(group: h5py.Group) -> list[str]:
     for key in ("indices", "counts"):
         if key in events and events[key].shape[0] != n:
             problems.append(f"{where}/{key}: {events[key].shape[0]} entries, indptr says {n}")
-    size = frame_shape(group)[0] * frame_shape(group)[1]
     for first in range(0, n, _READ_BLOCK):
         block = events["indices"][first:min(n, first + _READ_BLOCK)]
         if block.size and int(block.max()) >= size:
             problems.append(f"{where}/indices: index {int(block.max())} outside the frame")
             break
+    return problems, indptr
+
+
+def check(group: h5py.Group) -> list[str]:
+    """Problems of a finished counted group's events, one line each (``emdstream verify``):
+    ``indptr`` from 0, not decreasing, one entry per slot and one more, ending at the number of
+    events; every index inside the frame; ``counts`` one per event; the counts image and the
+    summed pattern what the events say."""
+    if not is_counted(group):
+        return []
+    events = group[EVENTS]
+    size = frame_shape(group)[0] * frame_shape(group)[1]
+    if MASTER_PARTS_ATTR in group.attrs:  # a master: each part's events as mapped (the parts
+        return [p for sub in events.values()  # themselves are checked by their own verify)
+                for p in _check_csr(sub, int(sub.attrs.get("slots", 0)), size)[0]]
+    committed = int(group.attrs.get("frames_written", 0)) + int(group.attrs.get("frames_dropped", 0))
+    problems, indptr = _check_csr(events, committed, size)
     if problems:
         return problems
     image = group["data"][()].reshape(-1)[:committed]
@@ -206,6 +229,7 @@ def check(group: h5py.Group) -> list[str]:
     if not np.array_equal(image[:lengths.size], lengths):
         problems.append(f"{group.name}/data: the counts image differs from the events per slot")
     summed = group.parent.get(sum_name(group.name.rsplit("/", 1)[-1]))
+    n = int(indptr[-1]) if indptr.size else 0
     if summed is not None and not np.array_equal(summed["data"][()], summed_pattern(group, n)):
         problems.append(f"{summed.name}/data: the summed pattern differs from the events' sum")
     return problems

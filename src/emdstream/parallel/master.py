@@ -29,11 +29,12 @@ from typing import Optional
 import h5py
 import numpy as np
 
-from emdstream.format import layout
+from emdstream.format import counted, layout
 from emdstream.format.dims import Dim
 from emdstream.format.layout import MASTER_ATTR
 from emdstream.format.metadata import METADATA_GROUPS, unique_key, utc_key
 from emdstream.format.parts import Part, read_part
+from emdstream.parallel import master_counted
 from emdstream.parallel.vds import Mapping, create_virtual, part_mappings, relative
 
 PARTIAL_SUFFIX = ".emdstream-partial"
@@ -262,13 +263,20 @@ def _write(tmp: str, path: str, master_dir: str, by_rank: list[str], found: dict
         f.attrs["version_minor"] = 2
         conflicts = _merge_metadata(f, [found[p] for p in by_rank if p in found])
         data = f.create_group("data")
+        present = [(found[p].rank, p, s) for p, s in zip(by_rank, stored) if p in found]
+        joined = set()  # counted streams' summed patterns: one joined group (master_counted)
         for name, t in template.streams.items():
             written_counts[name], totals[name] = _write_stream(
                 data, name, t, by_rank, stored, found)
+            if master_counted.is_counted_part(template.path, name):
+                master_counted.write_events(data[name], name, present)
+                master_counted.write_summed(data, name, present, bool(data[name].attrs["complete"]))
+                joined.add(counted.sum_name(name))
         for p, s in zip(by_rank, stored):
             if p in found:
                 for other in found[p].others.values():
-                    _write_other(data, other, found[p].rank, s)
+                    if other.name not in joined:
+                        _write_other(data, other, found[p].rank, s)
         comments = f.create_group("comments")
         for p in by_rank:
             if p in found:

@@ -20,6 +20,7 @@ import numpy as np
 from emdstream.encoders.registry import describe_filters
 from emdstream.format import counted as profile
 from emdstream.format.dims import Dim
+from emdstream.read.counted_parts import PartEvents, is_master
 from emdstream.read.dataset import EMDDataset
 from emdstream.safety.live_registry import reopen_lock
 
@@ -31,6 +32,20 @@ class CountedDataset(EMDDataset):
     counted = True
 
     @property
+    def parts(self) -> Optional[PartEvents]:
+        """A master file's stream: its events, read from the part files (``counted_parts``);
+        None for a stream that holds its own events."""
+        if "_parts" not in self.__dict__:
+            self._parts = PartEvents(self.group) if is_master(self.group) else None
+        return self._parts
+
+    @property
+    def readable_slots(self) -> int:
+        """Slots ``rows`` may read: the written ones, or a master's whole scan (a slot its part
+        has not committed, or of a missing part, has no events)."""
+        return self.parts.total if self.parts is not None else self.frame_slots
+
+    @property
     def frame_shape(self) -> tuple[int, int]:
         """The detector frame (H, W) the flat pixel indices refer to."""
         return profile.frame_shape(self.group)
@@ -38,6 +53,8 @@ class CountedDataset(EMDDataset):
     @property
     def has_counts(self) -> bool:
         """Whether events carry per-event counts (else each counts 1)."""
+        if self.parts is not None:
+            return self.parts.has_counts()
         return profile.has_counts(self.group)
 
     def rows(self, start: int = 0, stop: Optional[int] = None
@@ -46,6 +63,8 @@ class CountedDataset(EMDDataset):
         (a scan's C order); a dropped slot has no events."""
         start, stop = self._span(start, stop)
         with reopen_lock:
+            if self.parts is not None:
+                return self.parts.rows(start, stop)
             return profile.read_rows(self.group, start, stop)
 
     def csr(self, start: int = 0, stop: Optional[int] = None):
@@ -72,6 +91,8 @@ class CountedDataset(EMDDataset):
     @property
     def frame_dtype(self) -> np.dtype:
         """The dtype of a densified frame: the counts' dtype, else uint16."""
+        if self.parts is not None:
+            return self.parts.counts_dtype() or np.dtype(np.uint16)
         ds = self.group[profile.EVENTS].get("counts")
         return ds.dtype if ds is not None and self.has_counts else np.dtype(np.uint16)
 
@@ -90,26 +111,34 @@ class CountedDataset(EMDDataset):
         if summed is not None and summed.attrs.get("complete", False):
             return summed["data"][()]
         with reopen_lock:
+            if self.parts is not None:
+                total = self.parts.summed_pattern()
+                return total if total is not None else np.zeros(self.frame_shape, np.int64)
             return profile.summed_pattern(self.group, self.events_written)
 
     @property
     def events_written(self) -> int:
         """Events of the written slots (``indptr[frame_slots]``)."""
         with reopen_lock:
+            if self.parts is not None:
+                return self.parts.events()
             return profile.events_before(self.group, self.frame_slots)
 
     def events_info(self) -> dict:
         """What ``emdstream info`` shows of the events: how many, the frame, the codec of the
         indices and its ratio, whether they have counts."""
-        events = self.group[profile.EVENTS]
-        indices = events["indices"]
         n = self.events_written
-        stored = sum(ds.id.get_storage_size() for ds in events.values()
-                     if isinstance(ds, h5py.Dataset) and ds.ndim == 1)
-        raw = sum(ds.shape[0] * ds.dtype.itemsize for ds in events.values()
-                  if isinstance(ds, h5py.Dataset) and ds.ndim == 1)
+        with reopen_lock:
+            if self.parts is not None:  # a master: the parts' own events
+                sizes = [(_storage(g[profile.EVENTS]), describe_filters(g[profile.EVENTS]["indices"]))
+                         for g, _ in self.parts.parts()]
+            else:
+                events = self.group[profile.EVENTS]
+                sizes = [(_storage(events), describe_filters(events["indices"]))]
+        stored = sum(size[0][0] for size in sizes)
+        raw = sum(size[0][1] for size in sizes)
         return {"events": n, "frame_shape": list(self.frame_shape),
-                "compression": describe_filters(indices), "counts": self.has_counts,
+                "compression": sizes[0][1] if sizes else None, "counts": self.has_counts,
                 "stored_bytes": int(stored), "ratio": round(raw / stored, 3) if stored else None,
                 "bytes_per_event": round(stored / n, 3) if n else None}
 
@@ -127,7 +156,7 @@ class CountedDataset(EMDDataset):
                             Dim("detector_x", "[px]", values=np.arange(w, dtype=float))]
 
     def _span(self, start: int, stop: Optional[int]) -> tuple[int, int]:
-        n = self.frame_slots
+        n = self.readable_slots
         stop = n if stop is None else int(stop)
         start = int(start)
         if start < 0 or stop < start or stop > n:
@@ -138,6 +167,13 @@ class CountedDataset(EMDDataset):
         h, w = self.frame_shape
         return (f"<CountedDataset {self.name!r} {self.frame_grid} of {h}x{w} event lists, "
                 f"{self.frames_written} frames written{'' if self.complete else ' (in progress)'}>")
+
+
+def _storage(events: h5py.Group) -> tuple[int, int]:
+    """(bytes stored, bytes uncompressed) of an events group's datasets."""
+    datasets = [ds for ds in events.values() if isinstance(ds, h5py.Dataset) and ds.ndim == 1]
+    return (sum(ds.id.get_storage_size() for ds in datasets),
+            sum(ds.shape[0] * ds.dtype.itemsize for ds in datasets))
 
 
 def densify(indptr: np.ndarray, indices: np.ndarray, counts: Optional[np.ndarray],
@@ -175,11 +211,12 @@ class DenseFrames:
         slots = np.arange(int(np.prod(self.grid))).reshape(self.grid)[selection[:n_grid]]
         flat = np.asarray(slots).reshape(-1)
         out = np.zeros((flat.size,) + self.shape[n_grid:], self.dtype)
-        written = flat[flat < self._ds.frame_slots]
+        readable = self._ds.readable_slots
+        written = flat[flat < readable]
         if written.size:
             lo, hi = int(written.min()), int(written.max()) + 1
             frames = self._ds.frames_dense(lo, hi)
-            keep = flat < self._ds.frame_slots
+            keep = flat < readable
             out[keep] = frames[flat[keep] - lo]
         out = out.reshape(np.shape(slots) + self.shape[n_grid:])
         return out[(Ellipsis,) + tuple(selection[n_grid:])] if selection[n_grid:] else out
