@@ -59,3 +59,47 @@ def test_libertem_reads_a_master_file_as_one_scan(tmp_path):
         assert tuple(ds.shape) == (4, 6, 10, 8)
         vbf = ctx.run_udf(dataset=ds, udf=SumSigUDF())["intensity"].data
         np.testing.assert_array_equal(vbf, want.sum(axis=(2, 3)))
+
+
+@pytest.mark.parametrize("with_counts", [False, True])
+def test_libertem_reads_a_counted_stream_densified_per_chunk(tmp_path, with_counts):
+    """The route docs/counted.md gives LiberTEM users: the counted stream's ``dense`` view (one
+    chunk of the counts image's slots densified at a time) through LiberTEM's dask loader. Sums
+    over the detector, per scan position, and single frames equal the events'."""
+    import dask.array as da
+    from libertem.udf.sum import SumUDF
+    from libertem.udf.sumsigudf import SumSigUDF
+    from support.counted import SHAPE, events_of
+
+    import emdstream
+    from emdstream import Acquisition, CountedStream
+
+    scan = (5, 8)
+    path = str(tmp_path / "counted.emd")
+    weights = {s: (s % 3 + 1 if with_counts else 1) for s in range(40)}
+    with Acquisition(path, [CountedStream("electrons", SHAPE, chunk_frames=6)], scan_shape=scan) as acq:
+        for slot in range(40):
+            idx = events_of(slot)
+            extra = {"counts": np.full(idx.size, weights[slot], np.uint16)} if with_counts else {}
+            acq["electrons"].put_events(idx, **extra)
+    want = np.zeros((40,) + SHAPE)
+    for slot in range(40):
+        np.add.at(want[slot].reshape(-1), events_of(slot).astype(np.int64), weights[slot])
+    want = want.reshape(scan + SHAPE)
+    e = emdstream.open(path)["electrons"]
+    dense = e.dense
+    assert dense.shape == scan + SHAPE and dense.chunks[-2:] == SHAPE
+    array = da.from_array(dense, chunks=dense.chunks)
+    assert array.numblocks[:2] == (5, 2)  # rows of 8 in chunks of 6 slots: read per chunk
+    with lt.Context.make_with("inline") as ctx:
+        ds = ctx.load("dask", array, sig_dims=2)
+        assert tuple(ds.shape) == scan + SHAPE
+        np.testing.assert_array_equal(ctx.run_udf(dataset=ds, udf=SumUDF())["intensity"].data,
+                                      want.sum(axis=(0, 1)))
+        np.testing.assert_array_equal(ctx.run_udf(dataset=ds, udf=SumSigUDF())["intensity"].data,
+                                      want.sum(axis=(2, 3)))
+        roi = np.zeros(scan, bool)
+        roi[3, 7] = True  # one frame through LiberTEM's ROI
+        picked = ctx.run_udf(dataset=ds, udf=SumUDF(), roi=roi)["intensity"].data
+        np.testing.assert_array_equal(picked, want[3, 7])
+        np.testing.assert_array_equal(picked, e.frame(3 * 8 + 7))
