@@ -34,9 +34,10 @@ def test_pieces_from_either_thread_give_the_whole_chunk(shape, dtype, k, seed):
     buf = np.empty((k,) + shape, dtype)
     pack = Packing(lay, buf.reshape(-1))
     position = 0
-    while position < k:  # blocks of random sizes, each piece inline or not at random
+    while position < k:  # blocks of random sizes; the writer's backlog at random (none: raw)
         n = int(rng.integers(1, 4))
-        pack.take(position, frames[position:position + n], inline=bool(rng.integers(0, 2)))
+        pack.take(position, frames[position:position + n],
+                  backlog=int(rng.integers(0, lay.n_pieces + 1)))
         position += n
     expected = bytes(BitshuffleLZ4().encode(frames))
     assert bytes(pack.finish()) == expected
@@ -45,7 +46,7 @@ def test_pieces_from_either_thread_give_the_whole_chunk(shape, dtype, k, seed):
     pack.reset()
     for position in range(k):  # frame_buffer: frames written in place, then committed
         buf[position] = frames[position]
-        pack.filled_in_place(position, inline=position % 3 == 0)
+        pack.filled_in_place(position, backlog=lay.n_pieces if position % 3 == 0 else 0)
     assert bytes(pack.finish()) == expected
 
 
@@ -109,3 +110,17 @@ def test_a_flush_of_a_partial_chunk_sees_frames_compressed_at_put(tmp_path):
         w.put_many(detector_frames(10, (64, 64), seed=6))
     with emdstream.open(path) as f:
         np.testing.assert_array_equal(f["dataset_1"].data[:6], frames)
+
+
+def test_the_writer_gets_up_to_one_chunk_of_pieces_and_none_when_behind():
+    """``room``: with no backlog every piece of a chunk is left raw for the writer thread; with a
+    chunk's worth of pieces still to compress, the producer compresses every piece itself."""
+    lay = _layout((256, 256), np.uint16, 16)
+    frames = detector_frames(16, (256, 256), np.uint16)
+    for backlog, left in [(0, lay.n_pieces), (lay.n_pieces // 4, lay.n_pieces * 3 // 4),
+                          (lay.n_pieces, 0), (10 * lay.n_pieces, 0)]:
+        pack = Packing(lay, np.empty((16, 256, 256), np.uint16).reshape(-1))
+        for position in range(16):
+            pack.take(position, frames[position:position + 1], backlog)
+        assert pack.raw_pieces() == left
+        assert bytes(pack.finish()) == bytes(BitshuffleLZ4().encode(frames))

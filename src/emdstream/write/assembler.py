@@ -140,7 +140,7 @@ class ChunkAssembler:
         with self.lock:
             cur = self.current
             cur.put(self.slots - cur.first_slot, frame, when, columns,
-                    self.raw_handed > self.raw_done)
+                    self.raw_handed - self.raw_done)
             self._taken(1)
 
     def add_many(self, frames: np.ndarray, when: float, columns=()) -> int:
@@ -150,7 +150,7 @@ class ChunkAssembler:
             cur = self.current
             n = min(len(frames), cur.end_slot - self.slots)
             cur.put_block(self.slots - cur.first_slot, frames[:n], when,
-                          [(c, v[:n]) for c, v in columns], self.raw_handed > self.raw_done)
+                          [(c, v[:n]) for c, v in columns], self.raw_handed - self.raw_done)
             self._taken(n)
         return n
 
@@ -171,7 +171,7 @@ class ChunkAssembler:
                 return
             if filled:
                 if buffer.pack is not None:
-                    buffer.pack.filled_in_place(position, self.raw_handed > self.raw_done)
+                    buffer.pack.filled_in_place(position, self.raw_handed - self.raw_done)
                 buffer.mark(position, when, columns)
             else:
                 bisect.insort(self.dropped, buffer.first_slot + position)

@@ -41,10 +41,10 @@ class ChunkBuffer:
             self.pack.reset()
 
     def put(self, position: int, frame: np.ndarray, when: float, columns=(),
-            inline: bool = False) -> None:
-        """``inline``: a piece this frame completes is compressed now (see ``packed``)."""
+            backlog: int = 0) -> None:
+        """``backlog``: pieces the writer thread has still to compress (see ``packed``)."""
         if self.pack is not None:
-            self.pack.take(position, frame[None], inline)
+            self.pack.take(position, frame[None], backlog)
         else:
             np.copyto(self.array[position, ...], frame, casting="unsafe")  # lossless: checked
         self.mark(position, when, columns)
@@ -58,12 +58,12 @@ class ChunkBuffer:
         self.filled[position] = True
 
     def put_block(self, position: int, frames: np.ndarray, when: float, columns=(),
-                  inline: bool = False) -> None:
+                  backlog: int = 0) -> None:
         """Frames for ``position``, ``position + 1``, ... in one copy; ``columns``: (column,
         one value per frame)."""
         end = position + len(frames)
         if self.pack is not None:
-            self.pack.take(position, frames, inline)
+            self.pack.take(position, frames, backlog)
         else:
             np.copyto(self.array[position:end], frames, casting="unsafe")  # checked at put_many
         rows = self.values[position:end]

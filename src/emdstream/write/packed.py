@@ -5,10 +5,10 @@ pieces of whole blocks (a frame, a few small frames, or part of a large one). Th
 is its pieces' bodies in order, so each piece is compressed on its own, into its own place of the
 chunk's reusable output buffer (``Packing.out``, the 12-byte header written once):
 
-* the producer compresses a piece inside ``put`` (straight from the caller's frame: no copy) when
-  the writer thread has work already (``ChunkAssembler.writer_backlog``) or half the chunk's
-  pieces are already left to it; otherwise it copies the frame into the chunk buffer and leaves
-  the piece to the writer thread (which gets them when the chunk is full);
+* the producer copies a piece's frames into the chunk buffer, leaving the piece to the writer
+  thread (which gets it when the chunk is full), while the writer has less than one chunk's
+  worth of pieces to compress (``Packing.room``, ``ChunkAssembler.writer_backlog``); otherwise it
+  compresses the piece inside ``put``, straight from the caller's frame (no copy);
 * the writer thread compresses the pieces left raw (runs of them in one call) and closes the gaps
   between the bodies (``finish``), then writes the chunk.
 
@@ -81,7 +81,14 @@ class Packing:
         self.has_raw = np.zeros(layout.n_pieces, dtype=bool)       # raw copy in the buffer
         self.done = np.zeros(layout.n_pieces, dtype=np.int64)      # frames in each piece so far
         self.cursor, self.leading = 12, 0  # bodies of pieces 0..leading-1 end at cursor
-        self.left, self.most_left = 0, max(1, layout.n_pieces // 2)  # pieces left to the writer
+        self.left = 0  # pieces of this chunk left raw, for the writer thread
+
+    def room(self, backlog: int) -> int:
+        """How many pieces of this chunk the writer thread may get, ``backlog`` pieces (of chunks
+        handed over) still to compress: up to one chunk's worth in all. So each thread compresses
+        about every other chunk's worth, the writer in one call per chunk, and a writer that falls
+        behind gets nothing more until it catches up."""
+        return self.layout.n_pieces - backlog
 
     def reset(self) -> None:
         self.lens.fill(-1)
@@ -91,12 +98,12 @@ class Packing:
         self.left = 0
 
     # --- the producer (under the assembler's lock) -------------------------------------------
-    def take(self, position: int, frames: np.ndarray, inline: bool) -> None:
+    def take(self, position: int, frames: np.ndarray, backlog: int) -> None:
         """Frames for chunk positions ``position`` ... (checked, shape ``(n, *frame)``): each
-        piece they cover whole is compressed from them (``inline``) or copied raw; frames of a
+        piece they cover whole is compressed from them or copied raw (``room``); frames of a
         piece they cover in part are copied, and the piece compressed once it is complete."""
         lay, n = self.layout, len(frames)
-        if n == 1 and lay.piece_elems == lay.frame_elems and (inline or self.left >= self.most_left) \
+        if n == 1 and lay.piece_elems == lay.frame_elems and self.left >= self.room(backlog) \
                 and frames.flags.c_contiguous and frames.dtype == self.flat.dtype:
             self._compress(position, frames, frames.ctypes.data)  # the common put: one piece
             return
@@ -106,28 +113,28 @@ class Packing:
         pe = lay.piece_elems
         for p in range(first // pe, (end - 1) // pe + 1):
             a, b = max(first, p * pe), min(end, (p + 1) * pe)
-            if src is not None and (inline or self.left >= self.most_left) and b - a == pe:
+            if src is not None and self.left >= self.room(backlog) and b - a == pe:
                 self._compress(p, src[a - first:b - first])
                 continue
             np.copyto(self.flat[a:b], frames.reshape(-1)[a - first:b - first], casting="unsafe")
-            self.mark_raw(p, (b - a) // lay.frame_elems or 1, inline, b - a == pe)
+            self.mark_raw(p, (b - a) // lay.frame_elems or 1, backlog, b - a == pe)
 
-    def filled_in_place(self, position: int, inline: bool) -> None:
+    def filled_in_place(self, position: int, backlog: int) -> None:
         """The frame at ``position`` was written into the chunk buffer itself (``frame_buffer``)."""
         lay = self.layout
         pe, whole = lay.piece_elems, lay.piece_elems <= lay.frame_elems
         first = position * lay.frame_elems
         for p in range(first // pe, (first + lay.frame_elems - 1) // pe + 1):
-            self.mark_raw(p, 1, inline, whole)
+            self.mark_raw(p, 1, backlog, whole)
 
-    def mark_raw(self, p: int, frames: int, inline: bool, whole: bool = False) -> None:
+    def mark_raw(self, p: int, frames: int, backlog: int, whole: bool = False) -> None:
         """Frames of piece ``p`` were put in the chunk buffer; compress it when it is complete
-        and ``inline``."""
+        and the writer thread has enough (``room``)."""
         lay = self.layout
         self.has_raw[p] = True
         complete = whole or self._count(p, frames)
         if complete and self.lens[p] < 0:
-            if inline or self.left >= self.most_left:
+            if self.left >= self.room(backlog):
                 self._compress(p, self.flat[p * lay.piece_elems:(p + 1) * lay.piece_elems])
             else:
                 self.left += 1
