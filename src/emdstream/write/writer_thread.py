@@ -20,6 +20,7 @@ back. What is durable when:
 from __future__ import annotations
 
 import collections
+import math
 import os
 import queue
 import threading
@@ -41,6 +42,10 @@ from emdstream.write.encoder_pool import EncoderPool
 from emdstream.write.events import EventsPending
 from emdstream.write.sink import RAW_INCOMPRESSIBLE, RAW_WRITER_BEHIND, StreamSink, encode_chunk, raw_chunk
 
+# chunks this small (a scalar stream's row: HAADF, a counter) are encoded by the writer thread
+# itself: handing one to the encoder pool costs a thread wake-up (~50-100 µs on a VM), more than
+# compressing it
+SMALL_CHUNK_BYTES = 16 << 10
 _FRAME_POLL = 0.05  # seconds: how often flush_frames is checked while no chunk arrives
 
 
@@ -122,8 +127,9 @@ class WriterThread(threading.Thread):
         self._most_inflight = 2 * (self.workers or os.cpu_count() or 1)
         self.io_lock.acquire()
         try:
-            if any(s.events is not None or s.assembler.layout is None for s in self.sinks):
-                self._pool = EncoderPool(self.workers)  # not needed when all chunks are packed
+            if any(s.events is not None or (s.assembler.layout is None and _chunk_bytes(s) >
+                                            SMALL_CHUNK_BYTES) for s in self.sinks):
+                self._pool = EncoderPool(self.workers)  # not for packed chunks, nor small ones
             close = self._stream()
             self._finish(close)
         except BaseException as exc:
@@ -218,6 +224,9 @@ class WriterThread(threading.Thread):
             payload = buffer.pack.chunk(sink.assembler, rewrite)  # None: incompressible
             fut.set_result((payload,) if payload is not None else
                            raw_chunk(buffer.array, RAW_INCOMPRESSIBLE))
+        elif buffer.array.nbytes <= SMALL_CHUNK_BYTES:  # cheaper here than a thread's wake-up
+            fut = Future()
+            fut.set_result(encode_chunk(sink, buffer.array))
         else:
             if self._pool is None:  # only streams of other codecs need it
                 self._pool = EncoderPool(self.workers)
@@ -393,6 +402,10 @@ class WriterThread(threading.Thread):
         if self._lock_fd is not None:
             filelock.release(self._lock_fd)
             self._lock_fd = None
+
+
+def _chunk_bytes(sink: StreamSink) -> int:
+    return math.prod(sink.geometry.chunk_shape) * sink.data.dtype.itemsize
 
 
 def _file_identity(path: str) -> Optional[tuple[int, int]]:
