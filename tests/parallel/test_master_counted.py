@@ -86,7 +86,7 @@ def test_master_of_counted_parts_reads_every_slots_events_in_scan_order(tmp_path
         assert set(f.datasets) == {"e", "haadf", "summed_e"}  # one joined summed pattern
         assert f["summed_e"].complete and np.array_equal(f["summed_e"].data[()], want)
     with h5py.File(master, "r") as h5:  # the parts' events as virtual datasets, in local order
-        for rank, path in enumerate(paths):
+        for rank in range(N):
             sub = h5[f"data/e/events/part{rank}"]
             mine = Part(rank, N, BLOCK).slots(24)
             assert sub.attrs["slots"] == mine.size and sub["indices"].is_virtual
