@@ -229,8 +229,10 @@ def test_forked_children_never_touch_the_file_and_recover_keeps_every_frame(tmp_
 def test_flush_frames_never_waits_for_the_encoder_pool(tmp_path):
     """With a backlog queued, chunks are still compressed several at a time (a flush covers
     what is written, not what is in the pool)."""
-    path = str(tmp_path / "ff.emd")  # 60x60: not whole bslz4 blocks, so chunks go to the pool
-    w = EMDWriter(path, (60, 60), "uint16", chunk_frames=1, workers=2, flush_frames=1,
+    # 100x100: not whole bslz4 blocks, and over 16 KiB (the writer thread compresses smaller
+    # chunks itself), so chunks go to the pool
+    path = str(tmp_path / "ff.emd")
+    w = EMDWriter(path, (100, 100), "uint16", chunk_frames=1, workers=2, flush_frames=1,
                   flush_seconds=None, queue_frames=32)
     running, most = [0], [0]
     lock = threading.Lock()
@@ -249,7 +251,7 @@ def test_flush_frames_never_waits_for_the_encoder_pool(tmp_path):
 
     w._thread.encoder.encode = slow_encode
     for i in range(60):
-        w.put(np.full((60, 60), i, np.uint16))
+        w.put(np.full((100, 100), i, np.uint16))
     w.close()
     assert most[0] == 2, "the flush made every chunk wait for the one before"
     with emdstream.open(path) as f:

@@ -129,7 +129,7 @@ class WriterThread(threading.Thread):
         try:
             if any(s.events is not None or (s.assembler.layout is None and _chunk_bytes(s) >
                                             SMALL_CHUNK_BYTES) for s in self.sinks):
-                self._pool = EncoderPool(self.workers)  # not for packed chunks, nor small ones
+                self._pool = self._new_pool()  # not for packed chunks, nor small ones
             close = self._stream()
             self._finish(close)
         except BaseException as exc:
@@ -229,10 +229,22 @@ class WriterThread(threading.Thread):
             fut.set_result(encode_chunk(sink, buffer.array))
         else:
             if self._pool is None:  # only streams of other codecs need it
-                self._pool = EncoderPool(self.workers)
-            fut = self._pool.submit(encode_chunk, sink, buffer.array)
+                self._pool = self._new_pool()
+            if self.workers is None and self._pool_busy() >= self._pool.workers:
+                fut = Future()  # every encoder thread has a chunk: this thread takes this one
+                fut.set_result(encode_chunk(sink, buffer.array))
+            else:
+                fut = self._pool.submit(encode_chunk, sink, buffer.array)
         sink.in_flight += 1
         self._inflight.append((sink, buffer, end, fut))
+
+    def _new_pool(self) -> EncoderPool:
+        """``workers`` encoder threads (default one per core); with the default, this thread also
+        compresses a chunk whenever every encoder thread has one (``_submit``)."""
+        return EncoderPool(self.workers)
+
+    def _pool_busy(self) -> int:
+        return sum(not fut.done() for *_, fut in self._inflight)
 
     def _write_ready(self, block: bool) -> None:
         """Write finished chunks in order; with ``block``, wait for the oldest one at least."""
