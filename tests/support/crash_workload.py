@@ -40,6 +40,9 @@ STREAMS = {
     "acq": {"frames": ((16, 16), 30, {}),
             "haadf": ((), 30, {"dtype": "float32"}),
             "spectra": ((32,), 20, {"open_ended": True, "chunk_frames": 4})},
+    # the dense stream beside the counted one of counted_crash_workload.py (its own producer;
+    # counted_crash_check.py checks the events)
+    "counted": {"haadf": ((), 37, {"dtype": "float32"})},
 }
 SCAN = (6, 8)
 

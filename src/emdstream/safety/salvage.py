@@ -48,8 +48,9 @@ def salvage(path: str, contents: chunklog.LogContents,
                        _restore(group[layout.VALUES], by_dataset[(name, "values")], src)]
             dropped = sorted(int(s) for s in state.get("dropped") or [])
             count = _count(int(state.get("committed", 0)), dropped, covered)
-            count = restore_events(group, lambda ds, key, name=name: _restore(
-                ds, by_dataset[(name, key)], src), count)  # a counted stream's events
+            count = restore_events(group, lambda ds, key, name=name: _restore(  # a counted
+                ds, by_dataset[(name, key)], src), count,  # stream's events
+                lambda key, name=name: bool(by_dataset.get((name, key))))
             _write_state(f[layout.state_path(name)], count, dropped, state)
         layout.append_log(f, [(k, t) for k, t in contents.comments])
     counts = journal.finalize(tmp, closing_comment)

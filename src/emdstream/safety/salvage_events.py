@@ -17,9 +17,13 @@ from emdstream.format import counted
 Restore = Callable[[h5py.Dataset, str], list[tuple[int, int]]]  # (dataset, log key) -> ranges
 
 
-def restore_events(group: h5py.Group, restore: Restore, count: int) -> int:
+def restore_events(group: h5py.Group, restore: Restore, count: int,
+                   logged: Callable[[str], bool]) -> int:
     """Write back the events of ``group`` (a no-op for a dense stream) with ``restore``; returns
-    ``count`` cut to the slots whose events are whole."""
+    ``count`` cut to the slots whose events are whole. ``logged(key)``: whether the log names any
+    chunk of that dataset: a stream has counts if any chunk of them was written, and then its
+    events count only as far as their counts survived (a lost first counts chunk is a loss, not a
+    stream without counts)."""
     if not counted.is_counted(group):
         return count
     events = group[counted.EVENTS]
@@ -28,7 +32,8 @@ def restore_events(group: h5py.Group, restore: Restore, count: int) -> int:
     rows = min(count, max(1, held["indptr"]) - 1)  # the skeleton holds indptr[0] = 0
     if rows <= 0:
         return 0
-    limit = held["indices"] if not held["counts"] else min(held["indices"], held["counts"])
+    weighted = logged(f"{counted.EVENTS}/counts")
+    limit = min(held["indices"], held["counts"]) if weighted else held["indices"]
     ends = events["indptr"][1:rows + 1]
     return int(np.searchsorted(ends, limit, side="right"))
 
