@@ -61,11 +61,13 @@ def test_libertem_reads_a_master_file_as_one_scan(tmp_path):
         np.testing.assert_array_equal(vbf, want.sum(axis=(2, 3)))
 
 
-@pytest.mark.parametrize("with_counts", [False, True])
-def test_libertem_reads_a_counted_stream_densified_per_chunk(tmp_path, with_counts):
+@pytest.mark.parametrize("with_counts,parts", [(False, 0), (True, 0), (True, 2)],
+                         ids=["events", "counts", "master-of-2-parts"])
+def test_libertem_reads_a_counted_stream_densified_per_chunk(tmp_path, with_counts, parts):
     """The route docs/counted.md gives LiberTEM users: the counted stream's ``dense`` view (one
-    chunk of the counts image's slots densified at a time) through LiberTEM's dask loader. Sums
-    over the detector, per scan position, and single frames equal the events'."""
+    chunk of the counts image's slots densified at a time; of a master, one part's block, read
+    from the part files) through LiberTEM's dask loader. Sums over the detector, per scan
+    position, and single frames equal the events'."""
     import dask.array as da
     from libertem.udf.sum import SumUDF
     from libertem.udf.sumsigudf import SumSigUDF
@@ -75,13 +77,22 @@ def test_libertem_reads_a_counted_stream_densified_per_chunk(tmp_path, with_coun
     from emdstream import Acquisition, CountedStream
 
     scan = (5, 8)
+    from emdstream.format.parts import Part
+
     path = str(tmp_path / "counted.emd")
     weights = {s: (s % 3 + 1 if with_counts else 1) for s in range(40)}
-    with Acquisition(path, [CountedStream("electrons", SHAPE, chunk_frames=6)], scan_shape=scan) as acq:
-        for slot in range(40):
-            idx = events_of(slot)
-            extra = {"counts": np.full(idx.size, weights[slot], np.uint16)} if with_counts else {}
-            acq["electrons"].put_events(idx, **extra)
+    files = [(path, {}, range(40))] if not parts else [
+        (str(tmp_path / f"part{r}.emd"), {"part": (r, parts), "block_frames": 6},
+         Part(r, parts, 6).slots(40)) for r in range(parts)]
+    for name, kw, slots in files:
+        with Acquisition(name, [CountedStream("electrons", SHAPE, chunk_frames=6)], scan_shape=scan,
+                         **kw) as acq:
+            for slot in slots:
+                idx = events_of(int(slot))
+                extra = {"counts": np.full(idx.size, weights[slot], np.uint16)} if with_counts else {}
+                acq["electrons"].put_events(idx, **extra)
+    if parts:
+        emdstream.write_master(path, [name for name, _, _ in files])
     want = np.zeros((40,) + SHAPE)
     for slot in range(40):
         np.add.at(want[slot].reshape(-1), events_of(slot).astype(np.int64), weights[slot])

@@ -187,7 +187,8 @@ def densify(indptr: np.ndarray, indices: np.ndarray, counts: Optional[np.ndarray
 
 class DenseFrames:
     """A counted dataset seen as a dense array (numpy-style basic indexing): each read densifies
-    the slots it touches. ``chunks``: one chunk of the counts image's slots, whole frames."""
+    the slots it touches. ``chunks``: one chunk of the counts image's slots (of a master: one
+    part's block), whole frames."""
 
     def __init__(self, ds: CountedDataset):
         self._ds = ds
@@ -196,7 +197,8 @@ class DenseFrames:
         self.maxshape = self.shape
         self.ndim = len(self.shape)
         self.dtype = np.dtype(ds.frame_dtype)
-        k = ds.data.chunks[len(self.grid) - 1] if ds.data.chunks else 1
+        k = ds.data.chunks[len(self.grid) - 1] if ds.data.chunks else \
+            ds.parts.block if ds.parts is not None else 1  # a master: a part's block
         self.chunks = (1,) * (len(self.grid) - 1) + (min(k, self.grid[-1]),) + self.shape[-2:]
 
     def __getitem__(self, selection) -> np.ndarray:
