@@ -21,9 +21,8 @@ Which thread runs what:
   (``gather``); a full chunk is written by the producer itself (``WriterThread.write_now``) when the
   writer thread is waiting for work, else queued. ``comment`` and ``close`` also run here.
 * the writer thread (one per file): takes chunks off the queue, compresses what is left of them
-  (``packed``) or has the encoder pool compress them (other codecs; chunks under 16 KiB, and with
-  the default ``workers`` any chunk that finds every encoder thread busy, it compresses itself),
-  writes them with direct chunk writes, flushes and counts durable frames, finalizes at close.
+  (``packed``) or has the encoder pool compress them (other codecs; chunks under 16 KiB it
+  compresses itself), writes them with direct chunk writes, flushes and counts durable frames, finalizes at close.
 * encoder threads (``workers``, default one per core; started only for codecs other than
   block-aligned bslz4, and chunks over 16 KiB): compress whole chunks handed to them by the writer
   thread; never HDF5.

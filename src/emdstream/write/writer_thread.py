@@ -230,21 +230,12 @@ class WriterThread(threading.Thread):
         else:
             if self._pool is None:  # only streams of other codecs need it
                 self._pool = self._new_pool()
-            if self.workers is None and self._pool_busy() >= self._pool.workers:
-                fut = Future()  # every encoder thread has a chunk: this thread takes this one
-                fut.set_result(encode_chunk(sink, buffer.array))
-            else:
-                fut = self._pool.submit(encode_chunk, sink, buffer.array)
+            fut = self._pool.submit(encode_chunk, sink, buffer.array)
         sink.in_flight += 1
         self._inflight.append((sink, buffer, end, fut))
 
     def _new_pool(self) -> EncoderPool:
-        """``workers`` encoder threads (default one per core); with the default, this thread also
-        compresses a chunk whenever every encoder thread has one (``_submit``)."""
         return EncoderPool(self.workers)
-
-    def _pool_busy(self) -> int:
-        return sum(not fut.done() for *_, fut in self._inflight)
 
     def _write_ready(self, block: bool) -> None:
         """Write finished chunks in order; with ``block``, wait for the oldest one at least."""
