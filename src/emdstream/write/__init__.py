@@ -19,7 +19,8 @@ Which thread runs what:
   frame) while the writer thread has a chunk's worth of pieces left to compress; a full chunk goes
   on the file's one queue. ``put_compressed``/``put_compressed_many`` check each frame and gather
   it into its chunk (``gather``); a full chunk is written by the producer itself
-  (``WriterThread.write_now``) when the writer thread is waiting for work, else queued. ``comment`` and ``close`` also run here.
+  (``WriterThread.write_now``) when the writer thread is waiting for work, else queued.
+  ``comment`` and ``close`` also run here.
 * the writer thread (one per file): takes chunks off the queue, compresses what is left of them
   (``packed``) or has the encoder pool compress them (other codecs; chunks under 16 KiB it
   compresses itself), writes them with direct chunk writes, flushes and counts durable frames,
