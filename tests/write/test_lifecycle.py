@@ -111,3 +111,35 @@ def test_flush_frames_alone_makes_a_partial_chunk_durable(tmp_path):
         assert n >= 20
         np.testing.assert_array_equal(f["dataset_1"].data[:n, 0, 0], np.arange(n))
     w.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "posix_fadvise"), reason="posix_fadvise: Linux and BSDs")
+def test_writeback_starts_while_streaming_not_at_close(tmp_path):
+    """The writer thread starts the disk write of each 32 MiB the file gains (``writeback``): the
+    page cache does not hold the whole file dirty until close()."""
+    from emdstream.write import writeback
+
+    path = str(tmp_path / "wb.emd")
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 1 << 16, (8, 256, 256), dtype=np.uint16)  # noise: stored raw
+    started = []
+    real = os.posix_fadvise
+
+    def spy(fd, offset, length, advice):
+        started.append((offset, length, advice))
+        return real(fd, offset, length, advice)
+
+    os.posix_fadvise = spy
+    try:
+        with EMDWriter(path, (256, 256), "uint16", n_frames=1024) as w:
+            for i in range(1024):  # 128 MiB of incompressible frames
+                w.put(frames[i % 8])
+    finally:
+        os.posix_fadvise = real
+    assert len(started) >= 3
+    assert all(advice == os.POSIX_FADV_DONTNEED for *_, advice in started)
+    ends = [offset + length for offset, length, _ in started]
+    assert [offset for offset, _, _ in started] == [0] + ends[:-1]  # contiguous, in order
+    assert all(length >= writeback.STEP for _, length, _ in started)
+    with emdstream.open(path) as f:
+        np.testing.assert_array_equal(f["dataset_1"].data[1023], frames[1023 % 8])

@@ -5,7 +5,8 @@ Modules: ``acquisition`` (a file of several streams, its creation, close and for
 narrow handle a stream has on its file), ``writer`` (``EMDWriter``: an acquisition of one stream),
 ``frames`` (frame checks), ``chunk_buffer`` and ``assembler`` (frames into chunk buffers),
 ``packed`` (bslz4 chunks compressed in pieces), ``gather`` (compressed frames into chunks),
-``writer_thread`` (all HDF5 work), ``encoder_pool`` (compression threads), ``value_table`` (the
+``writer_thread`` (all HDF5 work), ``writeback`` (the disk write of new bytes started as they
+come), ``encoder_pool`` (compression threads), ``value_table`` (the
 per-frame values as they are written).
 
 May import: ``emdstream.safety``, ``emdstream.format``, ``emdstream.encoders``,

@@ -41,6 +41,7 @@ from emdstream.write.chunk_notes import ChunkNotes
 from emdstream.write.encoder_pool import EncoderPool
 from emdstream.write.events import EventsPending
 from emdstream.write.sink import RAW_INCOMPRESSIBLE, RAW_WRITER_BEHIND, StreamSink, encode_chunk, raw_chunk
+from emdstream.write.writeback import Writeback
 
 # chunks this small (a scalar stream's row: HAADF, a counter) are encoded by the writer thread
 # itself: handing one to the encoder pool costs a thread wake-up (~50-100 µs on a VM), more than
@@ -78,6 +79,7 @@ class WriterThread(threading.Thread):
         self._identity = _file_identity(path)
         self._lock_fd: Optional[int] = lock_fd
         self._hdf5_fd: Optional[int] = h5file.id.get_vfd_handle()  # None once the file is closed
+        self._writeback = Writeback(self._hdf5_fd)
         self._comments: list[tuple[str, str]] = []
         self._comments_lock = threading.Lock()
         # held by this thread except while it waits for work; a producer that takes it (never
@@ -297,6 +299,7 @@ class WriterThread(threading.Thread):
             sink.raw_written.append((raw_because, first))
         sink.stored[offset] = memoryview(payload).nbytes
         self.notes.note(sink, "data", offset, payload, mask, first, end)
+        self._writeback.advance()
         sink.values.store(first, end, rows)
 
     def _drain(self) -> None:

@@ -1,0 +1,31 @@
+"""Starting the disk write of a file's new bytes while frames still stream in.
+
+Without it, everything written since the file was created waits in the page cache until
+``close()`` fsyncs it (a second or more for a few GB), and the kernel throttles the writer at
+unpredictable moments once too much memory is dirty. So every ``STEP`` bytes the file grows, the
+writer thread asks the kernel to start writing them out (``posix_fadvise(..., DONTNEED)`` starts
+writeback of dirty pages and drops pages already clean; it does not wait). Where the call does not
+exist (Windows, macOS) nothing is done. Durability is unchanged: only fsync makes a promise.
+Thread safety: the writer thread's alone.
+"""
+from __future__ import annotations
+
+import os
+
+STEP = 32 << 20
+
+
+class Writeback:
+    def __init__(self, fd: int):
+        self._fd = fd
+        self._started = 0  # bytes from the file's start whose writeback was started
+        self._enabled = hasattr(os, "posix_fadvise")
+
+    def advance(self) -> None:
+        """After a write: start writing out what the file gained since, once it is ``STEP``."""
+        if not self._enabled:
+            return
+        end = os.fstat(self._fd).st_size
+        if end - self._started >= STEP:
+            os.posix_fadvise(self._fd, self._started, end - self._started, os.POSIX_FADV_DONTNEED)
+            self._started = end
