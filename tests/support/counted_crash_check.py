@@ -36,7 +36,8 @@ def check_events(path: str, durable: int, held: dict) -> list[str]:
                             f"reported {durable} durable")
         if n > SLOTS:
             return problems + [f"electrons: {n} slots counted, {SLOTS} were put"]
-        matrix, x = e.csr(0, n), e.values["x"].reshape(-1)
+        matrix = e.csr(0, n)
+        x = e.values["x"].reshape(-1) if n else None  # (no slot counted: no value names either)
         for slot in range(n):
             row = slice(matrix.indptr[slot], matrix.indptr[slot + 1])
             if not (np.array_equal(matrix.indices[row], events_of(slot))
