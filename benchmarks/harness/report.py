@@ -92,5 +92,6 @@ def machine_info(tmpdir: str) -> str:
         f"library (hdf5plugin built with OpenMP: {openmp})",
         f"emdstream {emdstream.__version__} from {os.path.dirname(emdstream.__file__)} (git {rev})",
         f"temp dir: {tmpdir} ({' '.join(fs[0].split()[:2]) if fs else '?'}); files deleted after "
-        f"each measurement; no fsync anywhere",
+        f"each measurement; fsync=False (emdstream's close() still fsyncs the finished file; the "
+        f"loops never fsync)",
     ])
