@@ -138,6 +138,7 @@ def test_master_while_a_part_is_written_shows_its_committed_events(tmp_path):
         with emdstream.open(master, live=True) as f:
             check_master(f["e"], present)
             assert not f["summed_e"].complete
+            assert f["summed_e"].data.dtype == np.uint64  # integer counts: as once complete
             assert np.array_equal(f["e"].summed_pattern, np.bincount(
                 np.concatenate([events_of(s) for s in sorted(present)]),
                 np.concatenate([np.full(events_of(s).size, weight(s)) for s in sorted(present)]),

@@ -41,6 +41,9 @@ def slow_stream(path: str) -> None:
 
 
 def main() -> None:
+    # Ctrl-C as in a terminal, even when the tests run in a background job (which starts every
+    # child with SIGINT ignored, and then no KeyboardInterrupt ever reaches close())
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     if sys.argv[2] == "slow":
         return slow_stream(sys.argv[1])
     path, n_comments = sys.argv[1], int(sys.argv[2])

@@ -273,7 +273,8 @@ def test_summed_pattern_added_on_the_pool_threads_is_exact(tmp_path, monkeypatch
         (rng.integers(1, 9, indices.size) * (1.5 if counts_dtype == "float32" else 1)).astype(counts_dtype)
     path = str(tmp_path / "c.emd")
     with Acquisition(path, [CountedStream("e", SHAPE, open_ended=True, chunk_events=64,
-                                          counts_dtype=counts_dtype or "uint16")]) as acq:
+                                          counts_dtype=counts_dtype or "uint16")],
+                     workers=4) as acq:  # several threads' parts, whatever the machine's cores
         for first in range(0, 300, 50):  # blocks of 50 slots, each spanning several chunks
             lo, hi = indptr[first], indptr[first + 50]
             acq["e"].put_csr(indptr[first:first + 51] - lo, indices[lo:hi],

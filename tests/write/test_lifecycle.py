@@ -143,3 +143,21 @@ def test_writeback_starts_while_streaming_not_at_close(tmp_path):
     assert all(length >= writeback.STEP for _, length, _ in started)
     with emdstream.open(path) as f:
         np.testing.assert_array_equal(f["dataset_1"].data[1023], frames[1023 % 8])
+
+
+@pytest.mark.skipif(not hasattr(os, "posix_fadvise"), reason="posix_fadvise: Linux and BSDs")
+def test_a_file_system_that_refuses_writeback_advice_still_gets_every_frame(tmp_path, monkeypatch):
+    import errno
+
+    def refuse(fd, offset, length, advice):
+        raise OSError(errno.EINVAL, "advice not supported here")
+
+    monkeypatch.setattr(os, "posix_fadvise", refuse)
+    path = str(tmp_path / "noadvice.emd")
+    frames = np.random.default_rng(1).integers(0, 1 << 16, (8, 256, 256), dtype=np.uint16)
+    with EMDWriter(path, (256, 256), "uint16", n_frames=640) as w:
+        for i in range(640):  # 80 MiB of incompressible frames: past the first writeback step
+            w.put(frames[i % 8])
+    with emdstream.open(path) as f:
+        assert f["dataset_1"].frames_written == 640
+        np.testing.assert_array_equal(f["dataset_1"].data[639], frames[639 % 8])

@@ -57,7 +57,7 @@ def create(f: h5py.File, name: str, frame_shape: tuple[int, int], counts_dtype: 
         events.create_dataset(key, shape=(0,), maxshape=(None,), chunks=(sizes[key],),
                               dtype=dtypes[key], **options)
     events.create_dataset(SUMMED_EVENTS, data=np.int64(-1))  # events the summed pattern covers
-    create_summary(f["data"], name, frame_shape, _sum_dtype(counts_dtype), complete=False)
+    create_summary(f["data"], name, frame_shape, sum_dtype(counts_dtype), complete=False)
 
 
 def create_summary(data: h5py.Group, name: str, frame_shape: tuple[int, int], dtype,
@@ -82,7 +82,10 @@ def create_summary(data: h5py.Group, name: str, frame_shape: tuple[int, int], dt
     return summed
 
 
-def _sum_dtype(counts_dtype) -> np.dtype:
+def sum_dtype(counts_dtype) -> np.dtype:
+    """The summed pattern's dtype for events with counts of ``counts_dtype`` (None: no counts)."""
+    if counts_dtype is None:
+        return np.dtype(np.uint64)
     return np.dtype(np.float64) if np.dtype(counts_dtype).kind == "f" else np.dtype(np.uint64)
 
 

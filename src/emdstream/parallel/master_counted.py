@@ -77,8 +77,9 @@ def write_summed(data: h5py.Group, name: str, parts: list[tuple[int, str, str]],
             else:
                 slots = committed_slots(f, name)
                 part = profile.summed_pattern(source, profile.events_before(source, slots))
-            total = part.astype(np.float64 if part.dtype.kind == "f" else np.uint64) \
-                if total is None else total + part
+            counts = source[profile.EVENTS].get("counts")  # one dtype, finished or not
+            part = part.astype(profile.sum_dtype(None if counts is None else counts.dtype))
+            total = part if total is None else total + part
             shape = profile.frame_shape(source)
     if total is None:
         return

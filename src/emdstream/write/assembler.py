@@ -22,10 +22,10 @@ from emdstream.write.chunk_buffer import ChunkBuffer, EncodedChunk
 from emdstream.write.gather import Gather
 from emdstream.write.packed import PieceLayout
 
-# chunk buffers made (and their memory touched) with the stream: the first chunks of an
-# acquisition pay no page faults (a few µs per 4 KiB page on a VM); more are made if the writer
-# falls behind, up to the queue's size
-PREPARED_BUFFERS = 6
+# chunk buffers made (and their memory touched) with the stream, up to 6 and 24 MiB in all: the
+# first chunks of an acquisition pay no page faults (a few µs per 4 KiB page on a VM); more are
+# made if the writer falls behind, up to the queue's size
+PREPARED_BUFFERS, PREPARED_BYTES = 6, 24 << 20
 
 
 @dataclass
@@ -76,7 +76,10 @@ class ChunkAssembler:
         self.gather: Optional[Gather] = None  # detector-compressed frames into k-frame chunks
         self.queued_chunks = 0   # chunks put on the file's queue (producer's count) ...
         self.written_chunks = 0  # ... and written since (the writer's): see may_write_now
-        for _ in range(min(self.n_buffers, PREPARED_BUFFERS)):
+        chunk_bytes = geometry.k * int(np.prod(geometry.frame_shape)) * np.dtype(dtype).itemsize
+        with_output = 2 if layout is not None else 1  # a packed chunk has its output buffer too
+        for _ in range(min(self.n_buffers, PREPARED_BUFFERS,
+                           PREPARED_BYTES // max(1, with_output * chunk_bytes))):
             self._free.put(self._new_buffer())
 
     # --- buffers ---------------------------------------------------------------------------

@@ -6,7 +6,7 @@ unpredictable moments once too much memory is dirty. So every ``STEP`` bytes the
 writer thread asks the kernel to start writing them out (``posix_fadvise(..., DONTNEED)`` starts
 writeback of dirty pages and drops pages already clean; it does not wait). Where the call does not
 exist (Windows, macOS) nothing is done. Durability is unchanged: only fsync makes a promise.
-Thread safety: the writer thread's alone.
+Thread safety: called only by whoever writes a chunk, under ``WriterThread.io_lock``.
 """
 from __future__ import annotations
 
@@ -25,7 +25,11 @@ class Writeback:
         """After a write: start writing out what the file gained since, once it is ``STEP``."""
         if not self._enabled:
             return
-        end = os.fstat(self._fd).st_size
-        if end - self._started >= STEP:
-            os.posix_fadvise(self._fd, self._started, end - self._started, os.POSIX_FADV_DONTNEED)
-            self._started = end
+        try:
+            end = os.fstat(self._fd).st_size
+            if end - self._started >= STEP:
+                os.posix_fadvise(self._fd, self._started, end - self._started,
+                                 os.POSIX_FADV_DONTNEED)
+                self._started = end
+        except OSError:  # advice only: a file system that refuses it gets none, the data goes on
+            self._enabled = False
