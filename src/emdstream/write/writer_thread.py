@@ -161,6 +161,7 @@ class WriterThread(threading.Thread):
                 raise item
             if isinstance(item, EventsPending):  # a counted stream's events: full chunks
                 self.sinks[item.index].events.write_ready(self._pool)
+                self._writeback.advance()
                 item = None
             if item is not None:
                 saturated = len(self._inflight) >= self._most_inflight
