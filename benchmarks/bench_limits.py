@@ -390,17 +390,13 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p.add_argument("-v", "--verbose", action="store_true")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    if args.repeats is None:
-        args.repeats = 1 if args.quick else 3
-    if args.divide is None:
-        args.divide = 8 if args.quick else 1
+    bw.quick_or_full(args)
     return args
 
 
 def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
-    if args.child:
-        bw.child_main(json.loads(args.child), RUNNERS)
+    if bw.run_child(args, RUNNERS):
         return 0
     if args.from_json:
         with open(args.from_json) as f:

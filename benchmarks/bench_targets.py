@@ -17,7 +17,6 @@ columns leave out ``close()`` (a fixed cost per file: finalize).
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -275,15 +274,13 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p.add_argument("-v", "--verbose", action="store_true")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    args.repeats = args.repeats or (1 if args.quick else 3)
-    args.divide = args.divide or (8 if args.quick else 1)
+    harness.quick_or_full(args)
     return args
 
 
 def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
-    if args.child:
-        harness.child_main(json.loads(args.child), RUNNERS)
+    if harness.run_child(args, RUNNERS):
         return 0
     return harness.run_suite(args, __file__, RUNNERS,
                              f"repeats: {args.repeats} (median), detector frames, GB = 1e9 bytes",

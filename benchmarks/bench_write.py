@@ -386,8 +386,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p.add_argument("-v", "--verbose", action="store_true", help="progress on stderr")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    if args.repeats is None:
-        args.repeats = 1 if args.quick else 3
+    harness.quick_or_full(args, divide=False)
     top = args.scaling_max or (1e5 if args.quick else 1e6)
     args.scaling_ns = [n for n in SCALING_NS if n <= top]
     return args
@@ -395,8 +394,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
 
 def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
-    if args.child:
-        harness.child_main(json.loads(args.child), RUNNERS)
+    if harness.run_child(args, RUNNERS):
         return 0
     do_main = args.all or not (args.scaling or args.chunk_sweep or args.breakdown)
     bench = harness.Bench(args, __file__, RUNNERS)

@@ -15,6 +15,8 @@ from .measure import (
            measure,
            median_run,
            peak_since_start,
+           quick_or_full,
+           run_child,
            run_suite,
            start_timing,
 )
@@ -22,5 +24,5 @@ from .report import fmt, fmt_table, machine_info, ratio_text
 
 __all__ = ["BANK_FRAMES", "Bench", "GiB", "LAT_RING", "MiB", "check_written", "child_main",
            "chunk_frames_for", "cpu_seconds", "distinct_chunks", "fmt", "fmt_table",
-           "machine_info", "make_bank", "measure", "median_run", "peak_since_start", "ratio_text",
-           "run_suite", "start_timing"]
+           "machine_info", "make_bank", "measure", "median_run", "peak_since_start", "quick_or_full",
+           "ratio_text", "run_child", "run_suite", "start_timing"]

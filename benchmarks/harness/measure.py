@@ -186,6 +186,23 @@ def median_run(runs: list[dict]) -> dict:
     return dict(ordered[(len(ordered) - 1) // 2])  # lower median: an actual run's numbers
 
 
+def run_child(args, runners: dict) -> bool:
+    """A script started by ``Bench`` as a child interpreter (``--child JOB``) makes its one
+    measurement (``child_main``); True if it was one."""
+    if not args.child:
+        return False
+    child_main(json.loads(args.child), runners)
+    return True
+
+
+def quick_or_full(args, divide: bool = True) -> None:
+    """Defaults: ``--quick`` is 1 repeat (and 1/8 of the sizes), else 3 repeats at full size."""
+    if args.repeats is None:
+        args.repeats = 1 if args.quick else 3
+    if divide and args.divide is None:
+        args.divide = 8 if args.quick else 1
+
+
 def run_suite(args, script: str, runners: dict, header: str, run_all, print_all) -> int:
     """A benchmark script's main run: the machine header, ``run_all(bench)`` -> rows,
     ``print_all(rows, markdown)``, the total time, and the rows saved to ``args.json``."""

@@ -40,6 +40,7 @@ class ChunkGeometry:
         self.grow_frames = grow_frames or max(self.k * 16, (256 << 20) // frame_bytes // self.k * self.k)
         outer = (1,) * (len(self.scan_shape) - 1) if self.scan_shape else ()
         self.chunk_shape = outer + (self.k,) + self.frame_shape
+        self.chunk_bytes = math.prod(self.chunk_shape) * itemsize  # one chunk, uncompressed
         self.chunks_per_row = math.ceil(self.row_length / self.k) if self.row_length else None
 
     @property

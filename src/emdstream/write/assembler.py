@@ -76,10 +76,9 @@ class ChunkAssembler:
         self.gather: Optional[Gather] = None  # detector-compressed frames into k-frame chunks
         self.queued_chunks = 0   # chunks put on the file's queue (producer's count) ...
         self.written_chunks = 0  # ... and written since (the writer's): see may_write_now
-        chunk_bytes = geometry.k * int(np.prod(geometry.frame_shape)) * np.dtype(dtype).itemsize
         with_output = 2 if layout is not None else 1  # a packed chunk has its output buffer too
         for _ in range(min(self.n_buffers, PREPARED_BUFFERS,
-                           PREPARED_BYTES // max(1, with_output * chunk_bytes))):
+                           PREPARED_BYTES // max(1, with_output * geometry.chunk_bytes))):
             self._free.put(self._new_buffer())
 
     # --- buffers ---------------------------------------------------------------------------

@@ -41,6 +41,11 @@ class ChunkNotes:
                                   self._placed(ds, offset, payload), size, int(mask),
                                   crc(payload, checked), checked, first, end))
 
+    @property
+    def file_end(self) -> Optional[int]:
+        """The file's size when the last chunk was noted (None without a chunk log)."""
+        return self._end if self.log is not None else None
+
     def _dataset(self, sink, dataset: str) -> tuple:
         """(the dataset, bytes of one slot, the filter mask of a chunk stored as it is), looked up
         once per dataset (h5py's properties cost microseconds a call)."""

@@ -11,6 +11,7 @@ Thread safety: called only by whoever writes a chunk, under ``WriterThread.io_lo
 from __future__ import annotations
 
 import os
+from typing import Optional
 
 STEP = 32 << 20
 
@@ -21,12 +22,13 @@ class Writeback:
         self._started = 0  # bytes from the file's start whose writeback was started
         self._enabled = hasattr(os, "posix_fadvise")
 
-    def advance(self) -> None:
-        """After a write: start writing out what the file gained since, once it is ``STEP``."""
+    def advance(self, end: Optional[int] = None) -> None:
+        """After a write: start writing out what the file gained since, once it is ``STEP``.
+        ``end``: the file's size, if the caller has just read it."""
         if not self._enabled:
             return
         try:
-            end = os.fstat(self._fd).st_size
+            end = os.fstat(self._fd).st_size if end is None else end
             if end - self._started >= STEP:
                 os.posix_fadvise(self._fd, self._started, end - self._started,
                                  os.POSIX_FADV_DONTNEED)

@@ -20,7 +20,6 @@ back. What is durable when:
 from __future__ import annotations
 
 import collections
-import math
 import os
 import queue
 import threading
@@ -129,9 +128,10 @@ class WriterThread(threading.Thread):
         self._most_inflight = 2 * (self.workers or os.cpu_count() or 1)
         self.io_lock.acquire()
         try:
-            if any(s.events is not None or (s.assembler.layout is None and _chunk_bytes(s) >
-                                            SMALL_CHUNK_BYTES) for s in self.sinks):
-                self._pool = self._new_pool()  # not for packed chunks, nor small ones
+            if any(s.events is not None or (s.assembler.layout is None and
+                                            s.geometry.chunk_bytes > SMALL_CHUNK_BYTES)
+                   for s in self.sinks):
+                self._pool = EncoderPool(self.workers)  # not for packed chunks, nor small ones
             close = self._stream()
             self._finish(close)
         except BaseException as exc:
@@ -161,7 +161,7 @@ class WriterThread(threading.Thread):
                 raise item
             if isinstance(item, EventsPending):  # a counted stream's events: full chunks
                 self.sinks[item.index].events.write_ready(self._pool)
-                self._writeback.advance()
+                self._writeback.advance(self.notes.file_end)
                 item = None
             if item is not None:
                 saturated = len(self._inflight) >= self._most_inflight
@@ -232,13 +232,10 @@ class WriterThread(threading.Thread):
             fut.set_result(encode_chunk(sink, buffer.array))
         else:
             if self._pool is None:  # only streams of other codecs need it
-                self._pool = self._new_pool()
+                self._pool = EncoderPool(self.workers)
             fut = self._pool.submit(encode_chunk, sink, buffer.array)
         sink.in_flight += 1
         self._inflight.append((sink, buffer, end, fut))
-
-    def _new_pool(self) -> EncoderPool:
-        return EncoderPool(self.workers)
 
     def _write_ready(self, block: bool) -> None:
         """Write finished chunks in order; with ``block``, wait for the oldest one at least."""
@@ -300,7 +297,7 @@ class WriterThread(threading.Thread):
             sink.raw_written.append((raw_because, first))
         sink.stored[offset] = memoryview(payload).nbytes
         self.notes.note(sink, "data", offset, payload, mask, first, end)
-        self._writeback.advance()
+        self._writeback.advance(self.notes.file_end)
         sink.values.store(first, end, rows)
 
     def _drain(self) -> None:
@@ -409,10 +406,6 @@ class WriterThread(threading.Thread):
         if self._lock_fd is not None:
             filelock.release(self._lock_fd)
             self._lock_fd = None
-
-
-def _chunk_bytes(sink: StreamSink) -> int:
-    return math.prod(sink.geometry.chunk_shape) * sink.data.dtype.itemsize
 
 
 def _file_identity(path: str) -> Optional[tuple[int, int]]:
