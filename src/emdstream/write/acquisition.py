@@ -232,10 +232,8 @@ class Acquisition:
                 used = [s.finish() for s in self.streams.values()]
                 self._chunks.put(Close(used, self._closing_comment(comment, used)))
                 self._close_sent = True
-        # Polled, not Event.wait(): a Ctrl-C inside Event.wait can leave the event's own lock held
-        # by this thread, and then the writer thread's finished.set() and every later close()
-        # wait for it forever (seen once in 100 runs of the Ctrl-C campaign). is_set() and
-        # sleep() take no lock.
+        # Polled, not Event.wait(): a Ctrl-C inside it can leave the event's lock held (see
+        # ``room``; seen once in 100 runs of the Ctrl-C campaign). is_set() and sleep() take none.
         while not self._thread.finished.is_set():  # a second close waits as long
             time.sleep(_POLL)
         _open.discard(self)

@@ -21,6 +21,7 @@ from emdstream.format.chunk_grid import ChunkGeometry
 from emdstream.write.chunk_buffer import ChunkBuffer, EncodedChunk
 from emdstream.write.gather import Gather
 from emdstream.write.packed import PieceLayout
+from emdstream.write.room import Room
 
 # chunk buffers made (and their memory touched) with the stream, up to 6 and 24 MiB in all: the
 # first chunks of an acquisition pay no page faults (a few µs per 4 KiB page on a VM); more are
@@ -59,7 +60,7 @@ class ChunkAssembler:
         self.lock = threading.Lock()  # guards the fields below; never held while waiting
         self._free: queue.SimpleQueue = queue.SimpleQueue()
         # encoded chunks waiting for the writer: at most as many as there are chunk buffers
-        self.encoded_room = threading.Semaphore(self.n_buffers)
+        self.encoded_room = Room(self.n_buffers)
         self._allocated = 0
         self.current: Optional[ChunkBuffer] = None
         self.handed_end = 0
@@ -104,7 +105,7 @@ class ChunkAssembler:
         if isinstance(buffer, ChunkBuffer):
             self._free.put(buffer)
         else:
-            self.encoded_room.release()
+            self.encoded_room.give()
         self.written_chunks += 1
 
     def _new_buffer(self) -> ChunkBuffer:
@@ -231,7 +232,7 @@ class ChunkAssembler:
             self.slots = max(self.slots, chunk.end_slot)
             self.handed_end = chunk.end_slot
             self._gathered(chunk)
-        self.encoded_room.release()
+        self.encoded_room.give()
 
     def _gathered(self, chunk) -> None:
         g = self.gather

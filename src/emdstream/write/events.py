@@ -29,6 +29,7 @@ import numpy as np
 
 from emdstream.encoders import ChunkEncoder
 from emdstream.format import counted as profile
+from emdstream.write.room import Signal
 
 _POLL = 0.05  # seconds between checks of the writer while a put waits for room
 
@@ -90,7 +91,7 @@ class EventQueue:
                   "indptr": profile.INDPTR_DTYPE}
         self.fillers = {key: _Filler(key, dtypes[key], sizes[key]) for key in profile.EVENT_KEYS}
         self._lock = threading.Lock()
-        self._released = threading.Condition(self._lock)
+        self._released = Signal()  # a Condition's wait is not safe from Ctrl-C (see room)
         self._full: list[Chunk] = []
         self._out: set[int] = set()  # first elements of indices chunks taken, not yet written
         self.events = 0    # events put
@@ -109,10 +110,13 @@ class EventQueue:
 
     def wait_for_room(self, n: int, check: Callable[[], None]) -> None:
         """Wait until ``n`` events fit; ``check`` raises if the file became unusable."""
-        with self._lock:
-            while not self.has_room(n):
-                self._released.wait(_POLL)
-                check()
+        while True:
+            with self._lock:
+                if self.has_room(n):
+                    return
+                self._released.waiting = True
+            self._released.wait(_POLL)
+            check()
 
     def add(self, lengths: np.ndarray, indices: np.ndarray, counts: Optional[np.ndarray]) -> None:
         """One put's rows: their lengths, flat indices (checked) and counts (or None)."""
@@ -157,7 +161,7 @@ class EventQueue:
             waiting = [first for key, first, _ in self._full if key == "indices"]
             below = min([*waiting, *self._out, self.fillers["indices"].base])  # all written below
             self.written = max(self.written, events, min(below, self.events))
-            self._released.notify_all()
+            self._released.wake()
 
 
 class EventWriter:

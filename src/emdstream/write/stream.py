@@ -25,6 +25,7 @@ from emdstream.write.assembler import ChunkAssembler
 from emdstream.write.chunk_buffer import EncodedChunk
 from emdstream.write.frames import FrameSpec
 from emdstream.write.gather import Gather
+from emdstream.write.held_interrupts import HeldInterrupts
 from emdstream.write.packed import PieceLayout
 from emdstream.write.session import FileSession
 
@@ -198,25 +199,26 @@ class StreamWriter:
         n = len(payloads)
         rows = empty_rows(n)
         rows[:, 0] = now()
-        with self._lock:
+        with self._lock, HeldInterrupts() as held:  # a Ctrl-C: at the end, or while waiting
             for column, v in self.columns.block_columns(values, n) if values or \
                     self.columns.names is None or self.columns.required else ():
                 rows[:, column] = v
             self._check_open(n)
             if self.geometry.k == 1:
-                return sum(self._take_chunk(p, rows[i:i + 1]) for i, p in enumerate(payloads))
-            return self._take_gathered(payloads, rows)
+                return sum(self._take_chunk(p, rows[i:i + 1], held)
+                           for i, p in enumerate(payloads))
+            return self._take_gathered(payloads, rows, held)
 
-    def _take_chunk(self, payload, rows) -> bool:
+    def _take_chunk(self, payload, rows, held: HeldInterrupts) -> bool:
         """Under the lock: one frame as its own chunk."""
-        if not self._room_for_encoded():
+        if not self._room_for_encoded(held):
             self.assembler.drop()
             return False
         slot = self.assembler.slots
         self._hand(EncodedChunk(self.geometry.locate(slot)[0], payload, rows, slot, slot + 1))
         return True
 
-    def _take_gathered(self, payloads: list, rows: np.ndarray) -> int:
+    def _take_gathered(self, payloads: list, rows: np.ndarray, held: HeldInterrupts) -> int:
         """Under the lock: frames into the chunks being gathered (``gather``); how many taken."""
         assembler, done, taken = self.assembler, 0, 0
         if assembler.gather is None:
@@ -225,7 +227,7 @@ class StreamWriter:
         g = assembler.gather
         while done < len(payloads):
             if not g.open:
-                if not self._room_for_encoded():
+                if not self._room_for_encoded(held):
                     assembler.drop()
                     done += 1
                     continue
@@ -261,25 +263,28 @@ class StreamWriter:
             rows[: end - first, 0] = now()
         if rows.shape != (self.geometry.k, MAX_VALUES):
             raise ValueError(f"values must have shape ({self.geometry.k}, {MAX_VALUES})")
-        with self._lock:
+        with self._lock, HeldInterrupts() as held:
             if self.closed:
                 raise WriterClosedError(f"writer for {self._session.path} is closed")
-            while not self.assembler.encoded_room.acquire(timeout=_POLL):  # never dropped
+            while not self.assembler.encoded_room.take(timeout=_POLL):  # never dropped
+                held.raise_if_caught()
                 self._session.raise_if_unusable()
             self.assembler.add_encoded(EncodedChunk(chunk_id, payload, rows, first, end,
                                                     in_order=False))
 
-    def _room_for_encoded(self) -> bool:
-        """A place in the queue for an encoded frame, following ``on_full`` (False: drop it)."""
+    def _room_for_encoded(self, held: HeldInterrupts) -> bool:
+        """A place in the queue for an encoded frame, following ``on_full`` (False: drop it); a
+        Ctrl-C while it waits raises, nothing taken."""
         room = self.assembler.encoded_room
         if self._session.on_full in ("raise", "drop"):
-            if room.acquire(blocking=False):
+            if room.take(timeout=0):
                 return True
             if self._session.on_full == "raise":
                 raise QueueFullError(f"queue of {self.queue_size} frames{self._where()} is full "
                                      f"(writer behind); frame not accepted")
             return False
-        while not room.acquire(timeout=_POLL):
+        while not room.take(timeout=_POLL):
+            held.raise_if_caught()
             self._session.raise_if_unusable()
         return True
 

@@ -186,7 +186,8 @@ class WriterThread(threading.Thread):
         """From a producer holding its stream's lock: write an in-order encoded chunk in the
         producer's own thread, under this thread's rules (holding ``io_lock``, taken only if this
         thread waits for work; only if nothing of the stream is still queued), counted the same
-        way. False: the caller queues it instead. A failure fails the writer as here."""
+        way. False: the caller queues it instead. A failure fails the writer as here; so the
+        caller holds Ctrl-C back (``held_interrupts``)."""
         if not self.io_lock.acquire(blocking=False):
             return False
         try:
