@@ -1,6 +1,6 @@
 """A producer interrupted by SIGINT thousands of times while it waits for the writer.
 
-usage: python interrupt_child.py KIND PATH   (KIND: k1, gathered, counted)
+usage: python interrupt_child.py KIND PATH   (KIND: k1, gathered, counted, put, frame_buffer)
 
 The writer thread is held up (another thread holds its I/O lock, as a stalled disk would) for
 STALL seconds, so the producer's puts wait for room; a thread sends the main thread SIGINT every
@@ -31,13 +31,20 @@ def main() -> None:
         streams = [CountedStream("s", (32, 32), n_frames=10 * N, queue_events=256)]
     else:
         streams = [Stream("s", (64, 64), n_frames=10 * N, queue_frames=4,
-                          chunk_frames=1 if kind == "k1" else 16)]
+                          chunk_frames=1 if kind == "k1" else 16)]  # put: 16 too
     acq = Acquisition(path, streams, flush_seconds=0.01, overwrite=True)
     s = acq["s"]
     blob = np.asarray(BitshuffleLZ4().encode(np.arange(64 * 64, dtype=np.uint16)
                                              .reshape(64, 64))).tobytes()
     events = np.arange(50, dtype=np.uint32)
-    put = (lambda: s.put_events(events)) if kind == "counted" else (lambda: s.put_compressed(blob))
+    frame = np.arange(64 * 64, dtype=np.uint16).reshape(64, 64)
+
+    def fill() -> None:
+        with s.frame_buffer() as buf:
+            buf[...] = frame
+
+    put = {"counted": lambda: s.put_events(events), "put": lambda: s.put(frame),
+           "frame_buffer": fill}.get(kind, lambda: s.put_compressed(blob))
 
     stalled = threading.Event()
 

@@ -3,7 +3,8 @@
 Real SIGINTs, thousands of them, into a real producer whose writer thread is held up; found: a
 ``threading.Semaphore`` left locked (the writer's next release hung, close() never returned), a
 chunk written by the producer but never counted, places in the queue lost until puts waited for
-good. See ``emdstream.write.room`` and ``emdstream.write.held_interrupts``.
+good, a frame_buffer slot never committed. See ``emdstream.write.room`` and
+``emdstream.write.held_interrupts``.
 """
 import os
 import subprocess
@@ -16,7 +17,7 @@ from emdstream.tools.verify import verify
 CHILD = os.path.join(os.path.dirname(__file__), "..", "support", "interrupt_child.py")
 
 
-@pytest.mark.parametrize("kind", ["k1", "gathered", "counted"])
+@pytest.mark.parametrize("kind", ["put", "frame_buffer", "k1", "gathered", "counted"])
 def test_sigint_storm_while_waiting_for_room_then_close_finishes_with_every_frame(tmp_path, kind):
     path = str(tmp_path / f"{kind}.emd")
     child = subprocess.run([sys.executable, CHILD, kind, path], capture_output=True, text=True,

@@ -26,6 +26,7 @@ from emdstream.errors import QueueFullError
 from emdstream.format import counted as profile
 from emdstream.format.parts import Part
 from emdstream.write.events import EventQueue
+from emdstream.write.held_interrupts import held_interrupts
 from emdstream.write.session import FileSession
 from emdstream.write.stream import Stream, StreamWriter
 
@@ -96,7 +97,7 @@ class CountedStreamWriter(StreamWriter):
         self._session.raise_if_unusable()
         idx = self._checked_indices(indices)
         cnt = self._checked_counts(counts, idx.size)
-        with self._order_lock:
+        with self._order_lock, held_interrupts:  # events and slot together, or neither
             cnt = self._fix_counts(cnt, idx.size)
             if not self._room(idx.size):
                 self._drop(1)
@@ -122,7 +123,7 @@ class CountedStreamWriter(StreamWriter):
         n = lengths.size
         if n == 0:
             return 0
-        with self._order_lock:
+        with self._order_lock, held_interrupts:
             cnt = self._fix_counts(cnt, idx.size)
             if not self._room(idx.size):
                 self._drop(n)
@@ -144,7 +145,7 @@ class CountedStreamWriter(StreamWriter):
                                  f"(writer behind); frame not accepted")
         if on_full == "drop":
             return False
-        events.wait_for_room(n, self._session.raise_if_unusable)
+        events.wait_for_room(n, self._waiting)
         return True
 
     def _drop(self, n: int) -> None:
@@ -163,7 +164,13 @@ class CountedStreamWriter(StreamWriter):
             buffer = self.assembler.acquire(timeout=_POLL)
             if buffer is not None:
                 return buffer
-            self._session.raise_if_unusable()
+            self._waiting()
+
+    def _waiting(self) -> None:
+        """Between polls of a wait that has taken nothing yet: a Ctrl-C or a failed writer
+        raises."""
+        held_interrupts.raise_if_caught()
+        self._session.raise_if_unusable()
 
     def _checked_indices(self, indices: Any) -> np.ndarray:
         """Flat pixel indices as a uint32 copy, or TypeError/ValueError."""

@@ -1,49 +1,70 @@
-"""Ctrl-C held back while a producer takes a place in the queue and hands its chunk over.
+"""Ctrl-C held back while a producer changes what it shares with the writer thread.
 
-A producer may write its encoded chunk in its own thread (``WriterThread.write_now``): a direct
-chunk write, the chunk log's note, the value rows and the count, several steps. A KeyboardInterrupt
-between them, or between taking a place in the queue and using it, left a chunk in the file that
-nothing counted, or failed the writer, or kept the place for ever so that the next puts waited
-for good (tests/write/test_interrupted_waits.py). Python runs signal handlers in the main thread
-only, between bytecodes; so while the main thread is in such a step, the SIGINT handler (if it is
-Python's) is swapped for one that only notes the signal, and the original runs at the end, or at
-once (``raise_if_caught``) where a wait has taken nothing yet. The C-level ``_signal`` functions:
-the ``signal`` module's wrappers cost 7 µs a swap, these 0.4.
+A put takes a buffer or a place in the queue, copies a frame in, counts the slot, hands a full
+chunk over, and may write an encoded chunk itself (``WriterThread.write_now``): several steps of
+Python. A KeyboardInterrupt between two of them lost the buffer or the place for good (the next
+puts then waited for ever), left a chunk in the file that nothing counted, failed the writer, or
+(counted streams) gave a slot's events without its slot (tests/write/test_interrupted_waits.py).
+
+Python runs signal handlers in the main thread only, between bytecodes. So the first put in the
+main thread wraps the SIGINT handler (if it is Python's, e.g. the default KeyboardInterrupt) in a
+guard that only notes a SIGINT while the main thread is inside a put, and calls the wrapped handler
+otherwise; the noted one is handed to it when the outermost put ends, or at once where a wait has
+taken nothing yet (``raise_if_caught``). A handler the program sets later is wrapped in turn.
 """
 from __future__ import annotations
 
-import _signal
+import _signal  # the C functions: the signal module's wrappers cost 3.5 µs a swap, these 0.2
 import threading
+from threading import get_ident
 
 _SIGINT = 2
+_main = threading.main_thread()  # where Python runs signal handlers
+
+
+class _Held:
+    depth = 0          # puts entered and not left, in the main thread
+    caught = False     # a SIGINT came while depth > 0
+    wrapped = None     # the handler the guard stands in front of
+
+
+def _guard(signum, frame) -> None:
+    if _Held.depth:
+        _Held.caught = True
+    else:
+        _Held.wrapped(signum, frame)
 
 
 class HeldInterrupts:
-    """``with HeldInterrupts() as held:`` a SIGINT in the block raises (KeyboardInterrupt) at its
-    end, or where ``held.raise_if_caught()`` is called."""
+    """``with held_interrupts:`` a SIGINT in the block raises (KeyboardInterrupt) when the
+    outermost such block ends, or where ``held_interrupts.raise_if_caught()`` is called. One
+    instance, no state of its own: enter and exit happen in the same thread."""
 
-    __slots__ = ("_handler", "_caught")
+    __slots__ = ()
 
     def __enter__(self) -> HeldInterrupts:
-        self._handler = None
-        self._caught = False
-        if threading.current_thread() is threading.main_thread():
-            handler = _signal.getsignal(_SIGINT)
-            if callable(handler):  # not SIG_IGN / SIG_DFL (those act outside Python)
-                _signal.signal(_SIGINT, self._note)
-                self._handler = handler
+        if get_ident() == _main.ident:
+            if not _Held.depth:
+                handler = _signal.getsignal(_SIGINT)
+                if handler is not _guard and callable(handler):  # not SIG_IGN / SIG_DFL
+                    _Held.wrapped = handler
+                    _signal.signal(_SIGINT, _guard)
+            _Held.depth += 1
         return self
 
-    def _note(self, signum, frame) -> None:
-        self._caught = True
-
-    def raise_if_caught(self) -> None:
-        """Give the handler back; a SIGINT noted so far raises now."""
-        handler, self._handler = self._handler, None
-        if handler is not None:
-            _signal.signal(_SIGINT, handler)
-            if self._caught:
-                handler(_SIGINT, None)
+    @staticmethod
+    def raise_if_caught() -> None:
+        """A SIGINT noted so far raises now."""
+        if _Held.caught:
+            _Held.caught = False
+            _Held.wrapped(_SIGINT, None)
 
     def __exit__(self, *exc) -> None:
-        self.raise_if_caught()
+        if get_ident() == _main.ident:
+            _Held.depth -= 1
+            if not _Held.depth and _Held.caught:
+                _Held.caught = False
+                _Held.wrapped(_SIGINT, None)
+
+
+held_interrupts = HeldInterrupts()

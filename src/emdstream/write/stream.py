@@ -25,7 +25,7 @@ from emdstream.write.assembler import ChunkAssembler
 from emdstream.write.chunk_buffer import EncodedChunk
 from emdstream.write.frames import FrameSpec
 from emdstream.write.gather import Gather
-from emdstream.write.held_interrupts import HeldInterrupts
+from emdstream.write.held_interrupts import held_interrupts
 from emdstream.write.packed import PieceLayout
 from emdstream.write.session import FileSession
 
@@ -113,7 +113,7 @@ class StreamWriter:
         self._session.raise_if_unusable()
         frame = self.spec.checked(frame)
         when = now()
-        with self._lock:
+        with self._lock, held_interrupts:  # a Ctrl-C: at the end, or while waiting
             columns = self._value_columns(values)
             self._check_open()
             assembler = self.assembler
@@ -133,7 +133,7 @@ class StreamWriter:
         self._session.raise_if_unusable()
         frames = self.spec.checked_block(frames)
         n, when = len(frames), now()
-        with self._lock:
+        with self._lock, held_interrupts:
             columns = self.columns.block_columns(values, n)
             self._check_open(n)
             assembler, done, taken = self.assembler, 0, 0
@@ -159,23 +159,29 @@ class StreamWriter:
         writer, not other puts. With ``on_full="drop"`` and no room, a scratch array is lent and
         the slot counted as dropped."""
         self._session.raise_if_unusable()
-        with self._lock:
-            columns = self._value_columns(values)
-            self._check_open()
-            if self.assembler.current is None:
-                buffer = self._free_buffer()
-                if buffer is None:
-                    self.assembler.drop()
-                    yield np.empty(self.spec.shape, self.spec.dtype)
-                    return
-                self.assembler.begin_chunk(buffer)
-            buffer, position = self.assembler.reserve()
-        filled = False
+        reserved, filled = None, False
         try:
+            with self._lock, held_interrupts:  # a Ctrl-C held here raises after the reserve
+                columns = self._value_columns(values)
+                self._check_open()
+                if self.assembler.current is None:
+                    fresh = self._free_buffer()
+                    if fresh is None:
+                        self.assembler.drop()
+                    else:
+                        self.assembler.begin_chunk(fresh)
+                if self.assembler.current is not None:
+                    reserved = self.assembler.reserve()
+            if reserved is None:  # dropped: a scratch array
+                yield np.empty(self.spec.shape, self.spec.dtype)
+                return
+            buffer, position = reserved
             yield buffer.array[position, ...]
             filled = True
         finally:
-            self.assembler.commit(buffer, position, now(), columns, filled)
+            if reserved is not None:
+                with held_interrupts:
+                    self.assembler.commit(*reserved, now(), columns, filled)
 
     def put_compressed(self, blob: Any, **values: float) -> bool:
         """A frame already in the stream's codec format (bslz4: the 12-byte header of HDF5
@@ -199,26 +205,26 @@ class StreamWriter:
         n = len(payloads)
         rows = empty_rows(n)
         rows[:, 0] = now()
-        with self._lock, HeldInterrupts() as held:  # a Ctrl-C: at the end, or while waiting
+        with self._lock, held_interrupts:
             for column, v in self.columns.block_columns(values, n) if values or \
                     self.columns.names is None or self.columns.required else ():
                 rows[:, column] = v
             self._check_open(n)
             if self.geometry.k == 1:
-                return sum(self._take_chunk(p, rows[i:i + 1], held)
+                return sum(self._take_chunk(p, rows[i:i + 1])
                            for i, p in enumerate(payloads))
-            return self._take_gathered(payloads, rows, held)
+            return self._take_gathered(payloads, rows)
 
-    def _take_chunk(self, payload, rows, held: HeldInterrupts) -> bool:
+    def _take_chunk(self, payload, rows) -> bool:
         """Under the lock: one frame as its own chunk."""
-        if not self._room_for_encoded(held):
+        if not self._room_for_encoded():
             self.assembler.drop()
             return False
         slot = self.assembler.slots
         self._hand(EncodedChunk(self.geometry.locate(slot)[0], payload, rows, slot, slot + 1))
         return True
 
-    def _take_gathered(self, payloads: list, rows: np.ndarray, held: HeldInterrupts) -> int:
+    def _take_gathered(self, payloads: list, rows: np.ndarray) -> int:
         """Under the lock: frames into the chunks being gathered (``gather``); how many taken."""
         assembler, done, taken = self.assembler, 0, 0
         if assembler.gather is None:
@@ -227,7 +233,7 @@ class StreamWriter:
         g = assembler.gather
         while done < len(payloads):
             if not g.open:
-                if not self._room_for_encoded(held):
+                if not self._room_for_encoded():
                     assembler.drop()
                     done += 1
                     continue
@@ -263,16 +269,16 @@ class StreamWriter:
             rows[: end - first, 0] = now()
         if rows.shape != (self.geometry.k, MAX_VALUES):
             raise ValueError(f"values must have shape ({self.geometry.k}, {MAX_VALUES})")
-        with self._lock, HeldInterrupts() as held:
+        with self._lock, held_interrupts:
             if self.closed:
                 raise WriterClosedError(f"writer for {self._session.path} is closed")
             while not self.assembler.encoded_room.take(timeout=_POLL):  # never dropped
-                held.raise_if_caught()
+                held_interrupts.raise_if_caught()
                 self._session.raise_if_unusable()
             self.assembler.add_encoded(EncodedChunk(chunk_id, payload, rows, first, end,
                                                     in_order=False))
 
-    def _room_for_encoded(self, held: HeldInterrupts) -> bool:
+    def _room_for_encoded(self) -> bool:
         """A place in the queue for an encoded frame, following ``on_full`` (False: drop it); a
         Ctrl-C while it waits raises, nothing taken."""
         room = self.assembler.encoded_room
@@ -284,7 +290,7 @@ class StreamWriter:
                                      f"(writer behind); frame not accepted")
             return False
         while not room.take(timeout=_POLL):
-            held.raise_if_caught()
+            held_interrupts.raise_if_caught()
             self._session.raise_if_unusable()
         return True
 
@@ -327,6 +333,7 @@ class StreamWriter:
             buffer = self.assembler.acquire(timeout=_POLL)
             if buffer is not None:
                 return buffer
+            held_interrupts.raise_if_caught()  # nothing taken yet
             self._session.raise_if_unusable()
 
     def finish(self) -> int:
