@@ -182,10 +182,22 @@ def streams(draw):
     return frame_shape, dtype, compression, chunk_frames, kw, n, seed
 
 
-@settings(max_examples=40, deadline=None, database=None,
+@settings(max_examples=12, deadline=None, database=None,
           suppress_health_check=[HealthCheck.too_slow])
 @given(streams())
 def test_property_write_then_read_is_identity(case):
+    write_then_read(case)
+
+
+@pytest.mark.campaign  # the same property over many more cases (CI runs the campaign)
+@settings(max_examples=200, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(streams())
+def test_property_write_then_read_is_identity_over_many_cases(case):
+    write_then_read(case)
+
+
+def write_then_read(case) -> None:
     frame_shape, dtype, compression, chunk_frames, kw, n, seed = case
     frames = sample_values((n,) + frame_shape, dtype, seed=seed)
     with tempfile.TemporaryDirectory() as tmp:
