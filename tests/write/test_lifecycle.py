@@ -114,29 +114,41 @@ def test_flush_frames_alone_makes_a_partial_chunk_durable(tmp_path):
 
 
 @pytest.mark.skipif(not hasattr(os, "posix_fadvise"), reason="posix_fadvise: Linux and BSDs")
-def test_writeback_starts_while_streaming_not_at_close(tmp_path):
+@pytest.mark.parametrize("how", ["put", "put_compressed"])
+def test_writeback_starts_while_streaming_not_at_close(tmp_path, how):
     """The writer thread starts the disk write of each 32 MiB the file gains (``writeback``): the
-    page cache does not hold the whole file dirty until close()."""
+    page cache does not hold the whole file dirty until close(); also when the producer writes
+    the chunks itself (put_compressed), and never in the producer's thread."""
+    from emdstream.encoders import BitshuffleLZ4
     from emdstream.write import writeback
 
     path = str(tmp_path / "wb.emd")
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 1 << 16, (8, 256, 256), dtype=np.uint16)  # noise: stored raw
-    started = []
+    blobs = [np.asarray(BitshuffleLZ4().encode(f)).tobytes() for f in frames]
+    started, threads = [], set()
     real = os.posix_fadvise
 
     def spy(fd, offset, length, advice):
         started.append((offset, length, advice))
+        threads.add(threading.current_thread().name)
         return real(fd, offset, length, advice)
 
     os.posix_fadvise = spy
     try:
         with EMDWriter(path, (256, 256), "uint16", n_frames=1024) as w:
             for i in range(1024):  # 128 MiB of incompressible frames
-                w.put(frames[i % 8])
+                if how == "put":
+                    w.put(frames[i % 8])
+                else:
+                    w.put_compressed(blobs[i % 8])
+                if i % 64 == 63:
+                    time.sleep(0.02)  # a detector's pauses: the writer thread runs meanwhile
+            during = len(started)
     finally:
         os.posix_fadvise = real
-    assert len(started) >= 3
+    assert during >= 2 and len(started) >= 3
+    assert threads == {f"emdstream-writer-{os.path.basename(path)}"}
     assert all(advice == os.POSIX_FADV_DONTNEED for *_, advice in started)
     ends = [offset + length for offset, length, _ in started]
     assert [offset for offset, _, _ in started] == [0] + ends[:-1]  # contiguous, in order

@@ -6,7 +6,8 @@ unpredictable moments once too much memory is dirty. So every ``STEP`` bytes the
 writer thread asks the kernel to start writing them out (``posix_fadvise(..., DONTNEED)`` starts
 writeback of dirty pages and drops pages already clean; it does not wait). Where the call does not
 exist (Windows, macOS) nothing is done. Durability is unchanged: only fsync makes a promise.
-Thread safety: called only by whoever writes a chunk, under ``WriterThread.io_lock``.
+Thread safety: called only by the writer thread (also while it waits for work without
+``io_lock``: nothing here touches HDF5), never by a producer writing its own chunk.
 """
 from __future__ import annotations
 
@@ -20,12 +21,12 @@ class Writeback:
     def __init__(self, fd: int):
         self._fd = fd
         self._started = 0  # bytes from the file's start whose writeback was started
-        self._enabled = hasattr(os, "posix_fadvise")
+        self.enabled = hasattr(os, "posix_fadvise")
 
     def advance(self, end: Optional[int] = None) -> None:
         """After a write: start writing out what the file gained since, once it is ``STEP``.
         ``end``: the file's size, if the caller has just read it."""
-        if not self._enabled:
+        if not self.enabled:
             return
         try:
             end = os.fstat(self._fd).st_size if end is None else end
@@ -34,4 +35,4 @@ class Writeback:
                                  os.POSIX_FADV_DONTNEED)
                 self._started = end
         except OSError:  # advice only: a file system that refuses it gets none, the data goes on
-            self._enabled = False
+            self.enabled = False

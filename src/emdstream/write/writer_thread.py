@@ -47,6 +47,7 @@ from emdstream.write.writeback import Writeback
 # compressing it
 SMALL_CHUNK_BYTES = 16 << 10
 _FRAME_POLL = 0.05  # seconds: how often flush_frames is checked while no chunk arrives
+_WRITEBACK_POLL = 0.1  # seconds: how often writeback is started while producers write chunks
 
 
 class Close:
@@ -149,6 +150,8 @@ class WriterThread(threading.Thread):
             timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
             if self.flush_frames:  # frames fill chunks without waking this thread: look often
                 timeout = _FRAME_POLL if timeout is None else min(timeout, _FRAME_POLL)
+            if self._writeback.enabled:  # producers writing their chunks (write_now) do not wake it
+                timeout = _WRITEBACK_POLL if timeout is None else min(timeout, _WRITEBACK_POLL)
             try:
                 # with chunks in flight, take only what is already there, else write the oldest
                 item = self.chunks.get_nowait() if self._inflight else self._wait(timeout)
@@ -161,7 +164,6 @@ class WriterThread(threading.Thread):
                 raise item
             if isinstance(item, EventsPending):  # a counted stream's events: full chunks
                 self.sinks[item.index].events.write_ready(self._pool)
-                self._writeback.advance(self.notes.file_end)
                 item = None
             if item is not None:
                 saturated = len(self._inflight) >= self._most_inflight
@@ -170,14 +172,17 @@ class WriterThread(threading.Thread):
                 else:
                     self._submit(*item)
                 self._write_ready(block=saturated and not self.store_raw)
+            self._writeback.advance(self.notes.file_end)
             if self._flush_due() or (deadline is not None and time.monotonic() >= deadline):
                 self._flush()
                 deadline = self._next_deadline()
 
     def _wait(self, timeout: Optional[float]):
-        """The next queue item; producers may write (``write_now``) while this thread waits."""
+        """The next queue item; producers may write (``write_now``) while this thread waits, and
+        starts the writeback of what they wrote (no HDF5 call: no ``io_lock`` needed)."""
         self.io_lock.release()
         try:
+            self._writeback.advance(self.notes.file_end)
             return self.chunks.get(timeout=timeout)
         finally:
             self.io_lock.acquire()
@@ -298,7 +303,6 @@ class WriterThread(threading.Thread):
             sink.raw_written.append((raw_because, first))
         sink.stored[offset] = memoryview(payload).nbytes
         self.notes.note(sink, "data", offset, payload, mask, first, end)
-        self._writeback.advance(self.notes.file_end)
         sink.values.store(first, end, rows)
 
     def _drain(self) -> None:
