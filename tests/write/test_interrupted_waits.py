@@ -7,11 +7,16 @@ good, a frame_buffer slot never committed. See ``emdstream.write.room`` and
 ``emdstream.write.held_interrupts``.
 """
 import os
+import signal
 import subprocess
 import sys
+import time
 
+import numpy as np
 import pytest
 
+import emdstream
+from emdstream import EMDWriter
 from emdstream.tools.verify import verify
 
 CHILD = os.path.join(os.path.dirname(__file__), "..", "support", "interrupt_child.py")
@@ -30,3 +35,43 @@ def test_sigint_storm_while_waiting_for_room_then_close_finishes_with_every_fram
     assert done == 300, f"only {done} puts completed: the producer waited for good"
     assert written == taken >= done  # every frame taken is in the file, and counted
     assert verify(path) == []
+
+
+class _InterruptsWhenRead:
+    """A per-frame value that sends this process SIGINT while the put reads it (inside the put)."""
+
+    def __array__(self, dtype=None, copy=None):
+        os.kill(os.getpid(), signal.SIGINT)
+        return np.arange(4, dtype=np.float64)
+
+
+def test_a_sigint_inside_a_put_raises_when_the_put_has_ended_with_its_frames_taken(tmp_path):
+    path = str(tmp_path / "held.emd")
+    with EMDWriter(path, (8, 8), "uint16", n_frames=8, chunk_frames=2) as w:
+        frames = np.arange(4 * 64, dtype=np.uint16).reshape(4, 8, 8)
+        with pytest.raises(KeyboardInterrupt):
+            w.put_many(frames, z=_InterruptsWhenRead())
+        assert w.frames_put == 4  # taken whole, then interrupted
+        w.put_many(frames, z=np.zeros(4))
+    with emdstream.open(path) as f:
+        assert f["dataset_1"].frames_written == 8
+        np.testing.assert_array_equal(f["dataset_1"].data[:4], frames)
+        np.testing.assert_array_equal(f["dataset_1"].values["z"][:4], np.arange(4))
+
+
+def test_the_program_s_own_sigint_handler_keeps_working_around_puts(tmp_path):
+    calls = []
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        with EMDWriter(str(tmp_path / "h.emd"), (4, 4), "uint16", n_frames=4) as w:
+            w.put(np.zeros((4, 4), np.uint16))
+            signal.signal(signal.SIGINT, lambda signum, frame: calls.append(signum))
+            w.put(np.zeros((4, 4), np.uint16))  # wraps the new handler
+            os.kill(os.getpid(), signal.SIGINT)  # outside a put: the program's handler runs
+            time.sleep(0.01)
+            assert calls == [signal.SIGINT]
+            signal.signal(signal.SIGINT, previous)
+            w.put(np.zeros((4, 4), np.uint16))
+            assert signal.getsignal(signal.SIGINT) is previous  # restored as the program set it
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -25,14 +25,26 @@ _main = threading.main_thread()  # where Python runs signal handlers
 class _Held:
     depth = 0          # puts entered and not left, in the main thread
     caught = False     # a SIGINT came while depth > 0
-    wrapped = None     # the handler the guard stands in front of
 
 
-def _guard(signum, frame) -> None:
-    if _Held.depth:
-        _Held.caught = True
-    else:
-        _Held.wrapped(signum, frame)
+def _guarding(wrapped):
+    """The guard in front of ``wrapped`` (one per handler, so a program that saves and restores
+    the handler gets the right one back)."""
+    def guard(signum, frame) -> None:
+        if _Held.depth:
+            _Held.caught = True
+        else:
+            wrapped(signum, frame)
+    guard.emdstream_wraps = wrapped
+    return guard
+
+
+def _raise_caught() -> None:
+    _Held.caught = False
+    handler = _signal.getsignal(_SIGINT)
+    handler = getattr(handler, "emdstream_wraps", handler)
+    if callable(handler):  # the program may have set SIG_IGN meanwhile
+        handler(_SIGINT, None)
 
 
 class HeldInterrupts:
@@ -46,9 +58,9 @@ class HeldInterrupts:
         if get_ident() == _main.ident:
             if not _Held.depth:
                 handler = _signal.getsignal(_SIGINT)
-                if handler is not _guard and callable(handler):  # not SIG_IGN / SIG_DFL
-                    _Held.wrapped = handler
-                    _signal.signal(_SIGINT, _guard)
+                # not SIG_IGN / SIG_DFL (ints), nor a guard already
+                if callable(handler) and not hasattr(handler, "emdstream_wraps"):
+                    _signal.signal(_SIGINT, _guarding(handler))
             _Held.depth += 1
         return self
 
@@ -56,15 +68,13 @@ class HeldInterrupts:
     def raise_if_caught() -> None:
         """A SIGINT noted so far raises now."""
         if _Held.caught:
-            _Held.caught = False
-            _Held.wrapped(_SIGINT, None)
+            _raise_caught()
 
     def __exit__(self, *exc) -> None:
         if get_ident() == _main.ident:
             _Held.depth -= 1
             if not _Held.depth and _Held.caught:
-                _Held.caught = False
-                _Held.wrapped(_SIGINT, None)
+                _raise_caught()
 
 
 held_interrupts = HeldInterrupts()
