@@ -68,6 +68,23 @@ def test_frames_that_are_not_whole_blocks_need_chunk_frames_1(tmp_path):
         assert w.put_compressed_many([blob, blob]) == 2
 
 
+def test_frames_compressed_with_other_blocks_are_refused_for_gathering_kept_as_own_chunks(tmp_path):
+    # a gathered chunk's one header names one block size: a frame of 4 KiB blocks under it made
+    # the whole chunk unreadable ("filter returned failure"), 16 frames lost
+    import struct
+    bitshuffle = pytest.importorskip("bitshuffle")  # to compress in other blocks than ours
+    frame = detector_frames(1, (64, 64))[0]
+    blob = struct.pack(">QI", frame.nbytes, 4096) + \
+        bitshuffle.compress_lz4(frame.reshape(-1), 2048).tobytes()
+    with EMDWriter(str(tmp_path / "a.emd"), (64, 64), chunk_frames=4) as w:
+        with pytest.raises(ValueError, match="blocks of 4096 bytes.*chunk_frames=1"):
+            w.put_compressed(blob)
+        assert w.frames_put == 0
+    with EMDWriter(str(tmp_path / "b.emd"), (64, 64), chunk_frames=1) as w:
+        assert w.put_compressed_many([blob, blob]) == 2
+    np.testing.assert_array_equal(read(str(tmp_path / "b.emd"))[0], [frame, frame])
+
+
 def test_a_bad_frame_among_many_takes_none(tmp_path):
     blobs = blobs_of(detector_frames(3, (64, 64)))
     with EMDWriter(str(tmp_path / "a.emd"), (64, 64), chunk_frames=2) as w:

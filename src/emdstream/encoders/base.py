@@ -27,9 +27,11 @@ class ChunkEncoder:
         """The bytes of ``chunk`` as stored on disk (any buffer ``write_direct_chunk`` takes)."""
         return np.ascontiguousarray(chunk).data
 
-    def check_encoded(self, blob: Any, nbytes: int, itemsize: int):
+    def check_encoded(self, blob: Any, nbytes: int, itemsize: int, gathered: bool = False):
         """``blob`` as a buffer to store as it is, if it can be this codec's encoding of a frame of
-        ``nbytes`` bytes (the cheap checks; the body is not decoded); ValueError otherwise."""
+        ``nbytes`` bytes (the cheap checks; the body is not decoded); ValueError otherwise.
+        ``gathered``: it goes into a multi-frame chunk under the stream's own header, so it must
+        use the stream's own parameters."""
         raise ValueError(f"compression {self.name!r} does not take frames compressed elsewhere; "
                          f"put_compressed takes bslz4 (HDF5 filter 32008) frames")
 

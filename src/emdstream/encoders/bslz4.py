@@ -58,7 +58,8 @@ class BitshuffleLZ4(ChunkEncoder):
         library().decompress(data.ctypes.data + 12, out.ctypes.data, out.size, out.itemsize,
                              self.block_elems(out.itemsize))
 
-    def check_encoded(self, blob: Any, nbytes: int, itemsize: int) -> memoryview:
+    def check_encoded(self, blob: Any, nbytes: int, itemsize: int,
+                      gathered: bool = False) -> memoryview:
         """The filter-32008 layout: big-endian uncompressed size and block size, then one
         (4-byte big-endian length, LZ4 block) per block of elements, the last block holding a
         multiple of 8 elements, then the leftover (< 8) elements as they are."""
@@ -71,6 +72,12 @@ class BitshuffleLZ4(ChunkEncoder):
         if block == 0 or block % (8 * itemsize):
             raise ValueError(f"bslz4 header block size {block} bytes is not a positive multiple "
                              f"of 8 elements of {itemsize} bytes")
+        own = self.block_elems(itemsize) * itemsize
+        if gathered and block != own:  # the chunk's header names one block size for all frames
+            raise ValueError(f"bslz4 frame compressed in blocks of {block} bytes; this stream "
+                             f"gathers frames into chunks of {own}-byte blocks: compress with "
+                             f"{own // itemsize}-element blocks, or create the stream with "
+                             f"chunk_frames=1 (each frame its own chunk, any block size)")
         end = _walk_blocks(data, nbytes, itemsize, block)
         if end != data.nbytes:
             raise ValueError(f"bslz4 frame of {data.nbytes} bytes; its blocks need {end}")

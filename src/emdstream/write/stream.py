@@ -201,7 +201,8 @@ class StreamWriter:
         if self._compressed_refusal:
             raise ValueError(self._compressed_refusal)
         nbytes, itemsize = self.spec.nbytes, self.spec.dtype.itemsize
-        payloads = [self.encoder.check_encoded(b, nbytes, itemsize) for b in blobs]
+        gathered = self.geometry.k > 1
+        payloads = [self.encoder.check_encoded(b, nbytes, itemsize, gathered) for b in blobs]
         n = len(payloads)
         rows = empty_rows(n)
         rows[:, 0] = now()
