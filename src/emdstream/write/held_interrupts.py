@@ -14,7 +14,7 @@ taken nothing yet (``raise_if_caught``). A handler the program sets later is wra
 """
 from __future__ import annotations
 
-import _signal  # the C functions: the signal module's wrappers cost 3.5 µs a swap, these 0.2
+import _signal  # the C functions: signal.getsignal converts to an enum, ~1 µs a put more
 import threading
 from threading import get_ident
 

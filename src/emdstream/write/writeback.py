@@ -6,8 +6,9 @@ unpredictable moments once too much memory is dirty. So every ``STEP`` bytes the
 writer thread asks the kernel to start writing them out (``posix_fadvise(..., DONTNEED)`` starts
 writeback of dirty pages and drops pages already clean; it does not wait). Where the call does not
 exist (Windows, macOS) nothing is done. Durability is unchanged: only fsync makes a promise.
-Thread safety: called only by the writer thread (also while it waits for work without
-``io_lock``: nothing here touches HDF5), never by a producer writing its own chunk.
+Thread safety: ``advance`` only in the writer thread (also while it waits for work, without
+``io_lock``: nothing here touches HDF5, and taking the lock then would make producers queue their
+chunks instead of writing them); a producer writing its own chunk only asks for it (``due``).
 """
 from __future__ import annotations
 
@@ -21,7 +22,17 @@ class Writeback:
     def __init__(self, fd: int):
         self._fd = fd
         self._started = 0  # bytes from the file's start whose writeback was started
+        self._asked = False  # a producer has asked the writer thread to advance (``due``)
         self.enabled = hasattr(os, "posix_fadvise")
+
+    def due(self, end: Optional[int]) -> bool:
+        """From a producer that wrote a chunk itself: True (once per step) when the writer
+        thread should be woken to advance. A stale read costs at most one extra or one late
+        wake-up (the writer thread advances at every flush anyway)."""
+        if not self.enabled or self._asked or end is None or end - self._started < STEP:
+            return False
+        self._asked = True
+        return True
 
     def advance(self, end: Optional[int] = None) -> None:
         """After a write: start writing out what the file gained since, once it is ``STEP``.
@@ -34,5 +45,6 @@ class Writeback:
                 os.posix_fadvise(self._fd, self._started, end - self._started,
                                  os.POSIX_FADV_DONTNEED)
                 self._started = end
+                self._asked = False
         except OSError:  # advice only: a file system that refuses it gets none, the data goes on
             self.enabled = False

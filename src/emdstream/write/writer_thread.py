@@ -47,7 +47,9 @@ from emdstream.write.writeback import Writeback
 # compressing it
 SMALL_CHUNK_BYTES = 16 << 10
 _FRAME_POLL = 0.05  # seconds: how often flush_frames is checked while no chunk arrives
-_WRITEBACK_POLL = 0.1  # seconds: how often writeback is started while producers write chunks
+
+
+WRITEBACK_DUE = "writeback due"  # queue message from a producer's write_now (see writeback)
 
 
 class Close:
@@ -150,8 +152,6 @@ class WriterThread(threading.Thread):
             timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
             if self.flush_frames:  # frames fill chunks without waking this thread: look often
                 timeout = _FRAME_POLL if timeout is None else min(timeout, _FRAME_POLL)
-            if self._writeback.enabled:  # producers writing their chunks (write_now) do not wake it
-                timeout = _WRITEBACK_POLL if timeout is None else min(timeout, _WRITEBACK_POLL)
             try:
                 # with chunks in flight, take only what is already there, else write the oldest
                 item = self.chunks.get_nowait() if self._inflight else self._wait(timeout)
@@ -162,6 +162,8 @@ class WriterThread(threading.Thread):
                 return item
             if isinstance(item, BaseException):  # a producer's write_now failed
                 raise item
+            if item is WRITEBACK_DUE:  # advanced below
+                item = None
             if isinstance(item, EventsPending):  # a counted stream's events: full chunks
                 self.sinks[item.index].events.write_ready(self._pool)
                 item = None
@@ -179,11 +181,17 @@ class WriterThread(threading.Thread):
 
     def _wait(self, timeout: Optional[float]):
         """The next queue item; producers may write (``write_now``) while this thread waits, and
-        starts the writeback of what they wrote (no HDF5 call: no ``io_lock`` needed)."""
+        it starts the writeback of what they wrote when asked (``WRITEBACK_DUE``), still without
+        ``io_lock``."""
+        until = None if timeout is None else time.monotonic() + timeout
         self.io_lock.release()
         try:
-            self._writeback.advance(self.notes.file_end)
-            return self.chunks.get(timeout=timeout)
+            while True:
+                self._writeback.advance(self.notes.file_end)
+                left = None if until is None else max(0.0, until - time.monotonic())
+                item = self.chunks.get(timeout=left)
+                if item is not WRITEBACK_DUE:
+                    return item
         finally:
             self.io_lock.acquire()
 
@@ -202,6 +210,8 @@ class WriterThread(threading.Thread):
             self._write_chunk(sink, chunk.chunk_id, chunk.values, chunk.end_slot, chunk.payload)
             self._count_written(sink, chunk, chunk.end_slot)
             sink.assembler.written_now(chunk)
+            if self._writeback.due(self.notes.file_end):
+                self.chunks.put(WRITEBACK_DUE)
             return True
         except BaseException as exc:
             self.error = exc
