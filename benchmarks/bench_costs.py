@@ -75,6 +75,20 @@ def main() -> int:
                     d.id.write_direct_chunk((i, 0, 0), blobs[i % b])
                 out[f"get_chunk_info_by_coord with {count:,} chunks written (chunk log)"] = per_call(
                     lambda i, c=count: d.id.get_chunk_info_by_coord((c - 1 - i % 64, 0, 0)), 64, 3)
+    from emdstream import Acquisition, Stream
+    from emdstream.write.held_interrupts import held_interrupts
+    with tempfile.TemporaryDirectory() as tmp:
+        with Acquisition(os.path.join(tmp, "s.emd"), [Stream("haadf", (), "float32",
+                                                             compression=None)],
+                         scan_shape=(1000, 1000)) as acq:
+            haadf = acq["haadf"]
+            out["put of one scalar (a HAADF value; producer)"] = per_call(
+                lambda i: haadf.put(float(i)), 20000)
+
+    def hold(_):
+        with held_interrupts:
+            pass
+    out["the Ctrl-C hold every put takes (held_interrupts)"] = per_call(hold, 20000)
     pool = EncoderPool()
     out["encoder pool round trip, one job (writer waits)"] = per_call(
         lambda i: pool.submit(len, rows).result(), n)
