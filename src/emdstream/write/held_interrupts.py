@@ -66,8 +66,8 @@ class HeldInterrupts:
 
     @staticmethod
     def raise_if_caught() -> None:
-        """A SIGINT noted so far raises now."""
-        if _Held.caught:
+        """A SIGINT noted so far raises now (in the main thread: it is the main thread's)."""
+        if _Held.caught and get_ident() == _main.ident:
             _raise_caught()
 
     def __exit__(self, *exc) -> None:
