@@ -1,6 +1,7 @@
 """A producer interrupted by SIGINT thousands of times while it waits for the writer.
 
-usage: python interrupt_child.py KIND PATH   (KIND: k1, gathered, counted, put, frame_buffer)
+usage: python interrupt_child.py KIND PATH   (KIND: k1, gathered, counted,
+counted_slots, put, frame_buffer)
 
 The writer thread is held up (another thread holds its I/O lock, as a stalled disk would) for
 STALL seconds, so the producer's puts wait for room; a thread sends the main thread SIGINT every
@@ -27,8 +28,11 @@ N, STALL, INTERVAL, LIMIT = 300, 0.8, 2e-4, 3.0
 def main() -> None:
     kind, path = sys.argv[1], sys.argv[2]
     faulthandler.dump_traceback_later(60, exit=True)
-    if kind == "counted":
+    if kind == "counted":  # waits for room in the event queue (before the events are taken)
         streams = [CountedStream("s", (32, 32), n_frames=10 * N, queue_events=256)]
+    elif kind == "counted_slots":  # waits for a chunk of the counts image (slots, after events)
+        streams = [CountedStream("s", (32, 32), n_frames=10 * N, queue_events=1 << 20,
+                                 chunk_frames=2, queue_frames=4)]
     else:
         streams = [Stream("s", (64, 64), n_frames=10 * N, queue_frames=4,
                           chunk_frames=1 if kind == "k1" else 16)]  # put: 16 too
@@ -43,7 +47,10 @@ def main() -> None:
         with s.frame_buffer() as buf:
             buf[...] = frame
 
-    put = {"counted": lambda: s.put_events(events), "put": lambda: s.put(frame),
+    put = {"counted": lambda: s.put_events(events),  # a different number of events each put:
+           # events taken without their slot shift every later slot's (verify sees it)
+           "counted_slots": lambda: s.put_events(events[:1 + int(time.monotonic() * 1e6) % 50]),
+           "put": lambda: s.put(frame),
            "frame_buffer": fill}.get(kind, lambda: s.put_compressed(blob))
 
     stalled = threading.Event()

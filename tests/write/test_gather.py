@@ -85,6 +85,29 @@ def test_frames_compressed_with_other_blocks_are_refused_for_gathering_kept_as_o
     np.testing.assert_array_equal(read(str(tmp_path / "b.emd"))[0], [frame, frame])
 
 
+def test_refused_mixing_of_put_and_put_compressed_takes_no_place_in_the_queue(tmp_path):
+    frames = detector_frames(12, (64, 64))
+    blobs = blobs_of(frames)
+    with EMDWriter(str(tmp_path / "a.emd"), (64, 64), n_frames=16, chunk_frames=4, queue_frames=8,
+                   on_full="raise") as w:
+        w.put(frames[0])
+        for _ in range(3):  # each took a place and lost it: the queue (2 places) ran out
+            with pytest.raises(ValueError, match="one kind"):
+                w.put_compressed(blobs[1])
+        for f in frames[1:4]:
+            w.put(f)
+        assert w.put_compressed_many(blobs[4:8]) == 4  # QueueFullError when places were lost
+        assert w.put_compressed_many(blobs[8:10]) == 2
+        for _ in range(3):  # a chunk buffer each, lost the same way
+            with pytest.raises(ValueError, match="one kind"):
+                w.put(frames[10])
+        assert w.put_compressed_many(blobs[10:]) == 2
+        for f in frames[:4]:  # raw frames again, in chunk buffers that are all still there
+            w.put(f)
+    np.testing.assert_array_equal(read(str(tmp_path / "a.emd"))[0], np.concatenate([frames,
+                                                                                    frames[:4]]))
+
+
 def test_a_bad_frame_among_many_takes_none(tmp_path):
     blobs = blobs_of(detector_frames(3, (64, 64)))
     with EMDWriter(str(tmp_path / "a.emd"), (64, 64), chunk_frames=2) as w:

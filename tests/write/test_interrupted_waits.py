@@ -22,7 +22,8 @@ from emdstream.tools.verify import verify
 CHILD = os.path.join(os.path.dirname(__file__), "..", "support", "interrupt_child.py")
 
 
-@pytest.mark.parametrize("kind", ["put", "frame_buffer", "k1", "gathered", "counted"])
+@pytest.mark.parametrize("kind", ["put", "frame_buffer", "k1", "gathered", "counted",
+                                  "counted_slots"])
 def test_sigint_storm_while_waiting_for_room_then_close_finishes_with_every_frame(tmp_path, kind):
     path = str(tmp_path / f"{kind}.emd")
     child = subprocess.run([sys.executable, CHILD, kind, path], capture_output=True, text=True,
@@ -72,6 +73,49 @@ def test_the_program_s_own_sigint_handler_keeps_working_around_puts(tmp_path):
             assert calls == [signal.SIGINT]
             signal.signal(signal.SIGINT, previous)
             w.put(np.zeros((4, 4), np.uint16))
-            assert signal.getsignal(signal.SIGINT) is previous  # restored as the program set it
+            assert signal.getsignal(signal.SIGINT) is not previous  # guarded while writing
+        assert signal.getsignal(signal.SIGINT) is previous  # the last writer closed: given back
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+FORK_INSIDE_A_PUT = '''
+import os, signal, sys, threading, time
+import numpy as np
+from emdstream import EMDWriter
+w = EMDWriter(sys.argv[1], (8, 8), "uint16", n_frames=64, chunk_frames=2, queue_frames=4)
+hold = threading.Event()
+
+def stall():
+    with w._thread.io_lock:  # the writer thread cannot write: the main thread's puts wait
+        hold.set()
+        time.sleep(3)
+
+def fork_from_this_thread():
+    time.sleep(0.5)  # the main thread is waiting inside put by now
+    pid = os.fork()
+    if pid == 0:  # this thread is the child's main thread, outside any put
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+            os._exit(0)  # the SIGINT was swallowed
+        except KeyboardInterrupt:
+            os._exit(7)
+    _, status = os.waitpid(pid, 0)
+    print("child", os.waitstatus_to_exitcode(status), flush=True)
+
+threading.Thread(target=stall, daemon=True).start()
+hold.wait()
+forker = threading.Thread(target=fork_from_this_thread)
+forker.start()
+for i in range(12):
+    w.put(np.full((8, 8), i, np.uint16))
+forker.join()
+w.close()
+'''
+
+
+def test_a_child_forked_while_the_main_thread_is_inside_a_put_still_gets_ctrl_c(tmp_path):
+    out = subprocess.run([sys.executable, "-c", FORK_INSIDE_A_PUT, str(tmp_path / "f.emd")],
+                         capture_output=True, text=True, timeout=60)
+    assert "child 7" in out.stdout, out.stdout + out.stderr[-2000:]

@@ -34,6 +34,7 @@ from emdstream.format.parts import Part
 from emdstream.safety import filelock
 from emdstream.safety.chunklog import ChunkLog, fsync_dir
 from emdstream.write.counted import CountedStream, CountedStreamWriter
+from emdstream.write.held_interrupts import uninstall as uninstall_sigint_guard
 from emdstream.write.session import FileSession
 from emdstream.write.stream import Stream, StreamWriter
 from emdstream.write.writer_thread import Close, WriterThread
@@ -237,6 +238,8 @@ class Acquisition:
         while not self._thread.finished.is_set():  # a second close waits as long
             time.sleep(_POLL)
         _open.discard(self)
+        if not _open:
+            uninstall_sigint_guard()  # see held_interrupts
         if self._thread.error is not None and not self._failure_reported:
             self._failure_reported = True  # once: a later close() is a no-op, as on success
             raise self._thread.failure()

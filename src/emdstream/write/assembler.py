@@ -127,11 +127,23 @@ class ChunkAssembler:
     # of an earlier chunk) is still open (``reserve``), so chunks reach the writer in order.
     # Frames are only dropped when no chunk is current: the current chunk, if any, always holds
     # the next slot.
-    def begin_chunk(self, buffer: ChunkBuffer) -> None:
-        """Start ``buffer`` as the chunk holding the next slot."""
+    def check_not_gathering(self) -> None:
+        """Before a buffer is taken for raw frames (then ``begin_chunk``): refused while a chunk
+        of encoded frames is being gathered (nothing taken)."""
         if self.gather is not None and self.gather.open:
             raise ValueError("put after put_compressed into the same chunk: a chunk holds frames "
                              "of one kind (use chunk_frames=1 to mix them)")
+
+    def check_not_filling(self) -> None:
+        """Before a place is taken for gathering encoded frames (then ``begin_gather``): refused
+        while a chunk of raw frames is being filled (nothing taken)."""
+        if self.current is not None:
+            raise ValueError("put_compressed after put into the same chunk: a chunk holds frames "
+                             "of one kind (use chunk_frames=1 to mix them)")
+
+    def begin_chunk(self, buffer: ChunkBuffer) -> None:
+        """Start ``buffer`` as the chunk holding the next slot."""
+        self.check_not_gathering()
         chunk_id, _ = self.geometry.locate(self.slots)
         buffer.start(chunk_id, *self.geometry.chunk_slots(chunk_id))
         with self.lock:
@@ -203,9 +215,7 @@ class ChunkAssembler:
     # --- encoded frames: gathered, and written by the producer ---------------------------------
     def begin_gather(self) -> Gather:
         """Start gathering the chunk that holds the next slot (``gather`` made by the stream)."""
-        if self.current is not None:
-            raise ValueError("put_compressed after put into the same chunk: a chunk holds frames "
-                             "of one kind (use chunk_frames=1 to mix them)")
+        self.check_not_filling()
         chunk_id, _ = self.geometry.locate(self.slots)
         self.gather.start(chunk_id, *self.geometry.chunk_slots(chunk_id))
         return self.gather

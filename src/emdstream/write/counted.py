@@ -84,6 +84,7 @@ class CountedStreamWriter(StreamWriter):
                                  self.counts_dtype)
         self.has_counts: Optional[bool] = None  # fixed by the first put
         self._order_lock = threading.Lock()
+        self._events_added = False  # inside a put, after its events were queued (see _waiting)
 
     def create_layout(self, h5file) -> None:
         """The events group and summed-pattern group (called while the file is made)."""
@@ -104,8 +105,13 @@ class CountedStreamWriter(StreamWriter):
                 return False
             self._value_columns(values)  # checked before anything is taken
             self._check_open()
+            self._first_buffer()
             self.events.add(np.array([idx.size], np.int64), idx, cnt)  # before its slot: see events
-            StreamWriter.put(self, np.asarray(idx.size, np.uint32), **values)
+            self._events_added = True
+            try:
+                StreamWriter.put(self, np.asarray(idx.size, np.uint32), **values)
+            finally:
+                self._events_added = False
         return True
 
     def put_csr(self, indptr: Any, indices: Any, counts: Any = None, **values: Any) -> int:
@@ -130,8 +136,13 @@ class CountedStreamWriter(StreamWriter):
                 return 0
             self.columns.block_columns(values, n)  # checked before anything is taken
             self._check_open(n)
+            self._first_buffer()
             self.events.add(lengths, idx, cnt)  # before their slots: see events
-            StreamWriter.put_many(self, lengths.astype(np.uint32), **values)
+            self._events_added = True
+            try:
+                StreamWriter.put_many(self, lengths.astype(np.uint32), **values)
+            finally:
+                self._events_added = False
         return n
 
     def _room(self, n: int) -> bool:
@@ -166,10 +177,20 @@ class CountedStreamWriter(StreamWriter):
                 return buffer
             self._waiting()
 
+    def _first_buffer(self) -> None:
+        """Before a put's events are queued: the counts image's chunk for its first slot, so
+        that a Ctrl-C while waiting for it leaves nothing taken."""
+        with self._lock:
+            if self.assembler.current is None:
+                self.assembler.check_not_gathering()
+                self.assembler.begin_chunk(self._free_buffer())
+
     def _waiting(self) -> None:
-        """Between polls of a wait that has taken nothing yet: a Ctrl-C or a failed writer
-        raises."""
-        held_interrupts.raise_if_caught()
+        """Between polls of a wait: a failed writer raises, and a Ctrl-C too unless the put's
+        events are queued already (its slots must follow them: the Ctrl-C waits for the end of
+        the put)."""
+        if not self._events_added:
+            held_interrupts.raise_if_caught()
         self._session.raise_if_unusable()
 
     def _checked_indices(self, indices: Any) -> np.ndarray:

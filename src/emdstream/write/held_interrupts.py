@@ -10,11 +10,13 @@ Python runs signal handlers in the main thread only, between bytecodes. So the f
 main thread wraps the SIGINT handler (if it is Python's, e.g. the default KeyboardInterrupt) in a
 guard that only notes a SIGINT while the main thread is inside a put, and calls the wrapped handler
 otherwise; the noted one is handed to it when the outermost put ends, or at once where a wait has
-taken nothing yet (``raise_if_caught``). A handler the program sets later is wrapped in turn.
+taken nothing yet (``raise_if_caught``). A handler the program sets later is wrapped in turn;
+closing the last writer gives the program its handler back (``uninstall``).
 """
 from __future__ import annotations
 
 import _signal  # the C functions: signal.getsignal converts to an enum, ~1 µs a put more
+import os
 import threading
 from threading import get_ident
 
@@ -43,8 +45,28 @@ def _raise_caught() -> None:
     _Held.caught = False
     handler = _signal.getsignal(_SIGINT)
     handler = getattr(handler, "emdstream_wraps", handler)
-    if callable(handler):  # the program may have set SIG_IGN meanwhile
+    if callable(handler):
         handler(_SIGINT, None)
+    elif handler == _signal.SIG_DFL:  # set by the program meanwhile: what SIGINT does now
+        _signal.raise_signal(_SIGINT)
+
+
+def uninstall() -> None:
+    """No writer open any more: give the program its own SIGINT handler back (so that, e.g.,
+    ``asyncio.run`` sees the default handler and installs its own)."""
+    if get_ident() == _main.ident and not _Held.depth:
+        handler = _signal.getsignal(_SIGINT)
+        wrapped = getattr(handler, "emdstream_wraps", None)
+        if wrapped is not None:
+            _signal.signal(_SIGINT, wrapped)
+
+
+def _after_fork_in_child() -> None:
+    """A child forked while the main thread was inside a put (from another thread) starts
+    outside any put, with the forking thread as its main thread."""
+    global _main
+    _main = threading.main_thread()
+    _Held.depth, _Held.caught = 0, False
 
 
 class HeldInterrupts:
@@ -78,3 +100,7 @@ class HeldInterrupts:
 
 
 held_interrupts = HeldInterrupts()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

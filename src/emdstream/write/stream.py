@@ -118,6 +118,7 @@ class StreamWriter:
             self._check_open()
             assembler = self.assembler
             if assembler.current is None:
+                assembler.check_not_gathering()  # before a buffer is taken
                 buffer = self._free_buffer()
                 if buffer is None:  # on_full="drop"
                     assembler.drop()
@@ -139,6 +140,7 @@ class StreamWriter:
             assembler, done, taken = self.assembler, 0, 0
             while done < n:
                 if assembler.current is None:
+                    assembler.check_not_gathering()
                     buffer = self._free_buffer()
                     if buffer is None:  # on_full="drop": this frame's slot stays empty
                         assembler.drop()
@@ -165,6 +167,7 @@ class StreamWriter:
                 columns = self._value_columns(values)
                 self._check_open()
                 if self.assembler.current is None:
+                    self.assembler.check_not_gathering()
                     fresh = self._free_buffer()
                     if fresh is None:
                         self.assembler.drop()
@@ -179,8 +182,8 @@ class StreamWriter:
             yield buffer.array[position, ...]
             filled = True
         finally:
-            if reserved is not None:
-                with held_interrupts:
+            with held_interrupts:  # first: a Ctrl-C here must not skip the commit
+                if reserved is not None:
                     self.assembler.commit(*reserved, now(), columns, filled)
 
     def put_compressed(self, blob: Any, **values: float) -> bool:
@@ -234,6 +237,7 @@ class StreamWriter:
         g = assembler.gather
         while done < len(payloads):
             if not g.open:
+                assembler.check_not_filling()  # before a place is taken
                 if not self._room_for_encoded():
                     assembler.drop()
                     done += 1
@@ -334,7 +338,8 @@ class StreamWriter:
             buffer = self.assembler.acquire(timeout=_POLL)
             if buffer is not None:
                 return buffer
-            held_interrupts.raise_if_caught()  # nothing taken yet
+            held_interrupts.raise_if_caught()  # nothing of this wait taken (earlier frames of
+            # the same put_many are: the caller gets the KeyboardInterrupt, not their count)
             self._session.raise_if_unusable()
 
     def finish(self) -> int:

@@ -26,9 +26,10 @@ class Writeback:
         self.enabled = hasattr(os, "posix_fadvise")
 
     def due(self, end: Optional[int]) -> bool:
-        """From a producer that wrote a chunk itself: True (once per step) when the writer
-        thread should be woken to advance. A stale read costs at most one extra or one late
-        wake-up (the writer thread advances at every flush anyway)."""
+        """From a producer that wrote a chunk itself: True (once until the writer thread next
+        advances) when the writer thread should be woken to advance. The flag is set before the
+        caller posts its message and cleared when the writer advances, so a race costs at most
+        one extra wake-up."""
         if not self.enabled or self._asked or end is None or end - self._started < STEP:
             return False
         self._asked = True
@@ -39,12 +40,12 @@ class Writeback:
         ``end``: the file's size, if the caller has just read it."""
         if not self.enabled:
             return
+        self._asked = False  # a producer may ask again (a request it makes now is seen next time)
         try:
             end = os.fstat(self._fd).st_size if end is None else end
             if end - self._started >= STEP:
                 os.posix_fadvise(self._fd, self._started, end - self._started,
                                  os.POSIX_FADV_DONTNEED)
                 self._started = end
-                self._asked = False
         except OSError:  # advice only: a file system that refuses it gets none, the data goes on
             self.enabled = False
