@@ -46,7 +46,17 @@ class _InterruptsWhenRead:
         return np.arange(4, dtype=np.float64)
 
 
-def test_a_sigint_inside_a_put_raises_when_the_put_has_ended_with_its_frames_taken(tmp_path):
+@pytest.fixture
+def ctrl_c():
+    """SIGINT raises KeyboardInterrupt, as in a terminal, also where the tests were started in a
+    background job (which starts them with SIGINT ignored)."""
+    started_with = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, started_with)
+
+
+def test_a_sigint_inside_a_put_raises_when_the_put_has_ended_with_its_frames_taken(tmp_path,
+                                                                                   ctrl_c):
     path = str(tmp_path / "held.emd")
     with EMDWriter(path, (8, 8), "uint16", n_frames=8, chunk_frames=2) as w:
         frames = np.arange(4 * 64, dtype=np.uint16).reshape(4, 8, 8)
@@ -60,7 +70,7 @@ def test_a_sigint_inside_a_put_raises_when_the_put_has_ended_with_its_frames_tak
         np.testing.assert_array_equal(f["dataset_1"].values["z"][:4], np.arange(4))
 
 
-def test_the_program_s_own_sigint_handler_keeps_working_around_puts(tmp_path):
+def test_the_program_s_own_sigint_handler_keeps_working_around_puts(tmp_path, ctrl_c):
     calls = []
     previous = signal.getsignal(signal.SIGINT)
     try:
@@ -83,6 +93,7 @@ FORK_INSIDE_A_PUT = '''
 import os, signal, sys, threading, time
 import numpy as np
 from emdstream import EMDWriter
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal (see ctrl_c)
 w = EMDWriter(sys.argv[1], (8, 8), "uint16", n_frames=64, chunk_frames=2, queue_frames=4)
 hold = threading.Event()
 
