@@ -130,7 +130,8 @@ class StreamWriter:
     def put_many(self, frames: Any, **values: Any) -> int:
         """Copy a block of frames ``(n, *frame_shape)``: the same result as n puts, one call's
         overhead. ``values``: a length-n sequence (or one number for all) per name. Returns how
-        many were taken (fewer when ``on_full="drop"`` dropped some)."""
+        many were taken (fewer when ``on_full="drop"`` dropped some). A Ctrl-C while it waits for
+        room raises KeyboardInterrupt: ``frames_put`` says how many of the block were taken."""
         self._session.raise_if_unusable()
         frames = self.spec.checked_block(frames)
         n, when = len(frames), now()
