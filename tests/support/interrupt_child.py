@@ -22,7 +22,7 @@ import numpy as np
 from emdstream import Acquisition, CountedStream, Stream
 from emdstream.encoders import BitshuffleLZ4
 
-N, STALL, INTERVAL, LIMIT = 300, 0.8, 2e-4, 3.0
+N, STALL, INTERVAL, LIMIT = 300, 0.5, 2e-4, 3.0
 
 
 def main() -> None:

@@ -100,7 +100,7 @@ hold = threading.Event()
 def stall():
     with w._thread.io_lock:  # the writer thread cannot write: the main thread's puts wait
         hold.set()
-        time.sleep(3)
+        time.sleep(1.5)
 
 def fork_from_this_thread():
     time.sleep(0.5)  # the main thread is waiting inside put by now
@@ -108,7 +108,7 @@ def fork_from_this_thread():
     if pid == 0:  # this thread is the child's main thread, outside any put
         try:
             os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(1)
+            time.sleep(0.5)
             os._exit(0)  # the SIGINT was swallowed
         except KeyboardInterrupt:
             os._exit(7)
