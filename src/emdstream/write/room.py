@@ -10,31 +10,57 @@ interrupted wait takes nothing.
 from __future__ import annotations
 
 import queue
+import threading
+import time
 from typing import Optional
 
 
 class Room:
-    """A fixed number of places (a counting semaphore): ``take`` one, ``give`` it back."""
+    """A fixed number of places (a counting semaphore): ``take`` one, ``give`` it back. The count
+    lives under a plain lock (``with`` on a C lock cannot leave it held); a waiter sleeps inside
+    ``SimpleQueue.get`` and is woken by a token per place given while someone waits. Creating one
+    costs the same for any number of places (a stream of small frames has a million)."""
 
     def __init__(self, places: int):
-        self._places: queue.SimpleQueue = queue.SimpleQueue()
-        for _ in range(places):
-            self._places.put(None)
+        self._lock = threading.Lock()
+        self._free = places
+        self._sleepers = 0  # waiters in _wakes.get
+        self._tokens = 0    # wake-up tokens put and not yet taken
+        self._wakes: queue.SimpleQueue = queue.SimpleQueue()
 
     def take(self, timeout: Optional[float] = None) -> bool:
         """A place, waiting up to ``timeout`` seconds (0: not at all, None: as long as it takes);
         False if none came."""
-        try:
-            if timeout == 0:
-                self._places.get_nowait()
-            else:
-                self._places.get(timeout=timeout)
-        except queue.Empty:
-            return False
-        return True
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            with self._lock:
+                if self._free:
+                    self._free -= 1
+                    return True
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self._sleepers += 1
+            try:
+                self._wakes.get(timeout=left)
+                woken = True
+            except queue.Empty:
+                woken = False
+            finally:
+                with self._lock:
+                    self._sleepers -= 1
+            if woken:
+                with self._lock:
+                    self._tokens -= 1
 
     def give(self) -> None:
-        self._places.put(None)
+        with self._lock:
+            self._free += 1
+            wake = self._sleepers > self._tokens
+            if wake:
+                self._tokens += 1
+        if wake:
+            self._wakes.put(None)
 
 
 class Signal:
