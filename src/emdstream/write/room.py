@@ -41,17 +41,18 @@ class Room:
                 if left is not None and left <= 0:
                     return False
                 self._sleepers += 1
+            woken = False
             try:
                 self._wakes.get(timeout=left)
                 woken = True
             except queue.Empty:
-                woken = False
+                pass
             finally:
                 with self._lock:
                     self._sleepers -= 1
-            if woken:
-                with self._lock:
-                    self._tokens -= 1
+                    self._tokens -= woken
+                    if not self._sleepers:  # the count stays true whatever cut a wait short
+                        self._tokens = self._wakes.qsize()
 
     def give(self) -> None:
         with self._lock:
