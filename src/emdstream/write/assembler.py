@@ -128,22 +128,23 @@ class ChunkAssembler:
     # Frames are only dropped when no chunk is current: the current chunk, if any, always holds
     # the next slot.
     def check_not_gathering(self) -> None:
-        """Before a buffer is taken for raw frames (then ``begin_chunk``): refused while a chunk
-        of encoded frames is being gathered (nothing taken)."""
+        """Where a buffer is taken for raw frames (the stream's ``_free_buffer``, then
+        ``begin_chunk``): refused while a chunk of encoded frames is being gathered, so that a
+        refusal takes nothing."""
         if self.gather is not None and self.gather.open:
             raise ValueError("put after put_compressed into the same chunk: a chunk holds frames "
                              "of one kind (use chunk_frames=1 to mix them)")
 
     def check_not_filling(self) -> None:
-        """Before a place is taken for gathering encoded frames (then ``begin_gather``): refused
-        while a chunk of raw frames is being filled (nothing taken)."""
+        """Where a place is taken for encoded frames (the stream's ``_room_for_encoded``, then
+        ``begin_gather``): refused while a chunk of raw frames is being filled, so that a refusal
+        takes nothing."""
         if self.current is not None:
             raise ValueError("put_compressed after put into the same chunk: a chunk holds frames "
                              "of one kind (use chunk_frames=1 to mix them)")
 
     def begin_chunk(self, buffer: ChunkBuffer) -> None:
-        """Start ``buffer`` as the chunk holding the next slot."""
-        self.check_not_gathering()
+        """Start ``buffer`` as the chunk holding the next slot (``check_not_gathering`` passed)."""
         chunk_id, _ = self.geometry.locate(self.slots)
         buffer.start(chunk_id, *self.geometry.chunk_slots(chunk_id))
         with self.lock:
@@ -214,8 +215,8 @@ class ChunkAssembler:
 
     # --- encoded frames: gathered, and written by the producer ---------------------------------
     def begin_gather(self) -> Gather:
-        """Start gathering the chunk that holds the next slot (``gather`` made by the stream)."""
-        self.check_not_filling()
+        """Start gathering the chunk that holds the next slot (``gather`` made by the stream;
+        ``check_not_filling`` passed)."""
         chunk_id, _ = self.geometry.locate(self.slots)
         self.gather.start(chunk_id, *self.geometry.chunk_slots(chunk_id))
         return self.gather

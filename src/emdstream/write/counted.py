@@ -182,7 +182,6 @@ class CountedStreamWriter(StreamWriter):
         that a Ctrl-C while waiting for it leaves nothing taken."""
         with self._lock:
             if self.assembler.current is None:
-                self.assembler.check_not_gathering()
                 self.assembler.begin_chunk(self._free_buffer())
 
     def _waiting(self) -> None:

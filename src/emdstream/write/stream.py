@@ -118,7 +118,6 @@ class StreamWriter:
             self._check_open()
             assembler = self.assembler
             if assembler.current is None:
-                assembler.check_not_gathering()  # before a buffer is taken
                 buffer = self._free_buffer()
                 if buffer is None:  # on_full="drop"
                     assembler.drop()
@@ -141,7 +140,6 @@ class StreamWriter:
             assembler, done, taken = self.assembler, 0, 0
             while done < n:
                 if assembler.current is None:
-                    assembler.check_not_gathering()
                     buffer = self._free_buffer()
                     if buffer is None:  # on_full="drop": this frame's slot stays empty
                         assembler.drop()
@@ -168,7 +166,6 @@ class StreamWriter:
                 columns = self._value_columns(values)
                 self._check_open()
                 if self.assembler.current is None:
-                    self.assembler.check_not_gathering()
                     fresh = self._free_buffer()
                     if fresh is None:
                         self.assembler.drop()
@@ -238,7 +235,6 @@ class StreamWriter:
         g = assembler.gather
         while done < len(payloads):
             if not g.open:
-                assembler.check_not_filling()  # before a place is taken
                 if not self._room_for_encoded():
                     assembler.drop()
                     done += 1
@@ -287,6 +283,7 @@ class StreamWriter:
     def _room_for_encoded(self) -> bool:
         """A place in the queue for an encoded frame, following ``on_full`` (False: drop it); a
         Ctrl-C while it waits raises, nothing taken."""
+        self.assembler.check_not_filling()  # before a place is taken
         room = self.assembler.encoded_room
         if self._session.on_full in ("raise", "drop"):
             if room.take(timeout=0):
@@ -328,6 +325,7 @@ class StreamWriter:
 
     def _free_buffer(self):
         """A chunk buffer for the next chunk, following ``on_full`` when the writer is behind."""
+        self.assembler.check_not_gathering()  # before a buffer is taken
         on_full = self._session.on_full
         if on_full in ("raise", "drop"):
             buffer = self.assembler.acquire(timeout=0)
