@@ -6,12 +6,13 @@ Python. A KeyboardInterrupt between two of them lost the buffer or the place for
 puts then waited for ever), left a chunk in the file that nothing counted, failed the writer, or
 (counted streams) gave a slot's events without its slot (tests/write/test_interrupted_waits.py).
 
-Python runs signal handlers in the main thread only, between bytecodes. So the first put in the
-main thread wraps the SIGINT handler (if it is Python's, e.g. the default KeyboardInterrupt) in a
-guard that only notes a SIGINT while the main thread is inside a put, and calls the wrapped handler
-otherwise; the noted one is handed to it when the outermost put ends, or at once where a wait has
-taken nothing yet (``raise_if_caught``). A handler the program sets later is wrapped in turn;
-closing the last writer gives the program its handler back (``uninstall``).
+Python runs signal handlers in the main thread only, between bytecodes. So a put in the main
+thread that finds a SIGINT handler it has not seen before puts a guard in front of it, if that is
+Python's (e.g. the default KeyboardInterrupt) and not guarded yet. The guard only notes a SIGINT
+while the main thread is inside a put, and calls the wrapped handler otherwise; the noted one is
+handed to it when the outermost put ends, or at once where a wait has taken nothing yet
+(``raise_if_caught``). A handler the program sets later is wrapped at the next put; closing the
+last writer gives the program its handler back (``uninstall``).
 """
 from __future__ import annotations
 
@@ -21,11 +22,12 @@ import threading
 from threading import get_ident
 
 _SIGINT = 2
-_main = threading.main_thread()  # where Python runs signal handlers
 
 
 class _Held:
+    main = threading.main_thread().ident  # the thread where Python runs signal handlers
     depth = 0          # puts entered and not left, in the main thread
+    seen = None        # the SIGINT handler the last put found (a guard, usually)
     caught = False     # a SIGINT came while depth > 0
 
 
@@ -54,7 +56,7 @@ def _raise_caught() -> None:
 def uninstall() -> None:
     """No writer open any more: give the program its own SIGINT handler back (so that, e.g.,
     ``asyncio.run`` sees the default handler and installs its own)."""
-    if get_ident() == _main.ident and not _Held.depth:
+    if get_ident() == _Held.main and not _Held.depth:
         handler = _signal.getsignal(_SIGINT)
         wrapped = getattr(handler, "emdstream_wraps", None)
         if wrapped is not None:
@@ -64,39 +66,46 @@ def uninstall() -> None:
 def _after_fork_in_child() -> None:
     """A child forked while the main thread was inside a put (from another thread) starts
     outside any put, with the forking thread as its main thread."""
-    global _main
-    _main = threading.main_thread()
+    _Held.main = threading.main_thread().ident
     _Held.depth, _Held.caught = 0, False
 
 
 class HeldInterrupts:
     """``with held_interrupts:`` a SIGINT in the block raises (KeyboardInterrupt) when the
     outermost such block ends, or where ``held_interrupts.raise_if_caught()`` is called. One
-    instance, no state of its own: enter and exit happen in the same thread."""
+    instance, no state of its own: enter and exit happen in the same thread. Per put: a thread
+    comparison, the handler compared with the one seen last, a count."""
 
     __slots__ = ()
 
     def __enter__(self) -> HeldInterrupts:
-        if get_ident() == _main.ident:
-            if not _Held.depth:
-                handler = _signal.getsignal(_SIGINT)
-                # not SIG_IGN / SIG_DFL (ints), nor a guard already
-                if callable(handler) and not hasattr(handler, "emdstream_wraps"):
-                    _signal.signal(_SIGINT, _guarding(handler))
+        if get_ident() == _Held.main:
+            if not _Held.depth and _signal.getsignal(_SIGINT) is not _Held.seen:
+                _guard_handler()
             _Held.depth += 1
         return self
 
     @staticmethod
     def raise_if_caught() -> None:
         """A SIGINT noted so far raises now (in the main thread: it is the main thread's)."""
-        if _Held.caught and get_ident() == _main.ident:
+        if _Held.caught and get_ident() == _Held.main:
             _raise_caught()
 
     def __exit__(self, *exc) -> None:
-        if get_ident() == _main.ident:
+        if get_ident() == _Held.main:
             _Held.depth -= 1
-            if not _Held.depth and _Held.caught:
+            if _Held.caught and not _Held.depth:
                 _raise_caught()
+
+
+def _guard_handler() -> None:
+    """Put the guard in front of the SIGINT handler, if that is Python's (not SIG_IGN / SIG_DFL)
+    and not guarded yet; remember what stands there now."""
+    handler = _signal.getsignal(_SIGINT)
+    if callable(handler) and not hasattr(handler, "emdstream_wraps"):
+        handler = _guarding(handler)
+        _signal.signal(_SIGINT, handler)
+    _Held.seen = handler
 
 
 held_interrupts = HeldInterrupts()
