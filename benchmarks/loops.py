@@ -7,11 +7,23 @@
   in the producer's thread; timed to ``File.close()``.
 * ``bare``: detector-compressed frames. ``dset.id.write_direct_chunk((i, 0, 0), blob)`` per frame
   into a ``chunks=(1, h, w)`` bslz4 dataset; timed to ``File.close()``.
+
+Floors: the least any writer pays that checks each detector frame's block lengths (the check
+``put_compressed`` makes: a malformed frame would spoil a whole gathered chunk) and records each
+chunk's CRC-32 (the chunk log that ``recover`` relies on). Not emdstream: loops, to show what
+bounds a target.
+
+* ``bare_checked``: the bare loop, each frame checked (``BitshuffleLZ4.check_encoded``) and its
+  CRC-32 taken before its write.
+* ``gathered``: the bare loop's file with the stream's multi-frame chunks; each frame checked,
+  its body copied into a chunk buffer under one header; each full chunk's CRC-32, then its write.
+* ``hand_crc``: the hand loop with each chunk's CRC-32 taken before its write.
 """
 from __future__ import annotations
 
 import struct
 import time
+import zlib
 
 import numpy as np
 from harness import cpu_seconds, distinct_chunks, peak_since_start, start_timing
@@ -27,7 +39,7 @@ def _file(path: str, shape: tuple, n: int, k: int):
     return f, d
 
 
-def hand(job: dict, bank: np.ndarray, path: str) -> dict:
+def hand(job: dict, bank: np.ndarray, path: str, crc: bool = False) -> dict:
     from emdstream.encoders import BitshuffleLZ4
     n, k, shape = job["frames"], job["k"], bank.shape[1:]
     block = BitshuffleLZ4.block_elems(bank.itemsize)
@@ -45,7 +57,10 @@ def hand(job: dict, bank: np.ndarray, path: str) -> dict:
     for i in range(n):
         buf[i % k] = bank[i % b]
         if i % k == k - 1:
-            d.id.write_direct_chunk((i - k + 1, 0, 0), header + compress(buf).tobytes())
+            blob = header + compress(buf).tobytes()
+            if crc:
+                zlib.crc32(blob)
+            d.id.write_direct_chunk((i - k + 1, 0, 0), blob)
     stored = d.id.get_storage_size()
     f.close()
     t1 = time.perf_counter()
@@ -53,16 +68,56 @@ def hand(job: dict, bank: np.ndarray, path: str) -> dict:
                 peak_timed=peak_since_start(), stored=int(stored))
 
 
-def bare(job: dict, bank: np.ndarray, path: str) -> dict:
+def hand_crc(job: dict, bank: np.ndarray, path: str) -> dict:
+    return hand(job, bank, path, crc=True)
+
+
+def bare(job: dict, bank: np.ndarray, path: str, checked: bool = False) -> dict:
     from emdstream.encoders import BitshuffleLZ4
     n, shape = job["frames"], bank.shape[1:]
-    blobs = [np.asarray(BitshuffleLZ4().encode(c)).tobytes() for c in distinct_chunks(bank, 1)]
+    encoder = BitshuffleLZ4()
+    blobs = [np.asarray(encoder.encode(c)).tobytes() for c in distinct_chunks(bank, 1)]
     f, d = _file(path, shape, n, 1)
-    b = len(blobs)
+    b, nbytes, itemsize = len(blobs), bank[0].nbytes, bank.itemsize
     rss0, cpu0 = start_timing()
     t0 = time.perf_counter()
     for i in range(n):
-        d.id.write_direct_chunk((i, 0, 0), blobs[i % b])
+        blob = blobs[i % b]
+        if checked:
+            encoder.check_encoded(blob, nbytes, itemsize)
+            zlib.crc32(blob)
+        d.id.write_direct_chunk((i, 0, 0), blob)
+    stored = d.id.get_storage_size()
+    f.close()
+    t1 = time.perf_counter()
+    return dict(seconds=t1 - t0, cpu=cpu_seconds() - cpu0, rss0=rss0,
+                peak_timed=peak_since_start(), stored=int(stored))
+
+
+def bare_checked(job: dict, bank: np.ndarray, path: str) -> dict:
+    return bare(job, bank, path, checked=True)
+
+
+def gathered(job: dict, bank: np.ndarray, path: str) -> dict:
+    from emdstream.encoders import BitshuffleLZ4
+    n, k, shape = job["frames"], job["k"], bank.shape[1:]
+    encoder = BitshuffleLZ4()
+    blobs = [np.asarray(encoder.encode(c)).tobytes() for c in distinct_chunks(bank, 1)]
+    f, d = _file(path, shape, n, k)
+    b, nbytes, itemsize = len(blobs), bank[0].nbytes, bank.itemsize
+    out = np.empty(12 + k * encoder.bound(nbytes, itemsize), np.uint8)
+    out[:12] = np.frombuffer(encoder.header(k * nbytes, itemsize), np.uint8)
+    chunk, at = memoryview(out), 12
+    rss0, cpu0 = start_timing()
+    t0 = time.perf_counter()
+    for i in range(n):
+        body = encoder.check_encoded(blobs[i % b], nbytes, itemsize, True)[12:]
+        chunk[at:at + body.nbytes] = body
+        at += body.nbytes
+        if i % k == k - 1:
+            zlib.crc32(chunk[:at])
+            d.id.write_direct_chunk((i - k + 1, 0, 0), chunk[:at])
+            at = 12
     stored = d.id.get_storage_size()
     f.close()
     t1 = time.perf_counter()
