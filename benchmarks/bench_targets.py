@@ -32,7 +32,8 @@ BSLZ4 = ["own", "threads"]
 # (case, frame size, compression, raw MiB, methods)
 CASES = [
     ("256x256-bslz4", 256, "bslz4", 1500,
-     ["put", "frame_buffer", "acquisition", "put_paced", "hand", "hand_crc"] + BSLZ4),
+     ["put", "frame_buffer", "acquisition", "acquisition_narrow", "put_paced", "hand", "hand_crc"]
+     + BSLZ4),
     ("64x64-bslz4", 64, "bslz4", 256, ["put_many", "hand", "hand_crc"] + BSLZ4),
     ("1024x1024-bslz4", 1024, "bslz4", 1024, ["put", "hand", "hand_crc"] + BSLZ4),
     ("256x256-detector-compressed", 256, "bslz4", 1000,
@@ -45,7 +46,8 @@ CASES = [
 VARIANTS = {
     "put": dict(method="emd", api="put"), "put_many": dict(method="emd", api="put_many"),
     "frame_buffer": dict(method="emd", api="frame_buffer"),
-    "acquisition": dict(method="emd", api="acquisition"),
+    "acquisition": dict(method="emd", api="acquisition", scan_width=96),
+    "acquisition_narrow": dict(method="emd", api="acquisition", scan_width=16),
     "put_paced": dict(method="emd", api="put", pace_gbps=0.5),
     "put_compressed_k1": dict(method="emd", api="put_compressed", chunk_frames=1),
     "put_compressed": dict(method="emd", api="put_compressed"),
@@ -64,7 +66,7 @@ def _writer(job: dict, bank: np.ndarray, path: str):
     if job["api"] == "acquisition":
         acq = Acquisition(path, [Stream("diffraction", bank.shape[1:], compression=comp),
                                  Stream("haadf", (), "float32", compression=None)],
-                          scan_shape=(n // 16, 16), overwrite=True)
+                          scan_shape=(n // job["scan_width"], job["scan_width"]), overwrite=True)
         return acq, acq["diffraction"]
     w = EMDWriter(path, bank.shape[1:], bank.dtype, n_frames=n, compression=comp,
                   chunk_frames=job.get("chunk_frames"), overwrite=True)
@@ -83,7 +85,7 @@ def run_emd(job: dict, bank: np.ndarray, path: str) -> dict:
         if how.startswith("put_compressed") else None
     blocks = [np.ascontiguousarray(c) for c in harness.distinct_chunks(bank, BLOCK)]
     pace_ns = bank[0].nbytes / job["pace_gbps"] if job.get("pace_gbps") else 0.0
-    haadf = w["haadf"] if how == "acquisition" else None
+    haadf = w["haadf"] if how == "acquisition" else None  # scan rows of job["scan_width"]
     rss0, cpu0 = harness.start_timing()
     p0, t0, start = time.thread_time(), time.perf_counter(), clock()
     calls = 0
@@ -168,6 +170,8 @@ def run_all(bench: harness.Bench) -> list[dict]:
         shape = (size, size)
         k = harness.chunk_frames_for(shape, None)
         step = math.lcm(k, BLOCK) if any(m.endswith("_many") for m in methods) else k
+        for m in methods:  # whole scan rows
+            step = math.lcm(step, VARIANTS[m].get("scan_width", 1))
         n = max(step, (mib * MiB // args.divide) // (size * size * 2) // step * step)
         base = dict(workload="detector", shape=list(shape), compression=comp, frames=n, k=k,
                     frame_bytes=size * size * 2, bank=bench.bank("detector", shape),
@@ -187,7 +191,9 @@ TARGETS = [  # (label, case, method, reference methods, threshold, floor method)
      "hand_crc"),
     ("put 1024x1024 vs ceiling", "1024x1024-bslz4", "put", BSLZ4, 0.9, "hand_crc"),
     ("acquisition (+HAADF, 2 values) vs plain put", "256x256-bslz4", "acquisition", ["put"], 0.9,
-     None),
+     None),  # a scan 96 positions wide (125 rows of 6 chunks)
+    ("acquisition, scan 16 wide (a chunk a row) vs plain put", "256x256-bslz4",
+     "acquisition_narrow", ["put"], 0.9, None),
     ("put_compressed chunk_frames=1 vs bare loop", "256x256-detector-compressed",
      "put_compressed_k1", ["bare"], 0.8, "bare_checked"),
     ("put_compressed default chunks vs bare loop", "256x256-detector-compressed",
