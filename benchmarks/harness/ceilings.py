@@ -11,7 +11,9 @@ Issue 17's ceiling is the best of two ways, each measured in the same run as wha
 
 ``threads_written`` is a floor, not a ceiling: ``compress_threads`` with each chunk's CRC-32
 taken and the chunk written (``write_direct_chunk``, h5py serializing the writes) into a file, as
-a writer that keeps a chunk log must; no copy, no hand-off. A target above it is out of reach.
+a writer that keeps a chunk log must, and for codecs other than bslz4 each chunk's frames copied
+first (``put`` returns before their chunk is compressed; a bslz4 frame can be compressed where it
+lies, so no copy there); no hand-off. A target above it is out of reach.
 
 ``compress_pool`` is the older ``ThreadPoolExecutor`` ceiling (a hand-off per chunk: it understates
 the real one on a VM where a thread wake-up costs ~50-100 µs), kept for ``bench_write``.
@@ -67,10 +69,16 @@ def compress_threads(job: dict, bank: np.ndarray, path: str, write: bool = False
                 sizes[i] += size
                 if store:
                     store(j, memoryview(outs[i])[:size])
-    else:
+    else:  # a writer must copy the frames first (put returns before the chunk is compressed)
+        bufs = [np.empty_like(seq[0]) for _ in range(n)] if store else None
+
         def one(i):
             for j in range(i, len(seq), n):
-                payload = encoder.encode(seq[j])
+                chunk = seq[j]
+                if store:
+                    np.copyto(bufs[i], chunk)
+                    chunk = bufs[i]
+                payload = encoder.encode(chunk)
                 sizes[i] += memoryview(payload).nbytes
                 if store:
                     store(j, payload)
