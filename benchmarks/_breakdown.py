@@ -26,7 +26,7 @@ _SECTIONS = [
     ("emdstream.write.writer_thread:WriterThread", "_submit", "_submit", 1),
     ("emdstream.write.writer_thread:WriterThread", "_write_ready", "_write_ready", 1),
     ("concurrent.futures:Future", "result", "Future.result (waiting for encoder)", 2),
-    ("emdstream.write.writer_thread:WriterThread", "_write_chunk", "_write_chunk", 2),
+    ("emdstream.write.sink:StreamSink", "write_chunk", "write_chunk", 2),
     ("h5py:Dataset", "resize", "Dataset.resize", 3),
     ("emdstream.write.writer_thread:WriterThread", "_flush", "_flush (periodic + final)", 1),
     ("emdstream.write.writer_thread:WriterThread", "_drain", "_drain", 2),

@@ -166,11 +166,11 @@ def test_drops_in_gathered_chunks_keep_the_fill_value(tmp_path):
 
 def test_a_failed_write_from_the_producer_fails_the_writer_without_hanging(tmp_path, monkeypatch):
     from emdstream.errors import WriterError
-    from emdstream.write.writer_thread import WriterThread
+    from emdstream.write.sink import StreamSink
 
     blobs = blobs_of(detector_frames(8, (64, 64)))
     w = EMDWriter(str(tmp_path / "f.emd"), (64, 64), n_frames=80, chunk_frames=4)
-    monkeypatch.setattr(WriterThread, "_write_chunk", lambda *a, **k: (_ for _ in ()).throw(
+    monkeypatch.setattr(StreamSink, "write_chunk", lambda *a, **k: (_ for _ in ()).throw(
         OSError(28, "No space left on device")))
     with pytest.raises(WriterError, match="No space left"):
         for _ in range(20):  # until one chunk is written by the producer itself

@@ -33,9 +33,9 @@ Which thread runs what:
 The HDF5 rule: every HDF5 call on the file being written is made holding ``WriterThread.io_lock``.
 The writer thread holds it at all times except while it waits on the queue; a producer only ever
 tries it without waiting (``write_now``), and writes only chunks of its own stream that nothing
-queued precedes, through the writer thread's own ``_write_chunk`` and counting, so the file sees
-one writer at a time, in order, and a frame is still counted durable only at a flush after its
-chunk was written.
+queued precedes, through the same ``StreamSink.write_chunk`` and counting as the writer thread,
+so the file sees one writer at a time, in order, and a frame is still counted durable only at a
+flush after its chunk was written.
 
 Lock order (a thread holding one may take only those after it, never the reverse):
 ``Acquisition._close_lock`` -> ``CountedStreamWriter._order_lock`` (counted streams: one counted

@@ -1,5 +1,6 @@
-"""The writer thread's per-stream state (``StreamSink``) and how a chunk of frames becomes the
-bytes written for it (``encode_chunk``, ``raw_chunk``)."""
+"""The writer thread's per-stream state (``StreamSink``): how a chunk of frames becomes the bytes
+written for it (``encode_chunk``, ``raw_chunk``), how those bytes go into the file
+(``write_chunk``) and how far the written chunks let the count go (``count_written``)."""
 from __future__ import annotations
 
 from typing import Optional
@@ -8,6 +9,7 @@ import h5py
 import numpy as np
 
 from emdstream.format import layout
+from emdstream.write.chunk_buffer import EncodedChunk
 from emdstream.write.events import EventWriter
 from emdstream.write.value_table import ValueTable
 
@@ -44,6 +46,49 @@ class StreamSink:
     def frames_written(self) -> int:
         durable = self.durable
         return durable - self.assembler.dropped_below(durable)
+
+    def write_chunk(self, notes, chunk_id: int, rows, end: int, payload,
+                    raw_because: Optional[int] = None, frames=None) -> None:
+        """A data chunk (encoded) into the file, noted in the chunk log (``notes``), and the
+        value rows of its slots up to ``end``; ``raw_because``: the data chunk is stored as it is
+        (all filters skipped), and why. ``frames``: the chunk's frames, stored as they are rather
+        than rewriting a compressed chunk in place (same size as its last write: HDF5 would
+        overwrite the bytes a durable count relies on; see ``safety.chunklog``). Called holding
+        the writer's ``io_lock`` (see ``emdstream.write``)."""
+        geometry = self.geometry
+        offset = geometry.chunk_offset(chunk_id)
+        if geometry.growing and offset[0] + geometry.k > self.data.shape[0]:
+            grow = geometry.grow_frames
+            new_len = (offset[0] + geometry.k + grow - 1) // grow * grow
+            self.data.resize((new_len,) + self.data.shape[1:])
+        first = geometry.chunk_slots(chunk_id)[0]
+        if raw_because is None and frames is not None and self.skip_all_filters and \
+                memoryview(payload).nbytes == self.stored.get(offset):
+            payload, raw_because = raw_chunk(frames, RAW_INCOMPRESSIBLE)
+        mask = 0 if raw_because is None else self.skip_all_filters
+        self.data.id.write_direct_chunk(offset, payload, filter_mask=mask)
+        if raw_because is not None:
+            self.raw_written.append((raw_because, first))
+        self.stored[offset] = memoryview(payload).nbytes
+        notes.note(self, "data", offset, payload, mask, first, end)
+        self.values.store(first, end, rows)
+
+    def count_written(self, buffer, end: int, store_raw: bool) -> None:
+        """Advance ``committed`` past a written chunk. Chunks written in the order they came (the
+        rule for frames put) move it to their end; chunks written in any order (``write_dask``,
+        ``store_raw``) only once every chunk below them is written, so the count never claims a
+        slot whose chunk is not in the file."""
+        if not store_raw and not (isinstance(buffer, EncodedChunk) and not buffer.in_order):
+            self.committed = max(self.committed, end)
+            return
+        ahead = self.out_of_order
+        ahead[buffer.first_slot] = max(end, ahead.get(buffer.first_slot, 0))
+        while True:
+            reached = [first for first in ahead if first <= self.committed]
+            if not reached:
+                return
+            for first in reached:
+                self.committed = max(self.committed, ahead.pop(first))
 
 
 def encode_chunk(sink: StreamSink, frames) -> tuple:

@@ -207,8 +207,8 @@ class WriterThread(threading.Thread):
             sink = self.sinks[index]
             if self.error is not None or not sink.assembler.may_write_now():
                 return False
-            self._write_chunk(sink, chunk.chunk_id, chunk.values, chunk.end_slot, chunk.payload)
-            self._count_written(sink, chunk, chunk.end_slot)
+            sink.write_chunk(self.notes, chunk.chunk_id, chunk.values, chunk.end_slot, chunk.payload)
+            sink.count_written(chunk, chunk.end_slot, self.store_raw)
             sink.assembler.written_now(chunk)
             if self._writeback.due(self.notes.file_end):
                 self.chunks.put(WRITEBACK_DUE)
@@ -257,63 +257,21 @@ class WriterThread(threading.Thread):
         """Write finished chunks in order; with ``block``, wait for the oldest one at least."""
         while self._inflight and (block or self._inflight[0][3].done()):
             sink, buffer, end, fut = self._inflight.popleft()
-            self._write_chunk(sink, buffer.chunk_id, buffer.values, end, *fut.result(),
+            sink.write_chunk(self.notes, buffer.chunk_id, buffer.values, end, *fut.result(),
                               frames=getattr(buffer, "array", None))
             sink.in_flight -= 1
             sink.assembler.release(buffer)
-            self._count_written(sink, buffer, end)
+            sink.count_written(buffer, end, self.store_raw)
             block = False
 
     def _write_raw_now(self, index: int, buffer: ChunkBuffer, end: int) -> None:
         """``on_full="store_raw"`` with the encoder pool saturated: store this chunk as it is,
         ahead of the chunks still being compressed (counted as in any order)."""
         sink = self.sinks[index]
-        self._write_chunk(sink, buffer.chunk_id, buffer.values, end,
+        sink.write_chunk(self.notes, buffer.chunk_id, buffer.values, end,
                           *raw_chunk(buffer.array, RAW_WRITER_BEHIND))
         sink.assembler.release(buffer)
-        self._count_written(sink, buffer, end)
-
-    def _count_written(self, sink: StreamSink, buffer, end: int) -> None:
-        """Advance ``committed`` past a written chunk. Chunks written in the order they came (the
-        rule for frames put) move it to their end; chunks written in any order (``write_dask``,
-        ``store_raw``) only once every chunk below them is written, so the count never claims a
-        slot whose chunk is not in the file."""
-        if not self.store_raw and not (isinstance(buffer, EncodedChunk) and not buffer.in_order):
-            sink.committed = max(sink.committed, end)
-            return
-        ahead = sink.out_of_order
-        ahead[buffer.first_slot] = max(end, ahead.get(buffer.first_slot, 0))
-        while True:
-            reached = [first for first in ahead if first <= sink.committed]
-            if not reached:
-                return
-            for first in reached:
-                sink.committed = max(sink.committed, ahead.pop(first))
-
-    def _write_chunk(self, sink: StreamSink, chunk_id: int, rows, end: int, payload,
-                     raw_because: Optional[int] = None, frames=None) -> None:
-        """A data chunk (encoded) into the file, and the value rows of its slots up to ``end``;
-        ``raw_because``: the data chunk is stored as it is (all filters skipped), and why.
-        ``frames``: the chunk's frames, stored as they are rather than rewriting a compressed
-        chunk in place (same size as its last write: HDF5 would overwrite the bytes a durable
-        count relies on; see ``safety.chunklog``)."""
-        geometry = sink.geometry
-        offset = geometry.chunk_offset(chunk_id)
-        if geometry.growing and offset[0] + geometry.k > sink.data.shape[0]:
-            grow = geometry.grow_frames
-            new_len = (offset[0] + geometry.k + grow - 1) // grow * grow
-            sink.data.resize((new_len,) + sink.data.shape[1:])
-        first = geometry.chunk_slots(chunk_id)[0]
-        if raw_because is None and frames is not None and sink.skip_all_filters and \
-                memoryview(payload).nbytes == sink.stored.get(offset):
-            payload, raw_because = raw_chunk(frames, RAW_INCOMPRESSIBLE)
-        mask = 0 if raw_because is None else sink.skip_all_filters
-        sink.data.id.write_direct_chunk(offset, payload, filter_mask=mask)
-        if raw_because is not None:
-            sink.raw_written.append((raw_because, first))
-        sink.stored[offset] = memoryview(payload).nbytes
-        self.notes.note(sink, "data", offset, payload, mask, first, end)
-        sink.values.store(first, end, rows)
+        sink.count_written(buffer, end, self.store_raw)
 
     def _drain(self) -> None:
         while self._inflight:
@@ -330,13 +288,13 @@ class WriterThread(threading.Thread):
             if final is not None and not sink.assembler.any_order:
                 sink.committed = max(sink.committed, final.total_slots[index])
             elif sink.assembler.any_order or snap.waiting:
-                pass  # counted chunk by chunk (_count_written); or a chunk waits for an open slot
+                pass  # counted chunk by chunk (StreamSink.count_written); or a chunk waits for an open slot
             elif snap.handed_end <= sink.committed:  # every full chunk handed over is written
                 if snap.partial is None:  # slots after the last chunk were all dropped
                     sink.committed = max(sink.committed, snap.slots)
                 elif (snap.partial_id, snap.partial_end) != sink.partial_written:
                     # a rewrite leaves the chunk's older copy as dead space: only when it grew
-                    self._write_chunk(sink, snap.partial_id, snap.partial_values,
+                    sink.write_chunk(self.notes, snap.partial_id, snap.partial_values,
                                       snap.partial_end, *encode_chunk(sink, snap.partial),
                                       frames=snap.partial)
                     sink.partial_written = (snap.partial_id, snap.partial_end)
