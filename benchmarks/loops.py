@@ -39,6 +39,15 @@ def _file(path: str, shape: tuple, n: int, k: int):
     return f, d
 
 
+def _closed(f, d, t0: float, cpu0: float, rss0: int) -> dict:
+    """Close the file (timed, as emdstream's close is) and the measurement of a loop."""
+    stored = d.id.get_storage_size()
+    f.close()
+    t1 = time.perf_counter()
+    return dict(seconds=t1 - t0, cpu=cpu_seconds() - cpu0, rss0=rss0,
+                peak_timed=peak_since_start(), stored=int(stored))
+
+
 def hand(job: dict, bank: np.ndarray, path: str, crc: bool = False) -> dict:
     from emdstream.encoders import BitshuffleLZ4
     n, k, shape = job["frames"], job["k"], bank.shape[1:]
@@ -61,11 +70,7 @@ def hand(job: dict, bank: np.ndarray, path: str, crc: bool = False) -> dict:
             if crc:
                 zlib.crc32(blob)
             d.id.write_direct_chunk((i - k + 1, 0, 0), blob)
-    stored = d.id.get_storage_size()
-    f.close()
-    t1 = time.perf_counter()
-    return dict(seconds=t1 - t0, cpu=cpu_seconds() - cpu0, rss0=rss0,
-                peak_timed=peak_since_start(), stored=int(stored))
+    return _closed(f, d, t0, cpu0, rss0)
 
 
 def hand_crc(job: dict, bank: np.ndarray, path: str) -> dict:
@@ -87,11 +92,7 @@ def bare(job: dict, bank: np.ndarray, path: str, checked: bool = False) -> dict:
             encoder.check_encoded(blob, nbytes, itemsize)
             zlib.crc32(blob)
         d.id.write_direct_chunk((i, 0, 0), blob)
-    stored = d.id.get_storage_size()
-    f.close()
-    t1 = time.perf_counter()
-    return dict(seconds=t1 - t0, cpu=cpu_seconds() - cpu0, rss0=rss0,
-                peak_timed=peak_since_start(), stored=int(stored))
+    return _closed(f, d, t0, cpu0, rss0)
 
 
 def bare_checked(job: dict, bank: np.ndarray, path: str) -> dict:
@@ -118,8 +119,4 @@ def gathered(job: dict, bank: np.ndarray, path: str) -> dict:
             zlib.crc32(chunk[:at])
             d.id.write_direct_chunk((i - k + 1, 0, 0), chunk[:at])
             at = 12
-    stored = d.id.get_storage_size()
-    f.close()
-    t1 = time.perf_counter()
-    return dict(seconds=t1 - t0, cpu=cpu_seconds() - cpu0, rss0=rss0,
-                peak_timed=peak_since_start(), stored=int(stored))
+    return _closed(f, d, t0, cpu0, rss0)
