@@ -30,13 +30,14 @@ from harness.ceilings import compress_own_threads, compress_threads, threads_wri
 
 BSLZ4 = ["own", "threads"]
 FLOOR = ["threads_written"]  # the ceiling's threads, each chunk's CRC-32 taken and written
+BSLZ4_FLOORS = ["threads_written", "hand_crc"]  # the fastest of the two designs
 # (case, frame size, compression, raw MiB, methods)
 CASES = [
     ("256x256-bslz4", 256, "bslz4", 1500,
      ["put", "frame_buffer", "acquisition", "acquisition_narrow", "put_paced", "hand", "hand_crc"]
      + BSLZ4 + FLOOR),
-    ("64x64-bslz4", 64, "bslz4", 256, ["put_many", "hand"] + BSLZ4 + FLOOR),
-    ("1024x1024-bslz4", 1024, "bslz4", 1024, ["put", "hand"] + BSLZ4 + FLOOR),
+    ("64x64-bslz4", 64, "bslz4", 256, ["put_many", "hand", "hand_crc"] + BSLZ4 + FLOOR),
+    ("1024x1024-bslz4", 1024, "bslz4", 1024, ["put", "hand", "hand_crc"] + BSLZ4 + FLOOR),
     ("256x256-detector-compressed", 256, "bslz4", 1000,
      ["put_compressed_k1", "put_compressed", "put_compressed_many", "bare", "bare_checked",
       "gathered"]),
@@ -186,14 +187,14 @@ def run_all(bench: harness.Bench) -> list[dict]:
     return rows
 
 
-TARGETS = [  # (label, case, method, reference methods, threshold, floor method)
-    ("put 256x256 bslz4 vs ceiling", "256x256-bslz4", "put", BSLZ4, 0.9, "threads_written"),
-    ("put 256x256 bslz4 vs hand loop", "256x256-bslz4", "put", ["hand"], 0.95, "hand_crc"),
+TARGETS = [  # (label, case, method, reference methods, threshold, floor method(s): the fastest)
+    ("put 256x256 bslz4 vs ceiling", "256x256-bslz4", "put", BSLZ4, 0.9, BSLZ4_FLOORS),
+    ("put 256x256 bslz4 vs hand loop", "256x256-bslz4", "put", ["hand"], 0.95, BSLZ4_FLOORS),
     ("frame_buffer 256x256 vs ceiling", "256x256-bslz4", "frame_buffer", BSLZ4, 0.9,
-     "threads_written"),
+     BSLZ4_FLOORS),
     ("put_many 64x64 (blocks of 256) vs ceiling", "64x64-bslz4", "put_many", BSLZ4, 0.85,
-     "threads_written"),
-    ("put 1024x1024 vs ceiling", "1024x1024-bslz4", "put", BSLZ4, 0.9, "threads_written"),
+     BSLZ4_FLOORS),
+    ("put 1024x1024 vs ceiling", "1024x1024-bslz4", "put", BSLZ4, 0.9, BSLZ4_FLOORS),
     ("acquisition (+HAADF, 2 values) vs plain put", "256x256-bslz4", "acquisition", ["put"], 0.9,
      None),  # a scan 96 positions wide (125 rows of 6 chunks)
     ("acquisition, scan 16 wide (a chunk a row) vs plain put", "256x256-bslz4",
@@ -224,8 +225,10 @@ def target_rows(rows: list[dict]) -> list[list[str]]:
         best = min(ref, key=lambda x: x["seconds"])
         x = best["seconds"] / r["seconds"]
         loop = best["seconds"] / r["loop_seconds"] if r.get("loop_seconds") else None
-        floor = by.get((case, floor_method))
-        floor_x = best["seconds"] / floor["seconds"] if floor else None
+        floors = [by[(case, m)] for m in ([floor_method] if isinstance(floor_method, str) else
+                                          floor_method or []) if (case, m) in by]
+        floors = [f for f in floors if f["seconds"] < math.inf]
+        floor_x = best["seconds"] / min(f["seconds"] for f in floors) if floors else None
         out.append([label, f">= {thr}x", f"{x:.2f}x", fmt(loop, ".2f") + ("x" if loop else ""),
                     fmt(floor_x, ".2f") + ("x" if floor_x else ""),
                     "met" if x >= thr else "MISSED",
@@ -277,9 +280,9 @@ def print_all(rows: list[dict], markdown: bool) -> None:
                     fmt(r.get("put_p99_us"), ".1f"), fmt(r["peak_rss"] / MiB, ".0f")])
     print(fmt_table(headers, out, markdown))
     print("\nTargets (issue 17; x = reference time / emdstream time, > 1: emdstream faster; "
-          "ceiling = the faster of own/threads; floor = the same ratio for a loop that does only "
-          "the checks and CRC-32s emdstream must (loops.py): a target above it is out of reach "
-          "for any writer that keeps them)")
+          "ceiling = the faster of own/threads; floor = the same ratio for the fastest loop that "
+          "does only the checks, copies and CRC-32s emdstream must (loops.py, "
+          "harness/ceilings.py): a target above it is out of reach for a writer of that design)")
     print(fmt_table(["target", "wanted", "measured", "loop only", "floor", "",
                      "rates; where the time goes"],
                     target_rows(rows), markdown))

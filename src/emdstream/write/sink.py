@@ -18,7 +18,8 @@ RAW_INCOMPRESSIBLE, RAW_WRITER_BEHIND = 0, 1  # why a chunk is stored raw (layou
 
 
 class StreamSink:
-    """The writer thread's view of one stream: its datasets and how far it got (writer thread only)."""
+    """The writer thread's view of one stream: its datasets and how far it got. Used holding the
+    writer's ``io_lock``: by the writer thread, or by a producer's ``write_now``."""
 
     def __init__(self, h5file: h5py.File, stream):
         self.name = stream.name
@@ -77,7 +78,7 @@ class StreamSink:
         """Advance ``committed`` past a written chunk. Chunks written in the order they came (the
         rule for frames put) move it to their end; chunks written in any order (``write_dask``,
         ``store_raw``) only once every chunk below them is written, so the count never claims a
-        slot whose chunk is not in the file."""
+        slot whose chunk is not in the file. Called holding the writer's ``io_lock``."""
         if not store_raw and not (isinstance(buffer, EncodedChunk) and not buffer.in_order):
             self.committed = max(self.committed, end)
             return
