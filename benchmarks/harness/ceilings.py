@@ -86,12 +86,22 @@ def compress_threads(job: dict, bank: np.ndarray, path: str, write: bool = False
         one_chunk = seq[i % len(seq)]
         encoder.encode(one_chunk)
 
+    errors: list[BaseException] = []
+
+    def guarded(i):  # a thread's exception reaches the measurement (a failed write is not fast)
+        try:
+            one(i)
+        except BaseException as exc:
+            errors.append(exc)
+
     def run():
-        threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+        threads = [threading.Thread(target=guarded, args=(i,)) for i in range(n)]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
+        if errors:
+            raise errors[0]
         if store:
             store.close()
         return sum(sizes)

@@ -258,7 +258,7 @@ class WriterThread(threading.Thread):
         while self._inflight and (block or self._inflight[0][3].done()):
             sink, buffer, end, fut = self._inflight.popleft()
             sink.write_chunk(self.notes, buffer.chunk_id, buffer.values, end, *fut.result(),
-                              frames=getattr(buffer, "array", None))
+                             frames=getattr(buffer, "array", None))
             sink.in_flight -= 1
             sink.assembler.release(buffer)
             sink.count_written(buffer, end, self.store_raw)
@@ -269,7 +269,7 @@ class WriterThread(threading.Thread):
         ahead of the chunks still being compressed (counted as in any order)."""
         sink = self.sinks[index]
         sink.write_chunk(self.notes, buffer.chunk_id, buffer.values, end,
-                          *raw_chunk(buffer.array, RAW_WRITER_BEHIND))
+                         *raw_chunk(buffer.array, RAW_WRITER_BEHIND))
         sink.assembler.release(buffer)
         sink.count_written(buffer, end, self.store_raw)
 
@@ -288,15 +288,15 @@ class WriterThread(threading.Thread):
             if final is not None and not sink.assembler.any_order:
                 sink.committed = max(sink.committed, final.total_slots[index])
             elif sink.assembler.any_order or snap.waiting:
-                pass  # counted chunk by chunk (StreamSink.count_written); or a chunk waits for an open slot
+                pass  # counted chunk by chunk (count_written); or a chunk waits for an open slot
             elif snap.handed_end <= sink.committed:  # every full chunk handed over is written
                 if snap.partial is None:  # slots after the last chunk were all dropped
                     sink.committed = max(sink.committed, snap.slots)
                 elif (snap.partial_id, snap.partial_end) != sink.partial_written:
                     # a rewrite leaves the chunk's older copy as dead space: only when it grew
                     sink.write_chunk(self.notes, snap.partial_id, snap.partial_values,
-                                      snap.partial_end, *encode_chunk(sink, snap.partial),
-                                      frames=snap.partial)
+                                     snap.partial_end, *encode_chunk(sink, snap.partial),
+                                     frames=snap.partial)
                     sink.partial_written = (snap.partial_id, snap.partial_end)
                     sink.committed = max(sink.committed, snap.partial_end)
             sink.snapshot_dropped = snap.dropped
