@@ -326,3 +326,19 @@ def test_two_writers_two_names_in_separate_files_keep_their_names(tmp_path):
         write_frames(path, detector_frames(2, (4, 4)), n_frames=2, name=name)
         with h5py.File(path, "r") as f:
             assert list(f["data"].keys()) == [name]
+
+
+@pytest.mark.parametrize("grid", [(40,), (6, 7), (3, 4, 5)])
+def test_values_after_the_commit_point_are_blanked_and_none_before(tmp_path, grid):
+    """finalize blanks the value rows of uncounted slots (a killed writer's last chunks), reading
+    only the rows from the commit point on: every committed row kept, every later row NaN."""
+    from emdstream.format.layout import _blank_unrecorded
+    n = int(np.prod(grid))
+    for committed in sorted({0, 1, n // 2, n // 2 + 1, n - 1, n}):
+        with h5py.File(tmp_path / "t.h5", "w") as f:
+            rows = np.arange(n * 3, dtype=np.float64).reshape(grid + (3,))
+            table = f.create_dataset("values", data=rows, chunks=True, compression="gzip")
+            _blank_unrecorded(table, committed)
+            got = table[()].reshape(n, 3)
+        assert np.array_equal(got[:committed], rows.reshape(n, 3)[:committed]), committed
+        assert np.isnan(got[committed:]).all(), committed

@@ -15,6 +15,7 @@ through ``journal.finalize``, so it happens all at once or not at all.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -281,6 +282,10 @@ def append_rows(ds: h5py.Dataset, rows) -> None:
 def _blank_unrecorded(table: h5py.Dataset, committed: int) -> None:
     """NaN for value rows written after the last recorded flush (a killed writer's last chunks):
     their frames are not counted, so neither are their values."""
-    stamps = table[..., 0].reshape(-1)
-    for slot in np.flatnonzero(~np.isnan(stamps[committed:])) + committed:
-        table[np.unravel_index(slot, table.shape[:-1])] = np.nan
+    grid = table.shape[:-1]
+    per_row = math.prod(grid[1:])  # slots per index of axis 0
+    first_row = committed // per_row if per_row else 0
+    stamps = table[first_row:, ..., 0].reshape(-1)  # only the rows from the first uncounted slot
+    skip = committed - first_row * per_row
+    for slot in np.flatnonzero(~np.isnan(stamps[skip:])) + committed:
+        table[np.unravel_index(slot, grid)] = np.nan

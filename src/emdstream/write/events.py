@@ -2,18 +2,20 @@
 ``EventWriter`` (writer-thread side).
 
 A counted put copies its events once, straight into fixed-size chunk buffers of ``indices``,
-``counts`` and ``indptr`` (``_Filler``; buffers are reused), under the queue's leaf lock (taken
-holding the stream's locks, never the other way round; the writer thread takes it alone and never
-waits holding it). A filled chunk is listed for the writer thread, woken by an ``EventsPending``
-message on the file's queue; it has the encoder pool compress the chunk (and add the events of an
-``indices`` chunk into the summed pattern, ``SummedPattern``), writes it with a direct chunk write
-and gives the buffer back. At every flush the writer thread writes the partly filled chunks too
-(copies taken under the lock). A counted put queues a slot's events before the slot enters the
-counts image, and the writer thread drains the queue at every flush after taking the streams'
-snapshots and before the file flush that precedes the commit point (``committed_slots``): the events
-of every slot it counts are in the file first. A chunk is never rewritten in place over its
-compressed bytes (the chunk log's rule, ``safety.chunklog``): a version the size of the last is
-stored raw.
+``counts`` and ``indptr`` (``_Filler``; buffers are reused). The copy itself runs without a lock,
+into the part of a buffer that no other thread reads; the fill counts, the buffers and the lists
+change under the queue's leaf lock (taken holding the stream's locks, never the other way round;
+the writer thread takes it alone and never waits holding it), and the events count (``events``)
+once all three datasets have them. A filled chunk is listed for the writer thread, woken by an
+``EventsPending`` message on the file's queue; it has the encoder pool compress the chunk (and add
+the events of an ``indices`` chunk into the summed pattern, ``write.summed``), writes it with a
+direct chunk write and gives the buffer back. At every flush the writer thread writes the partly
+filled chunks too (copies taken under the lock). A counted put queues a slot's events before the
+slot enters the counts image, and the writer thread drains the queue at every flush after taking
+the streams' snapshots and before the file flush that precedes the commit point
+(``committed_slots``): the events of every slot it counts are in the file first. A chunk is never
+rewritten in place over its compressed bytes (the chunk log's rule, ``safety.chunklog``): a version
+the size of the last is stored raw.
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ import numpy as np
 from emdstream.encoders import ChunkEncoder
 from emdstream.format import counted as profile
 from emdstream.write.room import Signal
+from emdstream.write.summed import SummedPattern
 
 _POLL = 0.05  # seconds between checks of the writer while a put waits for room
 
@@ -54,19 +57,29 @@ class _Filler:
         self.base = 0
         self.free: list[np.ndarray] = []
 
-    def put(self, values: np.ndarray, full: list[Chunk]) -> None:
+    def put(self, values: np.ndarray, lock: threading.Lock, filled: Callable[[Chunk], None]
+            ) -> None:
+        """Copy ``values`` in after the elements already there: the copy runs without ``lock``
+        (into the part of the buffer past ``fill``, which no other thread reads); ``fill`` and
+        the buffers change under it, and each filled chunk goes to ``filled``, called under it."""
         at, n = 0, values.size
         while at < n:
             if self.buffer is None:
-                self.buffer = self.free.pop() if self.free else np.empty(self.size, self.dtype)
+                with lock:
+                    buffer = self.free.pop() if self.free else None
+                if buffer is None:
+                    buffer = np.empty(self.size, self.dtype)
+                with lock:
+                    self.buffer = buffer
             take = min(self.size - self.fill, n - at)
             self.buffer[self.fill:self.fill + take] = values[at:at + take]
-            self.fill += take
             at += take
-            if self.fill == self.size:
-                full.append((self.key, self.base, self.buffer))
-                self.base += self.size
-                self.buffer, self.fill = None, 0
+            with lock:
+                self.fill += take
+                if self.fill == self.size:
+                    filled((self.key, self.base, self.buffer))
+                    self.base += self.size
+                    self.buffer, self.fill = None, 0
 
     def partial(self) -> Optional[tuple[int, int, np.ndarray]]:
         """(first element, elements, a padded copy) of the chunk being filled, if any."""
@@ -98,7 +111,7 @@ class EventQueue:
         self.written = 0   # events from the first on that are in the file
         self.finished = False  # the stream's last put is queued (the writer may sum the rest)
         self._nudged = False
-        self.fillers["indptr"].put(np.zeros(1, profile.INDPTR_DTYPE), self._full)
+        self.fillers["indptr"].put(np.zeros(1, profile.INDPTR_DTYPE), self._lock, self._filled)
 
     @property
     def pending(self) -> int:
@@ -119,18 +132,25 @@ class EventQueue:
             check()
 
     def add(self, lengths: np.ndarray, indices: np.ndarray, counts: Optional[np.ndarray]) -> None:
-        """One put's rows: their lengths, flat indices (checked) and counts (or None)."""
+        """One put's rows: their lengths, flat indices (checked) and counts (or None). Called by
+        one producer at a time (the stream's order lock); the events count once all three
+        datasets have them."""
         ends = np.cumsum(lengths, dtype=np.int64)
+        ends += self.events  # changed only here
+        self.fillers["indices"].put(indices, self._lock, self._filled)
+        if counts is not None:
+            self.fillers["counts"].put(counts, self._lock, self._filled)
+        self.fillers["indptr"].put(ends, self._lock, self._filled)
         with self._lock:
-            ends += self.events
-            self.fillers["indices"].put(indices, self._full)
-            if counts is not None:
-                self.fillers["counts"].put(counts, self._full)
-            self.fillers["indptr"].put(ends, self._full)
             self.events += indices.size
             if self._full and not self._nudged:
                 self._nudged = True
                 self._chunks.put(EventsPending(self._index))
+
+    def _filled(self, chunk: Chunk) -> None:
+        """A chunk is full (under the lock): listed for the writer (``take`` swaps the list, so
+        it is looked up here, never held across the copy)."""
+        self._full.append(chunk)
 
     def wake(self, _=None) -> None:
         """Have the writer thread look at this stream's events (an encoded chunk is ready)."""
@@ -268,32 +288,6 @@ def _encode(encoder: ChunkEncoder, chunk: np.ndarray, summed: Optional[SummedPat
     if summed is not None:
         summed.add(chunk, weights)
     return encoder.encode(chunk)
-
-
-class SummedPattern:
-    """The summed pattern of a counted stream's events, added up chunk by chunk on the encoder
-    pool's threads: each thread adds into its own array (``np.add.at``, in place: no histogram
-    allocated per chunk, no lock), and ``total`` adds those few arrays once, at the end. Exact:
-    int64 (float64 for float counts)."""
-
-    def __init__(self, size: int, counts_dtype: np.dtype):
-        self.size = size
-        self.dtype = np.dtype(np.float64 if np.dtype(counts_dtype).kind == "f" else np.int64)
-        self._parts: dict[int, np.ndarray] = {}  # thread id -> that thread's part
-
-    def add(self, indices: np.ndarray, weights: Optional[np.ndarray] = None) -> None:
-        """Add events (called by one thread for each part at a time: each thread has its own)."""
-        part = self._parts.get(threading.get_ident())
-        if part is None:
-            part = self._parts[threading.get_ident()] = np.zeros(self.size, self.dtype)
-        np.add.at(part, indices, 1 if weights is None else weights.astype(self.dtype))
-
-    def total(self) -> np.ndarray:
-        """Every event added so far (call once the adding threads are done)."""
-        total = np.zeros(self.size, self.dtype)
-        for part in list(self._parts.values()):
-            total += part
-        return total
 
 
 def _done(result) -> Future:

@@ -1,0 +1,58 @@
+"""The summed pattern of counted streams (``write.summed``): exact against ``np.add.at``, from
+several threads at once, and an index outside the pattern refused instead of written anywhere
+(scipy's csc_matvec does not check). That the sum releases the GIL is shown by
+``benchmarks/bench_counted.py``, not timed here."""
+import threading
+
+import numpy as np
+import pytest
+
+from emdstream.write import summed
+from emdstream.write.summed import SummedPattern
+
+SIZE = 576 * 576
+
+
+@pytest.mark.parametrize("sparse", [True, False], ids=["csc_matvec", "add_at"])
+@pytest.mark.parametrize("dtype", [np.uint32, np.int32, np.int64, np.uint64, np.uint16])
+@pytest.mark.parametrize("counts_dtype", [np.uint16, np.float32])
+def test_summed_pattern_equals_add_at(dtype, counts_dtype, sparse, monkeypatch):
+    if not sparse:  # the fallback of a scipy without csc_matvec
+        monkeypatch.setattr(summed, "csc_matvec", None)
+    rng = np.random.default_rng(1)
+    size = min(SIZE, np.iinfo(dtype).max)
+    pattern = SummedPattern(size, counts_dtype)
+    expected = np.zeros(size, pattern.dtype)
+    for n in (0, 1, 1000, 70_000):
+        idx = rng.integers(0, size, n).astype(dtype)
+        weights = rng.integers(1, 50, n).astype(counts_dtype)
+        pattern.add(idx)
+        pattern.add(idx[::-1], weights)
+        np.add.at(expected, idx, 1)
+        np.add.at(expected, idx[::-1], weights.astype(pattern.dtype))
+    assert pattern.total().dtype == pattern.dtype
+    assert np.array_equal(pattern.total(), expected)
+
+
+def test_summed_pattern_from_threads_at_once():
+    pattern = SummedPattern(SIZE, np.uint16)
+    chunks = [np.random.default_rng(i).integers(0, SIZE, 200_000).astype(np.uint32)
+              for i in range(8)]
+    threads = [threading.Thread(target=lambda c=c: [pattern.add(c) for _ in range(3)])
+               for c in chunks]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert np.array_equal(pattern.total(), 3 * np.bincount(np.concatenate(chunks), minlength=SIZE))
+
+
+@pytest.mark.parametrize("bad", [SIZE, 2 ** 32 - 1])
+def test_an_index_outside_the_pattern_is_refused(bad):
+    pattern = SummedPattern(SIZE, np.uint16)
+    idx = np.array([0, 5, bad, 7], np.uint32)
+    with pytest.raises(ValueError, match="outside"):
+        pattern.add(idx)
+    with pytest.raises(ValueError, match="outside"):
+        pattern.add(np.array([3, -1], np.int64))
+    assert not pattern.total().any()
