@@ -1,13 +1,14 @@
 """The summed pattern of a counted stream, added up chunk by chunk as the events are encoded.
 
 Each encoder thread adds into its own array (no lock, no histogram allocated per chunk) and
-``total`` adds those few arrays once, at the end; exact (int64, or float64 for float counts).
-The adding runs without the GIL: ``np.add.at`` holds it for the whole chunk (~0.7 ms a 2 MiB
-chunk here), which stalled the producer's and the writer thread's Python while an encoder
-thread summed. The sum is scipy's sparse matrix-vector product (the chunk as one column of a
-CSC matrix, ``scipy.sparse._sparsetools.csc_matvec``, private: if it is missing, ``np.add.at``),
-which releases the GIL and does not check indices, so each chunk's range is checked first (a
-chunk changed by its caller after its put was checked must not write outside the pattern).
+``total`` adds those few arrays once, at the end; exact (int64, or float64 for float counts). The
+adding runs without the GIL: ``np.add.at`` holds it for the whole chunk (~0.7 ms a 2 MiB chunk
+here), which stalled the producer's and the writer thread's Python while an encoder thread summed.
+The sum is scipy's sparse matrix-vector product (the chunk as one column of a CSC matrix,
+``scipy.sparse._sparsetools.csc_matvec``; scipy is optional: ``csr()`` needs it, but it has no
+wheel for macOS 11 arm64, ``tools/check_wheels.py``; and the function is private: without either,
+``np.add.at``), which releases the GIL and does not check indices, so each chunk's range is checked
+first (a chunk changed by its caller after its put was checked must not write outside the pattern).
 Thread safety: ``add`` from any number of threads at once, ``total`` once they are done.
 """
 from __future__ import annotations
