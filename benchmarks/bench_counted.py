@@ -77,7 +77,8 @@ def pool_ceiling(indices: np.ndarray, codec, chunk: int, workers: int = 0) -> fl
     and add into the summed pattern, on the pool's threads; no copies, no file): the most
     ``put_csr`` could reach on this machine."""
     from emdstream.write.encoder_pool import EncoderPool
-    from emdstream.write.events import SummedPattern, _encode
+    from emdstream.write.events import _encode
+    from emdstream.write.summed import SummedPattern
     encoder, summed = get_encoder(codec), SummedPattern(SHAPE[0] * SHAPE[1], np.uint16)
     pieces = [indices[first:first + chunk] for first in range(0, indices.size, chunk)]
     pool = EncoderPool(workers or None)

@@ -83,3 +83,18 @@ print("ok")
     env = {k: v for k, v in os.environ.items() if k != "EMDSTREAM_BSLZ4_LIBRARY"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stdout + out.stderr
+
+
+def test_encode_into_a_reused_buffer_gives_each_chunks_own_bytes():
+    """encode_into writes a whole payload (header and body) into a buffer used before for another
+    chunk: the same bytes as encode, nothing of the earlier chunk left in the payload."""
+    enc = BitshuffleLZ4()
+    big, small = _sample((4096,), "uint32", seed=1), np.zeros(4096, np.uint32)
+    out = np.full(enc.out_bytes(big.nbytes, big.itemsize), 0xAB, np.uint8)
+    for chunk in (big, small, big):
+        payload = enc.encode_into(chunk, out)
+        assert bytes(payload) == bytes(enc.encode(chunk))
+        assert np.shares_memory(payload, out)
+        decoded = np.empty_like(chunk)
+        enc.decode_into(payload, decoded)
+        assert np.array_equal(decoded, chunk)

@@ -48,7 +48,17 @@ class BitshuffleLZ4(ChunkEncoder):
 
     def encode(self, chunk: np.ndarray) -> np.ndarray:
         chunk = np.ascontiguousarray(chunk)
-        out = np.empty(12 + self.bound(chunk.nbytes, chunk.itemsize), dtype=np.uint8)
+        return self.encode_into(chunk, np.empty(self.out_bytes(chunk.nbytes, chunk.itemsize),
+                                                dtype=np.uint8))
+
+    def out_bytes(self, nbytes: int, itemsize: int) -> int:
+        """The room ``encode_into`` needs for ``nbytes`` bytes of ``itemsize`` elements."""
+        return 12 + self.bound(nbytes, itemsize)
+
+    def encode_into(self, chunk: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """``encode`` into ``out`` (uint8, ``out_bytes`` long, reused by the caller: no new
+        memory to fault in): the payload, a view of ``out``."""
+        chunk = np.ascontiguousarray(chunk)
         out[:12] = np.frombuffer(self.header(chunk.nbytes, chunk.itemsize), np.uint8)
         return out[:12 + self.compress_into(chunk, out, 12)]
 
