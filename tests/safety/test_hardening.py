@@ -2,7 +2,8 @@
 forked children, flushing that never waits for the encoder pool, live readers across close,
 fsync, slow streams, hopeless files.
 
-The kill campaigns run ``EMDSTREAM_KILL_RUNS`` times each (default 5; CI runs 100).
+The kill campaigns run ``EMDSTREAM_KILL_RUNS`` times each (default 3, keeping the default suite
+short; CI runs 100).
 """
 import hashlib
 import multiprocessing
@@ -25,7 +26,7 @@ from emdstream.tools.verify import verify
 
 HERE = os.path.dirname(__file__)
 CHILD = os.path.join(HERE, "..", "support", "close_child.py")
-RUNS = int(os.environ.get("EMDSTREAM_KILL_RUNS", "5"))
+RUNS = int(os.environ.get("EMDSTREAM_KILL_RUNS", "3"))
 SLOW_APPLY = {"EMDSTREAM_TEST_APPLY_DELAY": "0.002"}  # widen the journal's apply window
 
 
