@@ -98,3 +98,10 @@ def test_encode_into_a_reused_buffer_gives_each_chunks_own_bytes():
         decoded = np.empty_like(chunk)
         enc.decode_into(payload, decoded)
         assert np.array_equal(decoded, chunk)
+
+
+@pytest.mark.parametrize("out", [np.empty(10, np.uint8), np.empty(70000, np.uint16),
+                                 np.empty((2, 40000), np.uint8), np.empty(80000, np.uint8)[::2]])
+def test_encode_into_refuses_a_buffer_it_would_overrun(out):
+    with pytest.raises(ValueError, match="encode_into needs"):
+        BitshuffleLZ4().encode_into(np.zeros(16384, np.uint32), out)

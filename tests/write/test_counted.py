@@ -286,3 +286,29 @@ def test_summed_pattern_added_on_the_pool_threads_is_exact(tmp_path, monkeypatch
     assert stored.dtype == (np.float64 if counts_dtype == "float32" else np.uint64)
     assert np.array_equal(stored, want) and stored.sum() == (indices.size if weights is None
                                                               else weights.astype(float).sum())
+
+
+def test_big_puts_with_counts_weight_every_chunk_while_the_writer_flushes(tmp_path, monkeypatch):
+    """Puts of many chunks each, with counts, while the writer flushes every 10 ms and encoder
+    callbacks wake it: each indices chunk reaches the pool with its own counts chunk (its
+    weights), never before it, so the summed pattern is exact. (A version that listed each
+    indices chunk as soon as it was copied summed some with weight 1.)"""
+    from emdstream.format import counted as profile
+
+    def not_here(*args, **kwargs):
+        raise AssertionError("finalize summed the events: the writer's pattern was not complete")
+    monkeypatch.setattr(profile, "summed_pattern", not_here)
+    rng = np.random.default_rng(0)
+    per, n_puts = 400_000, 8
+    indices = rng.integers(0, SHAPE[0] * SHAPE[1], per).astype(np.uint32)
+    counts = rng.integers(1, 9, per).astype(np.uint16)
+    path = str(tmp_path / "c.emd")
+    with Acquisition(path, [CountedStream("e", SHAPE, open_ended=True, chunk_events=8192)],
+                     flush_seconds=0.01, workers=2) as acq:
+        for _ in range(n_puts):
+            acq["e"].put_csr(np.array([0, per // 2, per]), indices, counts=counts)
+    want = n_puts * np.bincount(indices, counts, SHAPE[0] * SHAPE[1]).reshape(SHAPE)
+    with h5py.File(path, "r") as h5:
+        stored = h5["data/summed_e/data"][()]
+        assert np.array_equal(h5["data/e/events/counts"][:per], counts)
+    assert np.array_equal(stored, want)

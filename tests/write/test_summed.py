@@ -17,7 +17,9 @@ SIZE = 576 * 576
 @pytest.mark.parametrize("dtype", [np.uint32, np.int32, np.int64, np.uint64, np.uint16])
 @pytest.mark.parametrize("counts_dtype", [np.uint16, np.float32])
 def test_summed_pattern_equals_add_at(dtype, counts_dtype, sparse, monkeypatch):
-    if not sparse:  # the fallback of a scipy without csc_matvec
+    if sparse:  # scipy is installed with the test extra: the GIL-free path is the one tested
+        assert summed.csc_matvec is not None
+    else:  # the fallback of a scipy without csc_matvec
         monkeypatch.setattr(summed, "csc_matvec", None)
     rng = np.random.default_rng(1)
     size = min(SIZE, np.iinfo(dtype).max)
@@ -45,6 +47,38 @@ def test_summed_pattern_from_threads_at_once():
     for t in threads:
         t.join()
     assert np.array_equal(pattern.total(), 3 * np.bincount(np.concatenate(chunks), minlength=SIZE))
+
+
+def test_non_native_byte_order_and_sizes_from_threads_at_once():
+    """Big-endian indices are added by their values (never their bytes reinterpreted); threads
+    adding chunks of different sizes at once each get weights for all their events."""
+    pattern = SummedPattern(SIZE, np.uint16)
+    idx = np.array([1, 2, 3, SIZE - 1], ">u4")
+    pattern.add(idx)
+    pattern.add(idx.astype(">i8"), np.array([2, 2, 2, 2], ">u2"))
+    want = np.zeros(SIZE, np.int64)
+    want[[1, 2, 3, SIZE - 1]] = 3
+    assert np.array_equal(pattern.total(), want)
+    sizes = [1, 10, 100_000, 5, 300_000, 2]
+    chunks = [np.random.default_rng(n).integers(0, SIZE, n).astype(np.uint32) for n in sizes]
+    threads = [threading.Thread(target=lambda c=c: [pattern.add(c) for _ in range(5)])
+               for c in chunks]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert np.array_equal(pattern.total(), want + 5 * np.bincount(np.concatenate(chunks),
+                                                                  minlength=SIZE))
+
+
+@pytest.mark.parametrize("sparse", [True, False], ids=["csc_matvec", "add_at"])
+def test_weights_of_another_length_are_refused(sparse, monkeypatch):
+    if not sparse:
+        monkeypatch.setattr(summed, "csc_matvec", None)
+    pattern = SummedPattern(SIZE, np.uint16)
+    with pytest.raises(ValueError, match="weights"):
+        pattern.add(np.arange(1000, dtype=np.uint32), np.ones(10, np.uint16))
+    assert not pattern.total().any()
 
 
 @pytest.mark.parametrize("bad", [SIZE, 2 ** 32 - 1])

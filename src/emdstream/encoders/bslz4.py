@@ -59,6 +59,11 @@ class BitshuffleLZ4(ChunkEncoder):
         """``encode`` into ``out`` (uint8, ``out_bytes`` long, reused by the caller: no new
         memory to fault in): the payload, a view of ``out``."""
         chunk = np.ascontiguousarray(chunk)
+        need = self.out_bytes(chunk.nbytes, chunk.itemsize)
+        if out.dtype != np.uint8 or out.ndim != 1 or not out.flags.c_contiguous or \
+                not out.flags.writeable or out.size < need:
+            raise ValueError(f"encode_into needs a writable, contiguous 1-D uint8 buffer of at "
+                             f"least {need} bytes, got {out.dtype} {out.shape}")
         out[:12] = np.frombuffer(self.header(chunk.nbytes, chunk.itemsize), np.uint8)
         return out[:12 + self.compress_into(chunk, out, 12)]
 

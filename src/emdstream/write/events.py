@@ -6,7 +6,8 @@ A counted put copies its events once, straight into fixed-size chunk buffers of 
 into the part of a buffer that no other thread reads; the fill counts, the buffers and the lists
 change under the queue's leaf lock (taken holding the stream's locks, never the other way round;
 the writer thread takes it alone and never waits holding it), and the events count (``events``)
-once all three datasets have them. A filled chunk is listed for the writer thread, woken by an
+once all three datasets have them. A filled chunk is listed for the writer thread (an ``indices``
+chunk together with its ``counts`` chunk, its weights in the summed pattern), woken by an
 ``EventsPending`` message on the file's queue; it has the encoder pool compress the chunk (and add
 the events of an ``indices`` chunk into the summed pattern, ``write.summed``), writes it with a
 direct chunk write and gives the buffer back. At every flush the writer thread writes the partly
@@ -48,7 +49,8 @@ Chunk = tuple[str, int, np.ndarray]  # (dataset key, first element, buffer)
 
 
 class _Filler:
-    """Elements of one dataset copied into chunk-sized buffers (producer side, under the lock)."""
+    """Elements of one dataset copied into chunk-sized buffers (producer side; the copy without
+    the queue's lock, the bookkeeping under it)."""
 
     def __init__(self, key: str, dtype: np.dtype, size: int):
         self.key, self.dtype, self.size = key, np.dtype(dtype), size
@@ -137,9 +139,18 @@ class EventQueue:
         datasets have them."""
         ends = np.cumsum(lengths, dtype=np.int64)
         ends += self.events  # changed only here
-        self.fillers["indices"].put(indices, self._lock, self._filled)
-        if counts is not None:
-            self.fillers["counts"].put(counts, self._lock, self._filled)
+        fill_idx, fill_cnt = self.fillers["indices"], self.fillers["counts"]
+        at, n = 0, indices.size
+        while at < n:  # indices and counts chunk by chunk, in step (their chunks have one length)
+            stop = min(n, at + fill_idx.size - fill_idx.fill)
+            done: list[Chunk] = []
+            fill_idx.put(indices[at:stop], self._lock, done.append)
+            if counts is not None:
+                fill_cnt.put(counts[at:stop], self._lock, done.append)
+            if done:  # an indices chunk is listed with its counts chunk: its weights
+                with self._lock:
+                    self._full.extend(done)
+            at = stop
         self.fillers["indptr"].put(ends, self._lock, self._filled)
         with self._lock:
             self.events += indices.size
@@ -158,7 +169,9 @@ class EventQueue:
 
     def take(self, partials: bool = False) -> tuple[list[Chunk], int, list]:
         """(the filled chunks, events put, and with ``partials`` [(key, first element, elements,
-        padded copy) of every chunk being filled]), all as of one moment (writer thread)."""
+        padded copy) of every chunk being filled]), taken under one hold of the lock (writer
+        thread): together they hold every event counted in ``events``, and may hold more of a
+        put under way (its copies run without the lock; it counts its events last)."""
         with self._lock:
             full, self._full = self._full, []
             self._out.update(first for key, first, _ in full if key == "indices")
@@ -246,7 +259,7 @@ class EventWriter:
         """Everything put so far into the file, partly filled chunks too; the summed pattern
         once the stream's last put is in."""
         finished = self.queue.finished
-        full, events, partials = self.queue.take(partials=True)  # one moment: nothing between
+        full, events, partials = self.queue.take(partials=True)  # every event counted is in these
         self.write_ready(pool, block=True, full=full)
         for key, first, valid, buffer in partials:
             if self._partial.get(key) != (first, valid):
@@ -299,9 +312,13 @@ def _encode(encoder: ChunkEncoder, chunk: np.ndarray, summed: Optional[SummedPat
 
 class Outputs:
     """Payload buffers of a codec that encodes into a given buffer (bslz4), reused chunk after
-    chunk: a fresh 2 MiB allocation per chunk, freed by another thread, cost page faults (49,000
-    in 200 M events, against 3,300 for a loop that reuses). Taken by encoder threads, given
-    back by the writer thread once the chunk is written (deque appends and pops are atomic)."""
+    chunk: a fresh 2 MiB allocation per chunk, freed by another thread, cost page faults (over 200
+    M events 54,000-60,000 minor faults without reuse, 30,000 with it: most of those the buffer
+    pools' first touch). Taken by encoder threads, given back by the writer thread once the chunk
+    is written (deque appends and pops are atomic); at most ``KEEP`` kept per size, the rest
+    freed."""
+
+    KEEP = 8
 
     def __init__(self, encoder: ChunkEncoder):
         self.encoder = encoder
@@ -319,7 +336,9 @@ class Outputs:
             return np.empty(size, np.uint8)
 
     def give(self, out: np.ndarray) -> None:
-        self._free[out.size].append(out)
+        free = self._free[out.size]
+        if len(free) < self.KEEP:
+            free.append(out)
 
 
 def _done(result) -> Future:

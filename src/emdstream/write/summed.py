@@ -42,6 +42,8 @@ class SummedPattern:
         part = self._parts.get(threading.get_ident())
         if part is None:
             part = self._parts[threading.get_ident()] = np.zeros(self.size, self.dtype)
+        if weights is not None and weights.shape != indices.shape:
+            raise ValueError(f"{weights.shape} weights for {indices.shape} events")
         top = int(indices.max())
         if top >= self.size or (indices.dtype.kind == "i" and int(indices.min()) < 0):
             raise ValueError(f"event index outside the {self.size}-pixel pattern")
@@ -50,9 +52,10 @@ class SummedPattern:
             return
         index = _as_index(indices, top)
         if weights is None:
-            if self._ones.size < index.size:
-                self._ones = np.ones(index.size, self.dtype)  # replaced, never changed in place
-            data = self._ones[:index.size]
+            ones = self._ones  # read once: another thread may replace it
+            if ones.size < index.size:
+                ones = self._ones = np.ones(index.size, self.dtype)  # replaced, never changed
+            data = ones[:index.size]
         else:
             data = np.ascontiguousarray(weights, self.dtype)
         ends = np.array([0, index.size], index.dtype)
@@ -67,11 +70,11 @@ class SummedPattern:
 
 
 def _as_index(indices: np.ndarray, top: int) -> np.ndarray:
-    """The (checked, non-negative) indices, largest ``top``, as a contiguous int32 or int64
-    array: uint32 ones below 2**31 viewed as int32, without a copy."""
+    """The (checked, non-negative) indices, largest ``top``, as a contiguous native int32 or
+    int64 array: native uint32 ones below 2**31 viewed as int32, without a copy."""
     indices = np.ascontiguousarray(indices)
     if indices.dtype in (np.int32, np.int64):
         return indices
-    if indices.dtype.itemsize == 4 and top < 2 ** 31:
+    if indices.dtype == np.uint32 and top < 2 ** 31:  # native byte order only
         return indices.view(np.int32)
     return indices.astype(np.int64)
