@@ -36,17 +36,23 @@ def test_summed_pattern_equals_add_at(dtype, counts_dtype, sparse, monkeypatch):
     assert np.array_equal(pattern.total(), expected)
 
 
-def test_summed_pattern_from_threads_at_once():
-    pattern = SummedPattern(SIZE, np.uint16)
-    chunks = [np.random.default_rng(i).integers(0, SIZE, 200_000).astype(np.uint32)
-              for i in range(8)]
-    threads = [threading.Thread(target=lambda c=c: [pattern.add(c) for _ in range(3)])
+def _add_from_threads(pattern, sizes, times):
+    """Each chunk (one per size) added ``times`` times by its own thread, all at once: what the
+    pattern should have gained."""
+    chunks = [np.random.default_rng(i).integers(0, SIZE, n).astype(np.uint32)
+              for i, n in enumerate(sizes)]
+    threads = [threading.Thread(target=lambda c=c: [pattern.add(c) for _ in range(times)])
                for c in chunks]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert np.array_equal(pattern.total(), 3 * np.bincount(np.concatenate(chunks), minlength=SIZE))
+    return times * np.bincount(np.concatenate(chunks), minlength=SIZE)
+
+
+def test_summed_pattern_from_threads_at_once():
+    pattern = SummedPattern(SIZE, np.uint16)
+    assert np.array_equal(pattern.total(), _add_from_threads(pattern, [200_000] * 8, 3))
 
 
 def test_non_native_byte_order_and_sizes_from_threads_at_once():
@@ -59,16 +65,8 @@ def test_non_native_byte_order_and_sizes_from_threads_at_once():
     want = np.zeros(SIZE, np.int64)
     want[[1, 2, 3, SIZE - 1]] = 3
     assert np.array_equal(pattern.total(), want)
-    sizes = [1, 10, 100_000, 5, 300_000, 2]
-    chunks = [np.random.default_rng(n).integers(0, SIZE, n).astype(np.uint32) for n in sizes]
-    threads = [threading.Thread(target=lambda c=c: [pattern.add(c) for _ in range(5)])
-               for c in chunks]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert np.array_equal(pattern.total(), want + 5 * np.bincount(np.concatenate(chunks),
-                                                                  minlength=SIZE))
+    gained = _add_from_threads(pattern, [1, 10, 100_000, 5, 300_000, 2], 5)
+    assert np.array_equal(pattern.total(), want + gained)
 
 
 @pytest.mark.parametrize("sparse", [True, False], ids=["csc_matvec", "add_at"])
