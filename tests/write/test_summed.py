@@ -52,7 +52,8 @@ def _add_from_threads(pattern, sizes, times):
 
 def test_summed_pattern_from_threads_at_once():
     pattern = SummedPattern(SIZE, np.uint16)
-    assert np.array_equal(pattern.total(), _add_from_threads(pattern, [200_000] * 8, 3))
+    gained = _add_from_threads(pattern, [200_000] * 8, 3)
+    assert np.array_equal(pattern.total(), gained)
 
 
 def test_non_native_byte_order_and_sizes_from_threads_at_once():
