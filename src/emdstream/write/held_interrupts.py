@@ -13,6 +13,12 @@ while the main thread is inside a put, and calls the wrapped handler otherwise; 
 handed to it when the outermost put ends, or at once where a wait has taken nothing yet
 (``raise_if_caught``). A handler the program sets later is wrapped at the next put; closing the
 last writer gives the program its handler back (``uninstall``).
+
+Another signal's Python handler that raises inside a hold's exit: after the count went down, the
+noted SIGINT is raised there (``finally``) or, if the exception lands in that ``finally``, at the
+start of the next hold, before it takes anything. Before the count went down (on its very line),
+the count stays up and SIGINTs stay held from then on: pure Python cannot make the exit atomic
+against such handlers (blocking signals would cost two syscalls a put).
 """
 from __future__ import annotations
 
@@ -44,9 +50,9 @@ def _guarding(wrapped):
 
 
 def _raise_caught() -> None:
-    _Held.caught = False
     handler = _signal.getsignal(_SIGINT)
     handler = getattr(handler, "emdstream_wraps", handler)
+    _Held.caught = False  # last before the handler: nothing between that could lose the SIGINT
     if callable(handler):
         handler(_SIGINT, None)
     elif handler == _signal.SIG_DFL:  # set by the program meanwhile: what SIGINT does now
@@ -80,8 +86,11 @@ class HeldInterrupts:
 
     def __enter__(self) -> HeldInterrupts:
         if get_ident() == _Held.main:
-            if not _Held.depth and _signal.getsignal(_SIGINT) is not _Held.seen:
-                _guard_handler()
+            if not _Held.depth:
+                if _Held.caught:  # left noted by an exit that another signal's handler cut short
+                    _raise_caught()
+                if _signal.getsignal(_SIGINT) is not _Held.seen:
+                    _guard_handler()
             _Held.depth += 1
         return self
 
@@ -93,9 +102,11 @@ class HeldInterrupts:
 
     def __exit__(self, *exc) -> None:
         if get_ident() == _Held.main:
-            _Held.depth -= 1
-            if _Held.caught and not _Held.depth:
-                _raise_caught()
+            try:
+                _Held.depth -= 1
+            finally:  # another signal's handler raising on the count's line: still raised here
+                if _Held.caught and not _Held.depth:
+                    _raise_caught()
 
 
 def _guard_handler() -> None:
