@@ -89,3 +89,18 @@ def test_an_index_outside_the_pattern_is_refused(bad):
     with pytest.raises(ValueError, match="outside"):
         pattern.add(np.array([3, -1], np.int64))
     assert not pattern.total().any()
+
+
+@pytest.mark.parametrize("weight", [1, 40_000, -3])
+def test_integer_parts_never_overflow(weight, monkeypatch):
+    """Integer events are summed into int32 and folded into int64 before they could overflow:
+    a pixel far past 2**31 (and big negative weights) still comes out exact."""
+    monkeypatch.setattr(summed, "INT32_MAX", 1_000_000)  # fold often without 2**31 events
+    pattern = SummedPattern(SIZE, np.int32)
+    idx = np.full(60_000, 7, np.uint32)
+    w = np.full(60_000, weight, np.int32)
+    for _ in range(40):
+        pattern.add(idx, w)
+        pattern.add(idx)
+    total = pattern.total()
+    assert total[7] == 40 * 60_000 * (weight + 1) and total.sum() == total[7]
