@@ -132,7 +132,7 @@ def test_a_child_forked_while_the_main_thread_is_inside_a_put_still_gets_ctrl_c(
     assert "child 7" in out.stdout, out.stdout + out.stderr[-2000:]
 
 
-def test_a_sigint_held_in_a_put_is_not_lost_when_another_handler_raises_as_the_put_ends():
+def test_a_sigint_held_in_a_put_is_not_lost_when_another_handler_raises_as_the_put_ends(ctrl_c):
     """Another signal's Python handler raising inside the hold's exit, after the count went down
     (forced onto the first line after it with a trace function), must not leave the SIGINT noted
     and held for good: the KeyboardInterrupt is raised there, or at the start of the next hold,
@@ -177,6 +177,7 @@ def test_a_sigint_held_in_a_put_is_not_lost_when_another_handler_raises_as_the_p
         with pytest.raises((KeyboardInterrupt, Other)) as info:
             with held_interrupts:
                 signal.raise_signal(signal.SIGINT)  # noted, held to the end of the block
+                assert hi._Held.caught
                 sys.settrace(tracer)
         if not isinstance(info.value, KeyboardInterrupt):  # the next hold raises it first
             with pytest.raises(KeyboardInterrupt):
