@@ -311,12 +311,12 @@ def _encode(encoder: ChunkEncoder, chunk: np.ndarray, summed: Optional[SummedPat
 
 
 class Outputs:
-    """Payload buffers of a codec that encodes into a given buffer (bslz4), reused chunk after
-    chunk: a fresh 2 MiB allocation per chunk, freed by another thread, cost page faults (over 200
-    M events 54,000-60,000 minor faults without reuse, 30,000 with it: most of those the buffer
-    pools' first touch). Taken by encoder threads, given back by the writer thread once the chunk
-    is written (deque appends and pops are atomic); at most ``KEEP`` kept per size, the rest
-    freed."""
+    """Payload buffers of a codec that encodes into a given buffer (bslz4), reused chunk after chunk: a
+    fresh 2 MiB allocation per chunk, freed by another thread, cost page faults (over 200 M events
+    54,000-60,000 minor faults without reuse, 30,000 with it; the rest not traced, likely the
+    bounded buffer pools' first touch). Taken by encoder threads, given back by the writer thread
+    once the chunk is written (deque appends and pops are atomic); at most ``KEEP`` kept per size,
+    the rest freed."""
 
     KEEP = 8
 
