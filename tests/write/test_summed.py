@@ -13,12 +13,14 @@ from emdstream.write.summed import SummedPattern
 SIZE = 576 * 576
 
 
-@pytest.mark.parametrize("sparse", [True, False], ids=["csc_matvec", "add_at"])
+@pytest.mark.parametrize("path", ["count", "csc_matvec", "add_at"])
 @pytest.mark.parametrize("dtype", [np.uint32, np.int32, np.int64, np.uint64, np.uint16])
 @pytest.mark.parametrize("counts_dtype", [np.uint16, np.float32])
-def test_summed_pattern_equals_add_at(dtype, counts_dtype, sparse, monkeypatch):
-    if sparse:  # scipy is installed with the test extra: the GIL-free path is the one tested
-        assert summed.csc_matvec is not None
+def test_summed_pattern_equals_add_at(dtype, counts_dtype, path, monkeypatch):
+    if path == "count":  # scipy is installed with the test extra: the GIL-free paths are tested
+        assert summed.csc_matvec is not None and summed._COUNT
+    elif path == "csc_matvec":  # events without weights as weights of 1
+        monkeypatch.setattr(summed, "_COUNT", False)
     else:  # the fallback of a scipy without csc_matvec
         monkeypatch.setattr(summed, "csc_matvec", None)
     rng = np.random.default_rng(1)
@@ -92,7 +94,7 @@ def test_an_index_outside_the_pattern_is_refused(bad):
 
 
 @pytest.mark.parametrize("weight", [1, 40_000, -3])
-def test_integer_parts_never_overflow(weight, monkeypatch):
+def test_integer_parts_never_overflow(weight, monkeypatch):  # events without weights: counted
     """Integer events are summed into int32 and folded into int64 before they could overflow:
     a pixel far past 2**31 (and big negative weights) still comes out exact."""
     monkeypatch.setattr(summed, "INT32_MAX", 1_000_000)  # fold often without 2**31 events
@@ -104,3 +106,16 @@ def test_integer_parts_never_overflow(weight, monkeypatch):
         pattern.add(idx)
     total = pattern.total()
     assert total[7] == 40 * 60_000 * (weight + 1) and total.sum() == total[7]
+
+
+def test_counting_is_used_only_where_it_counts_right(monkeypatch):
+    """The bincount loop borrowed from scipy is checked at import: a scipy whose function
+    counts otherwise (or has another signature) is not used, and the sum stays exact."""
+    assert summed._counts_right()
+
+    def wrong(n_idx, col_idxs, n_row, n_col, ap, aj, col_offsets, bp):
+        col_offsets[col_idxs] += 2
+    monkeypatch.setattr(summed._sparsetools, "csr_column_index1", wrong)
+    assert not summed._counts_right()
+    monkeypatch.setattr(summed._sparsetools, "csr_column_index1", lambda *args: None)
+    assert not summed._counts_right()

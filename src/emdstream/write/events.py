@@ -32,6 +32,7 @@ import numpy as np
 
 from emdstream.encoders import ChunkEncoder
 from emdstream.format import counted as profile
+from emdstream.write.growing import Growing
 from emdstream.write.room import Signal
 from emdstream.write.summed import SummedPattern
 
@@ -203,6 +204,7 @@ class EventWriter:
     def __init__(self, group: h5py.Group, encoder: ChunkEncoder, events: EventQueue):
         self.events_group = group[profile.EVENTS]
         self.datasets = {key: self.events_group[key] for key in profile.EVENT_KEYS}
+        self._lengths = {key: Growing(ds) for key, ds in self.datasets.items()}  # never shrunk
         self.queue = events
         self.encoder = encoder
         self.raw_masks = {key: (1 << ds.id.get_create_plist().get_nfilters()) - 1
@@ -285,8 +287,7 @@ class EventWriter:
     def _write(self, key: str, first: int, chunk: np.ndarray, valid: int, payload) -> None:
         ds = self.datasets[key]
         end = first + valid
-        if end > ds.shape[0]:  # grows with what is written; never shrunk while streaming
-            ds.resize((end,))
+        self._lengths[key].reach(end)  # grows with what is written
         mask, size = 0, memoryview(payload).nbytes
         if self.raw_masks[key] and (size == self._last_size.get((key, first)) or size >= chunk.nbytes):
             payload, mask = chunk.data, self.raw_masks[key]

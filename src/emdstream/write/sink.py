@@ -11,6 +11,7 @@ import numpy as np
 from emdstream.format import layout
 from emdstream.write.chunk_buffer import EncodedChunk
 from emdstream.write.events import EventWriter
+from emdstream.write.growing import Growing
 from emdstream.write.value_table import ValueTable
 
 RAW_INCOMPRESSIBLE, RAW_WRITER_BEHIND = 0, 1  # why a chunk is stored raw (layout.RAW_REASONS)
@@ -29,6 +30,7 @@ class StreamSink:
         self.columns = stream.columns
         self.events = EventWriter.of(h5file, stream)  # a counted stream's events, else None
         self.data = h5file[f"data/{stream.name}/data"]
+        self._length = Growing(self.data) if stream.geometry.growing else None
         self.state = h5file[layout.state_path(stream.name)]
         self.values = ValueTable(h5file[f"data/{stream.name}/{layout.VALUES}"], stream.geometry)
         # filter mask that skips every filter of the data (0: no filter, nothing to skip)
@@ -58,10 +60,8 @@ class StreamSink:
         the writer's ``io_lock`` (see ``emdstream.write``)."""
         geometry = self.geometry
         offset = geometry.chunk_offset(chunk_id)
-        if geometry.growing and offset[0] + geometry.k > self.data.shape[0]:
-            grow = geometry.grow_frames
-            new_len = (offset[0] + geometry.k + grow - 1) // grow * grow
-            self.data.resize((new_len,) + self.data.shape[1:])
+        if self._length is not None:
+            self._length.reach(offset[0] + geometry.k, geometry.grow_frames)
         first = geometry.chunk_slots(chunk_id)[0]
         if raw_because is None and frames is not None and self.skip_all_filters and \
                 memoryview(payload).nbytes == self.stored.get(offset):

@@ -9,6 +9,10 @@ The sum is scipy's sparse matrix-vector product (the chunk as one column of a CS
 wheel for macOS 11 arm64, ``tools/check_wheels.py``; and the function is private: without either,
 ``np.add.at``), which releases the GIL and does not check indices, so each chunk's range is checked
 first (a chunk changed by its caller after its put was checked must not write outside the pattern).
+Events without weights (no counts: the common case) are counted instead, with the bincount loop of
+scipy's ``csr_column_index1`` (also private, also without the GIL; no weights array to read:
++9 % ``put_csr`` medians, 279 -> 304 M events/s, six runs alternating), used only where a
+self-test at import shows it counts as ``np.bincount`` does.
 Thread safety: ``add`` from any number of threads at once, ``total`` once they are done.
 """
 from __future__ import annotations
@@ -22,6 +26,10 @@ try:
     from scipy.sparse._sparsetools import csc_matvec
 except ImportError:  # pragma: no cover - a scipy without it: np.add.at
     csc_matvec = None
+try:
+    from scipy.sparse import _sparsetools
+except ImportError:  # pragma: no cover
+    _sparsetools = None
 
 
 INT32_MAX = 2 ** 31 - 1
@@ -78,6 +86,9 @@ class SummedPattern:
                 part.bound += indices.size * most
                 into = part.small
         index = _as_index(indices, top)
+        if weights is None and into is part.small and index.dtype == np.int32 and _COUNT:
+            _count(index, into)
+            return
         if weights is None:
             data = self._ones_of(into.dtype, index.size)
         else:
@@ -102,6 +113,26 @@ class SummedPattern:
         return total
 
 
+def _count(index: np.ndarray, into: np.ndarray) -> None:
+    """``into[i] += 1`` for each of ``index`` (int32, checked; ``into`` int32): the first loop of
+    scipy's ``csr_column_index1``, a bincount into ``col_offsets``; with no rows (``n_row`` 0) and
+    one column its other loops run zero times (arrays of two entries where it could write)."""
+    no_rows = np.zeros(2, np.int32)
+    _sparsetools.csr_column_index1(index.size, index, 0, 1, no_rows, no_rows, into,
+                                   np.zeros(2, np.int32))
+
+
+def _counts_right() -> bool:
+    """Whether this scipy's ``csr_column_index1`` counts as ``_count`` relies on."""
+    try:
+        index = np.array([0, 3, 3, 9, 0, 3], np.int32)
+        into = np.full(12, 5, np.int32)
+        _count(index, into)
+        return bool(np.array_equal(into, 5 + np.bincount(index, minlength=12)))
+    except Exception:  # noqa: BLE001 - another signature or none: weights of 1 instead
+        return False
+
+
 def _as_index(indices: np.ndarray, top: int) -> np.ndarray:
     """The (checked, non-negative) indices, largest ``top``, as a contiguous native int32 or
     int64 array: native uint32 ones below 2**31 viewed as int32, without a copy."""
@@ -111,3 +142,6 @@ def _as_index(indices: np.ndarray, top: int) -> np.ndarray:
     if indices.dtype == np.uint32 and top < 2 ** 31:  # native byte order only
         return indices.view(np.int32)
     return indices.astype(np.int64)
+
+
+_COUNT = _sparsetools is not None and _counts_right()

@@ -16,6 +16,7 @@ import numpy as np
 
 from emdstream.format.chunk_grid import ChunkGeometry
 from emdstream.format.values import ENCODER, empty_rows
+from emdstream.write.growing import Growing
 
 
 class ValueTable:
@@ -25,6 +26,7 @@ class ValueTable:
         self.rows = dataset.chunks[-2]
         scan = geometry.scan_shape  # a stack's blocks just follow one another
         self.blocks_per_row = math.ceil(scan[-1] / self.rows) if scan else None
+        self._grown = Growing(dataset) if self.blocks_per_row is None else None  # a stack
         self._blocks: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # block -> (rows, written)
         self._changed: set[int] = set()  # blocks filling that changed since the last flush
         self._stored: dict[tuple, int] = {}  # chunk offset -> size of its last write
@@ -78,9 +80,7 @@ class ValueTable:
         a durable count relies on stay (see ``safety.chunklog``)."""
         if self.blocks_per_row is None:
             offset = (key * self.rows, 0)
-            if offset[0] + self.rows > self.ds.shape[0]:  # a growing stack
-                grow = self.geometry.grow_frames
-                self.ds.resize(((offset[0] + self.rows + grow - 1) // grow * grow, self.ds.shape[1]))
+            self._grown.reach(offset[0] + self.rows, self.geometry.grow_frames)  # a growing stack
         else:
             row, block = divmod(key, self.blocks_per_row)
             outer = np.unravel_index(row, self.geometry.scan_shape[:-1]) if len(
