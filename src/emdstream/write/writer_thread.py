@@ -39,6 +39,7 @@ from emdstream.write.chunk_buffer import ChunkBuffer, EncodedChunk
 from emdstream.write.chunk_notes import ChunkNotes
 from emdstream.write.encoder_pool import EncoderPool
 from emdstream.write.events import EventsPending
+from emdstream.write.reserve import Reserve
 from emdstream.write.sink import RAW_INCOMPRESSIBLE, RAW_WRITER_BEHIND, StreamSink, encode_chunk, raw_chunk
 from emdstream.write.writeback import Writeback
 
@@ -82,6 +83,7 @@ class WriterThread(threading.Thread):
         self._lock_fd: Optional[int] = lock_fd
         self._hdf5_fd: Optional[int] = h5file.id.get_vfd_handle()  # None once the file is closed
         self._writeback = Writeback(self._hdf5_fd)
+        self._reserve = Reserve(self._hdf5_fd)  # disk blocks ahead of the file's end
         self._comments: list[tuple[str, str]] = []
         self._comments_lock = threading.Lock()
         # held by this thread except while it waits for work; a producer that takes it (never
@@ -175,6 +177,7 @@ class WriterThread(threading.Thread):
                     self._submit(*item)
                 self._write_ready(block=saturated and not self.store_raw)
             self._writeback.advance(self.notes.file_end)
+            self._reserve.advance(self.notes.file_end)
             if self._flush_due() or (deadline is not None and time.monotonic() >= deadline):
                 self._flush()
                 deadline = self._next_deadline()
@@ -348,6 +351,7 @@ class WriterThread(threading.Thread):
         self._flush(final=close)
         with live_registry.reopen_lock:  # see live_registry
             live_registry.close_live_readers(self.path)
+            self._reserve.release()
             self._hdf5_fd = None
             self.file.close()
             log = self.chunk_log
@@ -369,6 +373,7 @@ class WriterThread(threading.Thread):
             fut.cancel()
         self._hdf5_fd = None
         try:
+            self._reserve.release()
             self.file.close()
         except Exception:
             pass
