@@ -42,6 +42,7 @@ class Bslz4Library:
         self._bound = lib.bshuf_compress_lz4_bound
         self._bound.restype = ctypes.c_size_t
         self._bound.argtypes = [ctypes.c_size_t] * 3
+        self._bounds: dict[tuple[int, int, int], int] = {}  # asked per chunk: a ctypes call each
         self._gomp = _load(libgomp) if libgomp else None
 
     def compress(self, src: int, dst: int, n_elems: int, elem_size: int, block_elems: int) -> int:
@@ -64,7 +65,13 @@ class Bslz4Library:
 
     def bound(self, n_elems: int, elem_size: int, block_elems: int) -> int:
         """The most bytes ``compress`` writes for ``n_elems`` elements."""
-        return int(self._bound(n_elems, elem_size, block_elems))
+        key = (n_elems, elem_size, block_elems)
+        bound = self._bounds.get(key)
+        if bound is None:
+            if len(self._bounds) > 256:  # a few sizes per stream: never grows without end
+                self._bounds.clear()
+            bound = self._bounds[key] = int(self._bound(n_elems, elem_size, block_elems))
+        return bound
 
     def __repr__(self) -> str:
         return f"<Bslz4Library {self.name} {self.path}>"
