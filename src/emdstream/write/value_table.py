@@ -23,7 +23,8 @@ class ValueTable:
     def __init__(self, dataset: h5py.Dataset, geometry: ChunkGeometry):
         self.ds = dataset
         self.geometry = geometry
-        self.rows = dataset.chunks[-2]
+        self._chunk_shape = dataset.chunks  # an h5py call each time it is asked
+        self.rows = self._chunk_shape[-2]
         scan = geometry.scan_shape  # a stack's blocks just follow one another
         self.blocks_per_row = math.ceil(scan[-1] / self.rows) if scan else None
         self._grown = Growing(dataset) if self.blocks_per_row is None else None  # a stack
@@ -86,7 +87,7 @@ class ValueTable:
             outer = np.unravel_index(row, self.geometry.scan_shape[:-1]) if len(
                 self.geometry.scan_shape) > 1 else ()
             offset = tuple(int(i) for i in outer) + (block * self.rows, 0)
-        block = np.ascontiguousarray(values.reshape(self.ds.chunks))
+        block = np.ascontiguousarray(values.reshape(self._chunk_shape))
         payload, mask = ENCODER.encode(block), 0
         if len(payload) == self._stored.get(offset):
             payload, mask = block.data, self._raw_mask
