@@ -6,7 +6,8 @@ narrow handle a stream has on its file), ``writer`` (``EMDWriter``: an acquisiti
 ``frames`` (frame checks), ``chunk_buffer`` and ``assembler`` (frames into chunk buffers),
 ``packed`` (bslz4 chunks compressed in pieces), ``gather`` (compressed frames into chunks),
 ``writer_thread`` (all HDF5 work), ``writeback`` (the disk write of new bytes started as they
-come), ``encoder_pool`` (compression threads), ``value_table`` (the
+come), ``reserve`` (disk blocks allocated ahead of the file's end), ``growing`` (the lengths of the
+datasets the writer grows), ``encoder_pool`` (compression threads), ``value_table`` (the
 per-frame values as they are written), ``counted``, ``events`` and ``summed`` (counted streams:
 their puts, their events on the way to the file, the summed pattern).
 

@@ -6,11 +6,13 @@ the kernel more than one into blocks already allocated: 168 against 105 us of CP
 thread of a ``put_csr`` run spent ~12 % of the process's CPU samples in the kernel's write path).
 So the writer thread keeps ``AHEAD`` bytes past the file's end allocated with
 ``fallocate(FALLOC_FL_KEEP_SIZE)``: the file's size, and so everything HDF5, readers, ``recover``
-and the crash rules see, is unchanged; only blocks past the end are taken. ``release`` gives them
-back (a truncate to the file's own size frees the blocks past it) when the file is closed or
-abandoned; after a kill they stay allocated, not counted in the file's size, until ``recover`` or
-any truncate. Best effort: where the call is missing or refused (another OS or file system, a full
-disk) nothing is reserved and the writes go on as before. Thread safety: the writer thread only.
+and the crash rules see, is unchanged; only blocks past the end are taken. A truncate to the
+file's own size frees the blocks past it: at close, the finalize journal's own truncate
+(``safety.journal``: no syscall is added, so the crash campaigns' kill points stay where they
+were); after a writer error, ``release``; after a kill they stay allocated, not counted in the
+file's size, until ``recover`` (which truncates or replaces the file) or any truncate.
+Best effort: where the call is missing or refused (another OS or file system, a full disk)
+nothing is reserved and the writes go on as before. Thread safety: the writer thread only.
 """
 from __future__ import annotations
 

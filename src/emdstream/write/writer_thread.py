@@ -351,8 +351,7 @@ class WriterThread(threading.Thread):
         self._flush(final=close)
         with live_registry.reopen_lock:  # see live_registry
             live_registry.close_live_readers(self.path)
-            self._reserve.release()
-            self._hdf5_fd = None
+            self._hdf5_fd = None  # the reserved blocks: freed by the journal's truncate
             self.file.close()
             log = self.chunk_log
             counts = journal.finalize(self.path, close.closing_comment,  # flock kept: recover waits
