@@ -31,8 +31,13 @@ def _fallocate():
         return None
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-        call = libc.fallocate
-    except (OSError, AttributeError):
+    except OSError:
+        return None
+    # fallocate64 takes 64-bit offsets everywhere; plain fallocate only where off_t is 64-bit
+    call = getattr(libc, "fallocate64", None)
+    if call is None and ctypes.sizeof(ctypes.c_long) == 8:
+        call = getattr(libc, "fallocate", None)
+    if call is None:
         return None
     call.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
     call.restype = ctypes.c_int
