@@ -11,6 +11,7 @@ from emdstream.write import summed
 from emdstream.write.summed import SummedPattern
 
 SIZE = 576 * 576
+summed.load()  # scipy's tools in place before a test swaps one out (the first pattern loads them)
 
 
 @pytest.mark.parametrize("path", ["count", "csc_matvec", "add_at"])
@@ -109,8 +110,8 @@ def test_integer_parts_never_overflow(weight, monkeypatch):  # events without we
 
 
 def test_counting_is_used_only_where_it_counts_right(monkeypatch):
-    """The bincount loop borrowed from scipy is checked at import: a scipy whose function
-    counts otherwise (or has another signature) is not used, and the sum stays exact."""
+    """The bincount loop borrowed from scipy is checked when scipy is loaded: a scipy whose
+    function counts otherwise (or has another signature) is not used, and the sum stays exact."""
     assert summed._counts_right()
 
     def wrong(n_idx, col_idxs, n_row, n_col, ap, aj, col_offsets, bp):
@@ -119,3 +120,14 @@ def test_counting_is_used_only_where_it_counts_right(monkeypatch):
     assert not summed._counts_right()
     monkeypatch.setattr(summed._sparsetools, "csr_column_index1", lambda *args: None)
     assert not summed._counts_right()
+
+
+def test_scipy_is_imported_by_the_first_pattern_not_by_import_emdstream():
+    """``import emdstream`` stays without scipy (~90 ms); the first pattern loads it, counting on."""
+    import subprocess
+    import sys
+    code = ("import sys, emdstream; from emdstream.write import summed; "
+            "print('scipy' in sys.modules); summed.SummedPattern(10, 'uint16'); "
+            "print('scipy' in sys.modules, summed._COUNT)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "True", "True"]

@@ -12,8 +12,9 @@ first (a chunk changed by its caller after its put was checked must not write ou
 Events without weights (no counts: the common case) are counted instead, with the bincount loop of
 scipy's ``csr_column_index1`` (also private, also without the GIL; no weights array to read:
 +9 % ``put_csr`` medians, 279 -> 304 M events/s, six runs alternating), used only where a
-self-test at import shows it counts as ``np.bincount`` does.
-Thread safety: ``add`` from any number of threads at once, ``total`` once they are done.
+self-test (when scipy is loaded, ``load``) shows it counts as ``np.bincount`` does.
+Thread safety: ``add`` from any number of threads at once, ``total`` once they are done;
+``load`` (each pattern's constructor calls it) from any thread, once or many times.
 """
 from __future__ import annotations
 
@@ -22,14 +23,13 @@ from typing import Optional
 
 import numpy as np
 
-try:
-    from scipy.sparse._sparsetools import csc_matvec
-except ImportError:  # pragma: no cover - a scipy without it: np.add.at
-    csc_matvec = None
-try:
-    from scipy.sparse import _sparsetools
-except ImportError:  # pragma: no cover
-    _sparsetools = None
+# scipy's sparse tools, imported by the first SummedPattern (``load``), not by ``import emdstream``
+# (scipy.sparse costs ~90 ms to import: every command-line call and every process of the crash
+# tests paid it)
+csc_matvec = None
+_sparsetools = None
+_COUNT = False
+_loaded = False
 
 
 INT32_MAX = 2 ** 31 - 1
@@ -56,6 +56,7 @@ class SummedPattern:
     """Events added into a flat pattern of ``size`` pixels."""
 
     def __init__(self, size: int, counts_dtype: np.dtype):
+        load()
         self.size = size
         self.dtype = np.dtype(np.float64 if np.dtype(counts_dtype).kind == "f" else np.int64)
         self._parts: dict[int, _Part] = {}  # thread id -> that thread's part
@@ -144,4 +145,16 @@ def _as_index(indices: np.ndarray, top: int) -> np.ndarray:
     return indices.astype(np.int64)
 
 
-_COUNT = _sparsetools is not None and _counts_right()
+def load() -> None:
+    """Import scipy's sparse tools once (module globals, set before ``_loaded``)."""
+    global csc_matvec, _sparsetools, _COUNT, _loaded
+    if _loaded:
+        return
+    try:
+        from scipy.sparse import _sparsetools as tools
+    except ImportError:  # pragma: no cover - no scipy: np.add.at
+        tools = None
+    _sparsetools = tools  # before the self-test, which calls through it
+    csc_matvec = getattr(tools, "csc_matvec", None)
+    _COUNT = tools is not None and _counts_right()
+    _loaded = True
