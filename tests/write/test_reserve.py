@@ -1,6 +1,9 @@
 """Disk blocks reserved ahead of the file's end while it is written (``write.reserve``): taken
-while streaming, given back at close, after a failure, and by ``recover`` after kill -9; the
-file's size is never changed by them. Real files, a real child process killed with SIGKILL."""
+while streaming on ext4/XFS only and never on a nearly full disk, given back at close, after a
+writer error (through the file itself, never a descriptor number another file may hold by then)
+and by ``recover`` after kill -9; the file's size is never changed by them. Real files, real
+threads, a real child process killed with SIGKILL."""
+import errno
 import os
 import signal
 import subprocess
@@ -12,27 +15,19 @@ import numpy as np
 import pytest
 
 from emdstream import Acquisition, Stream
+from emdstream.errors import WriterError
+from emdstream.safety.past_end import blocks_past_end_of
 from emdstream.safety.recover import recover
-from emdstream.write import reserve
+from emdstream.write import reserve, writer_thread
 
 SRC = os.path.join(os.path.dirname(__file__), "..", "..", "src")
 
 
-def allocated(path):
-    return os.stat(path).st_blocks * 512
-
-
 @pytest.fixture
 def reservable(tmp_path):
-    """tmp_path, where the file system takes reservations past a file's end."""
-    probe = tmp_path / "probe"
-    fd = os.open(probe, os.O_RDWR | os.O_CREAT)
-    try:
-        if reserve._FALLOCATE is None or reserve._FALLOCATE(fd, reserve._KEEP_SIZE, 0, 1 << 20):
-            pytest.skip("no fallocate(FALLOC_FL_KEEP_SIZE) here")
-    finally:
-        os.close(fd)
-        probe.unlink()
+    """tmp_path, where the writer reserves blocks (ext4 or XFS with fallocate)."""
+    if reserve._fallocate() is None or reserve.file_system(str(tmp_path)) not in reserve.FILE_SYSTEMS:
+        pytest.skip(f"no reservations on {reserve.file_system(str(tmp_path))} here")
     return tmp_path
 
 
@@ -42,19 +37,92 @@ def put_frames(acq, n):
         acq["d"].put(frames[i % 16])
 
 
-def test_blocks_are_reserved_while_writing_and_given_back_at_close(reservable):
-    path = str(reservable / "run.emd")
-    acq = Acquisition(path, [Stream("d", (128, 128), "uint16", open_ended=True)],
-                      flush_seconds=0.05)
-    put_frames(acq, 400)
+def open_acquisition(path):
+    return Acquisition(path, [Stream("d", (128, 128), "uint16", open_ended=True)],
+                       flush_seconds=0.05)
+
+
+def wait_for_reservation(path):
     deadline = time.monotonic() + 10
-    while allocated(path) < os.path.getsize(path) + reserve.AHEAD // 2:
+    while blocks_past_end_of(path) < reserve.AHEAD // 2:
         assert time.monotonic() < deadline, "nothing reserved past the file's end"
         time.sleep(0.02)
+
+
+def test_blocks_are_reserved_while_writing_and_the_journal_gives_them_back(reservable,
+                                                                           monkeypatch):
+    monkeypatch.setattr(writer_thread, "compact_if_worth_it", lambda path: False)  # same inode
+    path = str(reservable / "run.emd")
+    acq = open_acquisition(path)
+    put_frames(acq, 400)
+    wait_for_reservation(path)
+    inode = os.stat(path).st_ino
     acq.close()
-    size = os.path.getsize(path)
-    assert allocated(path) < size + (1 << 20)
-    assert size > 400 * 1000  # the frames are in the file
+    assert os.stat(path).st_ino == inode and blocks_past_end_of(path) == 0
+    assert os.path.getsize(path) > 400 * 1000  # the frames are in the file
+
+
+def test_no_reservation_on_a_nearly_full_disk(reservable, monkeypatch):
+    monkeypatch.setattr(reserve, "MIN_FREE", 1 << 62)
+    path = str(reservable / "full.emd")
+    acq = open_acquisition(path)
+    put_frames(acq, 400)
+    time.sleep(0.3)
+    assert blocks_past_end_of(path) == 0
+    acq.close()
+
+
+def test_no_reservation_on_tmpfs():
+    assert reserve.file_system("/dev/shm") in ("tmpfs", None)  # None: no /proc/self/mounts
+    assert "tmpfs" not in reserve.FILE_SYSTEMS
+
+
+def test_a_writer_error_while_streaming_gives_the_blocks_back(reservable, monkeypatch):
+    path = str(reservable / "failed.emd")
+    real_flush = writer_thread.WriterThread._flush_file
+    state = {"fail": False}
+
+    def flush_file(self):
+        if state["fail"]:
+            raise OSError(errno.EIO, "injected: the disk failed")
+        real_flush(self)
+    monkeypatch.setattr(writer_thread.WriterThread, "_flush_file", flush_file)
+    acq = open_acquisition(path)
+    put_frames(acq, 400)
+    wait_for_reservation(path)
+    state["fail"] = True
+    with pytest.raises(WriterError, match="injected"):
+        put_frames(acq, 400)
+        acq.close()
+    assert blocks_past_end_of(path) == 0
+
+
+def test_an_error_inside_close_frees_the_blocks_by_path_never_another_files(reservable,
+                                                                            monkeypatch):
+    """The HDF5 file is closed before the finalize journal: a failure after that must not
+    truncate whatever file now has the closed descriptor's number."""
+    path = str(reservable / "closing.emd")
+    victim = str(reservable / "victim.bin")
+    opened = []
+
+    def finalize(*args, **kwargs):
+        fd = os.open(victim, os.O_RDWR | os.O_CREAT)  # likely the HDF5 file's old number
+        os.write(fd, b"x" * 4096)
+        assert reserve._fallocate()(fd, reserve._KEEP_SIZE, 0, 8 << 20) == 0
+        opened.append(fd)
+        raise OSError(errno.ENOSPC, "injected: no space for the journal")
+    monkeypatch.setattr(writer_thread.journal, "finalize", finalize)
+    acq = open_acquisition(path)
+    put_frames(acq, 400)
+    wait_for_reservation(path)
+    with pytest.raises(WriterError, match="injected"):
+        acq.close()
+    try:
+        assert blocks_past_end_of(path) == 0
+        assert blocks_past_end_of(victim) > 0  # its own reservation untouched
+    finally:
+        for fd in opened:
+            os.close(fd)
 
 
 def test_recover_gives_back_the_blocks_a_killed_writer_reserved(reservable):
@@ -78,6 +146,6 @@ def test_recover_gives_back_the_blocks_a_killed_writer_reserved(reservable):
     finally:
         child.kill()
         child.wait()
-    assert allocated(path) > os.path.getsize(path) + reserve.AHEAD // 2  # left behind by the kill
+    assert blocks_past_end_of(path) > reserve.AHEAD // 2  # left behind by the kill
     recover(path)
-    assert allocated(path) < os.path.getsize(path) + (1 << 20)
+    assert blocks_past_end_of(path) == 0

@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from emdstream.safety import chunklog, compact, journal, probe, salvage
+from emdstream.safety import chunklog, compact, journal, past_end, probe, salvage
 from emdstream.safety.filelock import writer_holds
 from emdstream.safety.h5open import check_path
 from emdstream.safety.superblock import clear_consistency_flags, read_superblock
@@ -54,6 +54,9 @@ def recover(path: str | os.PathLike) -> RecoveryReport:
     if not os.path.isfile(path):
         check_path(path)  # says what the path is instead
     changed = _remove_leftovers(path)
+    if past_end.blocks_past_end_of(path):  # reserved by a killed writer (write.reserve)
+        _refuse_if_held(path)
+        past_end.free_past_end_of(path)
     if os.path.exists(journal.journal_path(path)):
         _refuse_if_held(path)
         if journal.replay(path) is True:

@@ -1,4 +1,4 @@
-"""Disk space reserved ahead of the end of the file being written (Linux only).
+"""Disk space reserved ahead of the end of the file being written (Linux, ext4 and XFS only).
 
 HDF5 appends each new chunk at the file's end. On ext4 a write into blocks not yet allocated costs
 the kernel more than one into blocks already allocated: 168 against 105 us of CPU per MB here
@@ -6,80 +6,127 @@ the kernel more than one into blocks already allocated: 168 against 105 us of CP
 thread of a ``put_csr`` run spent ~12 % of the process's CPU samples in the kernel's write path).
 So the writer thread keeps ``AHEAD`` bytes past the file's end allocated with
 ``fallocate(FALLOC_FL_KEEP_SIZE)``: the file's size, and so everything HDF5, readers, ``recover``
-and the crash rules see, is unchanged; only blocks past the end are taken. A truncate to the
-file's own size frees the blocks past it: at close, the finalize journal's own truncate
-(``safety.journal``: no syscall is added, so the crash campaigns' kill points stay where they
-were); after a writer error, ``release``; after a kill they stay allocated, not counted in the
-file's size, until ``recover`` (which truncates or replaces the file) or any truncate.
-Best effort: where the call is missing or refused (another OS or file system, a full disk)
-nothing is reserved and the writes go on as before. Thread safety: the writer thread only.
+and the crash rules see, is unchanged; only blocks past the end are taken
+(``safety.past_end``). Never on a disk with less than ``MIN_FREE`` free (the blocks would be
+taken from the chunk log, the finalize journal and other writers), nor on other file systems
+(tmpfs would pin 64 MiB of memory per file for nothing).
+
+Freed: at close by the finalize journal's own truncate (``safety.journal``; no syscall is added,
+so the crash campaigns' kill points stay where they were), and first, before the file is closed,
+by ``release_if_short`` when the disk has less than ``MIN_FREE`` free (the journal must fit); after
+a writer error by ``release`` while the file is still open (``forget`` once it is closed: its
+descriptor number may belong to another file by then), else by path
+(``safety.past_end.free_past_end_of``); after a kill, by ``recover``. Best effort: where the
+call is missing or refused nothing is reserved and the writes go on as before. Thread safety: the
+writer thread only.
 """
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
+import errno
 import os
+import shutil
 import sys
 from typing import Optional
 
+from emdstream.safety.past_end import free_past_end
+
 AHEAD = 64 << 20
+MIN_FREE = 4 * AHEAD
+FILE_SYSTEMS = ("ext4", "xfs")  # where it was measured or is known to help; not tmpfs, not NFS
 _KEEP_SIZE = 0x01  # FALLOC_FL_KEEP_SIZE
+_call = None  # libc's fallocate64, looked up by the first Reserve (False: none)
 
 
 def _fallocate():
-    if not sys.platform.startswith("linux"):
-        return None
+    global _call
+    if _call is None:
+        _call = False
+        if sys.platform.startswith("linux"):
+            try:
+                libc = ctypes.CDLL(None, use_errno=True)  # the process's own libc: no search
+            except OSError:
+                libc = None
+            # fallocate64 takes 64-bit offsets everywhere; plain fallocate where off_t is 64-bit
+            call = getattr(libc, "fallocate64", None)
+            if call is None and ctypes.sizeof(ctypes.c_long) == 8:
+                call = getattr(libc, "fallocate", None)
+            if call is not None:
+                call.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+                call.restype = ctypes.c_int
+                _call = call
+    return _call or None
+
+
+def file_system(path: str) -> Optional[str]:
+    """The type of the file system ``path`` lies on (Linux ``/proc/self/mounts``), or None."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        with open("/proc/self/mounts") as fh:
+            mounts = [line.split()[1:3] for line in fh]
     except OSError:
         return None
-    # fallocate64 takes 64-bit offsets everywhere; plain fallocate only where off_t is 64-bit
-    call = getattr(libc, "fallocate64", None)
-    if call is None and ctypes.sizeof(ctypes.c_long) == 8:
-        call = getattr(libc, "fallocate", None)
-    if call is None:
-        return None
-    call.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
-    call.restype = ctypes.c_int
-    return call
-
-
-_FALLOCATE = _fallocate()
+    real = os.path.realpath(path)
+    best, kind = "", None
+    for point, fstype in mounts:
+        point = point.replace("\\040", " ")
+        inside = real == point or real.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):
+            best, kind = point, fstype
+    return kind
 
 
 class Reserve:
-    def __init__(self, fd: int):
-        self._fd = fd
-        self._until = 0  # bytes from the file's start allocated (the end of the last reservation)
-        self.enabled = _FALLOCATE is not None
+    def __init__(self, fd: int, path: str):
+        self._fd: Optional[int] = fd
+        self._path = path
+        self._reserved = False  # blocks may be allocated past the end (set before each call)
+        self._until = 0  # the end of the last reservation
+        self.enabled = _fallocate() is not None and file_system(path) in FILE_SYSTEMS
 
     def advance(self, end: Optional[int] = None) -> None:
         """After a write: once the file's end (``end``, or read here) is within half of
         ``AHEAD`` of the reservation's, reserve ``AHEAD`` bytes past it."""
-        if not self.enabled:
+        if not self.enabled or self._fd is None:
             return
         try:
             end = os.fstat(self._fd).st_size if end is None else end
+            if end + AHEAD // 2 <= self._until:
+                return
+            if shutil.disk_usage(self._path).free < MIN_FREE:
+                return  # the disk is nearly full: leave its blocks to the rest
         except OSError:
             self.enabled = False
             return
-        if end + AHEAD // 2 <= self._until:
-            return
-        if _FALLOCATE(self._fd, _KEEP_SIZE, end, AHEAD) != 0:  # refused: write as before
+        self._reserved = True
+        if _fallocate()(self._fd, _KEEP_SIZE, end, AHEAD) == 0:
+            self._until = end + AHEAD
+        elif ctypes.get_errno() != errno.EINTR:  # refused: write as before (EINTR: next time)
             self.enabled = False
-            return
-        self._until = end + AHEAD
 
     def release(self) -> None:
-        """Free what is reserved past the file's end (before the file is closed)."""
-        if self._until:
-            release(self._fd)
-            self._until = 0
+        """Free what is reserved past the end of the file (while it is still open)."""
+        if self._reserved and self._fd is not None:
+            try:
+                free_past_end(self._fd)
+            except OSError:  # only space past the end is at stake, never the file's bytes
+                pass
+        self._reserved, self._until = False, 0
 
+    def release_if_short(self) -> None:
+        """Before the file is closed: free the reservation if the disk is nearly full."""
+        try:
+            short = self._reserved and shutil.disk_usage(self._path).free < MIN_FREE
+        except OSError:
+            short = self._reserved
+        if short:
+            self.release()
 
-def release(fd: int) -> None:
-    """Free the blocks allocated past the end of the file open at ``fd`` (its size unchanged)."""
-    try:
-        os.ftruncate(fd, os.fstat(fd).st_size)
-    except OSError:  # only space past the end is at stake, never the file's bytes
-        pass
+    @property
+    def reserved(self) -> bool:
+        """Blocks may be allocated past the end (``release`` or a truncate frees them)."""
+        return self._reserved
+
+    def forget(self) -> None:
+        """The file is closed: its descriptor is no longer this file's."""
+        self._fd = None
+        self.enabled = False

@@ -35,6 +35,7 @@ from emdstream.format import layout
 from emdstream.safety import filelock, journal, live_registry
 from emdstream.safety.chunklog import ChunkLog
 from emdstream.safety.compact import compact_if_worth_it
+from emdstream.safety.past_end import free_past_end_of
 from emdstream.write.chunk_buffer import ChunkBuffer, EncodedChunk
 from emdstream.write.chunk_notes import ChunkNotes
 from emdstream.write.encoder_pool import EncoderPool
@@ -83,7 +84,7 @@ class WriterThread(threading.Thread):
         self._lock_fd: Optional[int] = lock_fd
         self._hdf5_fd: Optional[int] = h5file.id.get_vfd_handle()  # None once the file is closed
         self._writeback = Writeback(self._hdf5_fd)
-        self._reserve = Reserve(self._hdf5_fd)  # disk blocks ahead of the file's end
+        self._reserve = Reserve(self._hdf5_fd, path)  # disk blocks ahead of the file's end
         self._comments: list[tuple[str, str]] = []
         self._comments_lock = threading.Lock()
         # held by this thread except while it waits for work; a producer that takes it (never
@@ -351,7 +352,9 @@ class WriterThread(threading.Thread):
         self._flush(final=close)
         with live_registry.reopen_lock:  # see live_registry
             live_registry.close_live_readers(self.path)
-            self._hdf5_fd = None  # the reserved blocks: freed by the journal's truncate
+            self._reserve.release_if_short()  # else the journal's truncate frees the blocks
+            self._reserve.forget()
+            self._hdf5_fd = None
             self.file.close()
             log = self.chunk_log
             counts = journal.finalize(self.path, close.closing_comment,  # flock kept: recover waits
@@ -370,9 +373,16 @@ class WriterThread(threading.Thread):
         """After an error: release the file; what the last flush recorded stays valid."""
         for _, _, _, fut in self._inflight:
             fut.cancel()
-        self._hdf5_fd = None
+        still_open, self._hdf5_fd = self._hdf5_fd is not None, None
         try:
-            self._reserve.release()
+            if still_open:
+                self._reserve.release()
+            elif self._reserve.reserved:  # closed already (inside close): by path, not by number
+                free_past_end_of(self.path)
+        except OSError:  # only blocks past the end are at stake; recover frees them
+            pass
+        self._reserve.forget()
+        try:
             self.file.close()
         except Exception:
             pass
