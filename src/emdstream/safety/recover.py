@@ -54,9 +54,12 @@ def recover(path: str | os.PathLike) -> RecoveryReport:
     if not os.path.isfile(path):
         check_path(path)  # says what the path is instead
     changed = _remove_leftovers(path)
-    if past_end.blocks_past_end_of(path):  # reserved by a killed writer (write.reserve)
-        _refuse_if_held(path)
-        past_end.free_past_end_of(path)
+    try:
+        if past_end.blocks_past_end_of(path):  # reserved by a killed writer (write.reserve)
+            _refuse_if_held(path)
+            past_end.free_past_end_of(path)
+    except OSError:  # a read-only file or disk: only blocks past the end are at stake
+        pass
     if os.path.exists(journal.journal_path(path)):
         _refuse_if_held(path)
         if journal.replay(path) is True:
