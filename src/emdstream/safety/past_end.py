@@ -29,15 +29,11 @@ def blocks_past_end_of(path: str) -> int:
         os.close(fd)
 
 
-def free_past_end_of(path: str) -> bool:
+def free_past_end_of(path: str) -> None:
     """Free the blocks a killed or failed writer left reserved past the end of ``path`` (the
-    caller holds the file's lock: no writer appends meanwhile); True if there were any (only then
-    is the file opened for writing and truncated to its own size)."""
-    if not blocks_past_end_of(path):
-        return False
+    caller holds the file's lock, so no writer appends meanwhile, and has seen blocks there)."""
     fd = os.open(path, os.O_RDWR)
     try:
         free_past_end(fd)
     finally:
         os.close(fd)
-    return True
