@@ -22,7 +22,7 @@ def _sample(shape, dtype, seed=0):
 
 
 def _body(lib: bslz4_lib.Bslz4Library, a: np.ndarray) -> bytes:
-    block = BitshuffleLZ4.block_elems(a.itemsize)
+    block = BitshuffleLZ4().block_elems(a.itemsize)
     out = np.empty(lib.bound(a.size, a.itemsize, block), np.uint8)
     return bytes(out[:lib.compress(a.ctypes.data, out.ctypes.data, a.size, a.itemsize, block)])
 
@@ -35,13 +35,15 @@ def test_same_bytes_whichever_library(shape, dtype):
         pytest.skip("bitshuffle is not installed: nothing to compare with")
     bitshuffle = pytest.importorskip("bitshuffle")
     assert ours == _body(bslz4_lib.library("bitshuffle"), a)
-    assert ours == bitshuffle.compress_lz4(a.reshape(-1), BitshuffleLZ4.block_elems(a.itemsize)).tobytes()
+    assert ours == bitshuffle.compress_lz4(a.reshape(-1), BitshuffleLZ4().block_elems(a.itemsize)).tobytes()
 
 
+@pytest.mark.parametrize("block_bytes", [None, 16384, 1024])
 @pytest.mark.parametrize("shape,dtype", CASES)
-def test_chunks_decode_with_h5py(tmp_path, shape, dtype):
+def test_chunks_decode_with_h5py(tmp_path, shape, dtype, block_bytes):
+    # the filter decodes in the block size each chunk's header names, not the dataset's options
     a = _sample((2,) + shape, dtype, seed=1)
-    enc = BitshuffleLZ4()
+    enc = BitshuffleLZ4(block_bytes)
     with h5py.File(tmp_path / "c.h5", "w") as f:
         d = f.create_dataset("d", a.shape, dtype, chunks=(1,) + shape, **enc.dataset_options())
         for i in range(2):
@@ -105,3 +107,14 @@ def test_encode_into_a_reused_buffer_gives_each_chunks_own_bytes():
 def test_encode_into_refuses_a_buffer_it_would_overrun(out):
     with pytest.raises(ValueError, match="encode_into needs"):
         BitshuffleLZ4().encode_into(np.zeros(16384, np.uint32), out)
+
+
+def test_block_size_is_in_the_header_and_wide_blocks_only_for_whole_ones():
+    a = _sample((64, 64), "uint16")
+    assert bytes(BitshuffleLZ4(16384).encode(a)[8:12]) == (16384).to_bytes(4, "big")
+    assert bytes(BitshuffleLZ4().encode(a)[8:12]) == (8192).to_bytes(4, "big")
+    assert BitshuffleLZ4().for_frames(256 * 256 * 2, 2).block_bytes == 16384
+    assert BitshuffleLZ4().for_frames(64 * 64 * 2, 2).block_bytes == 8192  # half a wide block
+    assert BitshuffleLZ4(8192).for_frames(256 * 256 * 2, 2).block_bytes == 8192  # chosen: kept
+    with pytest.raises(ValueError, match="multiple of 64"):
+        BitshuffleLZ4(1000)

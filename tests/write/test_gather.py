@@ -68,21 +68,50 @@ def test_frames_that_are_not_whole_blocks_need_chunk_frames_1(tmp_path):
         assert w.put_compressed_many([blob, blob]) == 2
 
 
-def test_frames_compressed_with_other_blocks_are_refused_for_gathering_kept_as_own_chunks(tmp_path):
-    # a gathered chunk's one header names one block size: a frame of 4 KiB blocks under it made
-    # the whole chunk unreadable ("filter returned failure"), 16 frames lost
+def test_a_stream_gathers_frames_of_one_block_size_the_first_frames(tmp_path):
+    # a gathered chunk's one header names one block size: a frame of other blocks under it made
+    # the whole chunk unreadable ("filter returned failure"), 16 frames lost. The first frames set
+    # the stream's (a detector's 4 KiB blocks here); a frame of other blocks is refused, nothing
+    # taken, or kept as its own chunk with chunk_frames=1
     import struct
     bitshuffle = pytest.importorskip("bitshuffle")  # to compress in other blocks than ours
-    frame = detector_frames(1, (64, 64))[0]
-    blob = struct.pack(">QI", frame.nbytes, 4096) + \
-        bitshuffle.compress_lz4(frame.reshape(-1), 2048).tobytes()
-    with EMDWriter(str(tmp_path / "a.emd"), (64, 64), chunk_frames=4) as w:
-        with pytest.raises(ValueError, match="blocks of 4096 bytes.*chunk_frames=1"):
-            w.put_compressed(blob)
-        assert w.frames_put == 0
+    frames = detector_frames(6, (64, 64))
+    small = [struct.pack(">QI", f.nbytes, 4096) + bitshuffle.compress_lz4(f.reshape(-1), 2048)
+             .tobytes() for f in frames]
+    ours = blobs_of(frames)  # 8 KiB blocks
+    path = str(tmp_path / "a.emd")
+    with EMDWriter(path, (64, 64), chunk_frames=4) as w:
+        assert w.put_compressed_many(small[:3]) == 3
+        with pytest.raises(ValueError, match="blocks of 8192 bytes.*4096-byte.*chunk_frames=1"):
+            w.put_compressed_many([small[3], ours[3]])
+        with pytest.raises(ValueError, match="chunk_frames=1"):
+            w.put_compressed(ours[3])
+        assert w.frames_put == 3
+        assert w.put_compressed_many(small[3:]) == 3
+    np.testing.assert_array_equal(read(path)[0], frames)
+    with h5py.File(path, "r") as f:
+        assert f["data/dataset_1/data"].id.read_direct_chunk((0, 0, 0))[1][8:12] == \
+            (4096).to_bytes(4, "big")
     with EMDWriter(str(tmp_path / "b.emd"), (64, 64), chunk_frames=1) as w:
-        assert w.put_compressed_many([blob, blob]) == 2
-    np.testing.assert_array_equal(read(str(tmp_path / "b.emd"))[0], [frame, frame])
+        assert w.put_compressed_many([small[0], ours[1]]) == 2
+    np.testing.assert_array_equal(read(str(tmp_path / "b.emd"))[0], frames[:2])
+
+
+def test_detector_frames_of_8k_blocks_gather_into_a_stream_that_compresses_in_16k(tmp_path):
+    frames = detector_frames(24, (128, 128), seed=3)  # 32 KiB frames: the stream's own are 16 KiB
+    path = str(tmp_path / "a.emd")
+    with EMDWriter(path, (128, 128), n_frames=40, chunk_frames=8) as w:
+        assert w._stream.encoder.block_bytes == 16384
+        for f in frames:
+            w.put(f)
+        assert w.put_compressed_many(blobs_of(frames[:16])) == 16  # chunks 3 and 4
+    data = read(path)[0]
+    np.testing.assert_array_equal(data[:24], frames)
+    np.testing.assert_array_equal(data[24:], frames[:16])
+    with h5py.File(path, "r") as f:
+        ds = f["data/dataset_1/data"]
+        assert ds.id.read_direct_chunk((0, 0, 0))[1][8:12] == (16384).to_bytes(4, "big")
+        assert ds.id.read_direct_chunk((24, 0, 0))[1][8:12] == (8192).to_bytes(4, "big")
 
 
 def test_refused_mixing_of_put_and_put_compressed_takes_no_place_in_the_queue(tmp_path):

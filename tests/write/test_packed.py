@@ -13,8 +13,10 @@ LAYOUTS = [((256, 256), "uint16", 16), ((64, 64), "uint16", 256), ((1024, 1024),
            ((192, 192), "uint16", 28), ((128, 64), "uint8", 40), ((128, 128), "uint32", 6)]
 
 
-def _layout(shape, dtype, k):
-    return PieceLayout.of(BitshuffleLZ4(), k, shape, np.dtype(dtype), "block")
+def _layout(shape, dtype, k):  # the encoder a stream of these frames uses (16 KiB blocks or 8)
+    itemsize = np.dtype(dtype).itemsize
+    encoder = BitshuffleLZ4().for_frames(int(np.prod(shape)) * itemsize, itemsize)
+    return PieceLayout.of(encoder, k, shape, np.dtype(dtype), "block")
 
 
 def test_only_block_aligned_bslz4_streams_are_packed():
@@ -23,6 +25,23 @@ def test_only_block_aligned_bslz4_streams_are_packed():
     assert PieceLayout.of(BitshuffleLZ4(), 16, (256, 256), np.dtype("uint16"), "store_raw") is None
     lay = _layout((1024, 1024), "uint16", 1)
     assert lay.n_pieces == 16 and lay.piece_elems * 2 == 128 << 10
+
+
+@pytest.mark.parametrize("compression,block", [("bslz4", 16384), (BitshuffleLZ4(8192), 8192)])
+def test_frames_of_whole_16k_blocks_are_stored_in_16k_blocks_unless_chosen(tmp_path, compression,
+                                                                          block):
+    frames = detector_frames(40, (256, 256), seed=5)
+    path = str(tmp_path / "a.emd")
+    with EMDWriter(path, (256, 256), compression=compression) as w:
+        w.put_many(frames[:20])
+        for f in frames[20:]:
+            w.put(f)
+    import h5py
+    with h5py.File(path, "r") as f:
+        ds = f["data/dataset_1/data"]
+        for offset in ((0, 0, 0), (16, 0, 0), (32, 0, 0)):
+            assert ds.id.read_direct_chunk(offset)[1][8:12] == block.to_bytes(4, "big")
+    np.testing.assert_array_equal(emdstream.open(path)["dataset_1"].data[()], frames)
 
 
 @pytest.mark.parametrize("shape,dtype,k", LAYOUTS, ids=lambda x: str(x))
@@ -39,7 +58,7 @@ def test_pieces_from_either_thread_give_the_whole_chunk(shape, dtype, k, seed):
         pack.take(position, frames[position:position + n],
                   backlog=int(rng.integers(0, lay.n_pieces + 1)))
         position += n
-    expected = bytes(BitshuffleLZ4().encode(frames))
+    expected = bytes(lay.encoder.encode(frames))
     assert bytes(pack.finish()) == expected
     pack.materialize()  # the raw frames back where the producer compressed without copying
     np.testing.assert_array_equal(buf, frames)
@@ -123,4 +142,4 @@ def test_the_writer_gets_up_to_one_chunk_of_pieces_and_none_when_behind():
         for position in range(16):
             pack.take(position, frames[position:position + 1], backlog)
         assert pack.raw_pieces() == left
-        assert bytes(pack.finish()) == bytes(BitshuffleLZ4().encode(frames))
+        assert bytes(pack.finish()) == bytes(lay.encoder.encode(frames))

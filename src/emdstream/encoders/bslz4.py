@@ -1,15 +1,21 @@
 """bslz4: bitshuffle + LZ4, HDF5 filter 32008, framed with the 12-byte header the filter expects
 (big-endian uncompressed size, block size in bytes).
 
-A chunk's body is one (4-byte big-endian length, LZ4 block) per block of ``BLOCK_BYTES``, so the
-bodies of block-aligned pieces, concatenated in order under one header, are the body of the whole:
-the write path compresses pieces of a chunk on different threads (``write.packed``) and gathers
+A chunk's body is one (4-byte big-endian length, LZ4 block) per block, so the bodies of
+block-aligned pieces, concatenated in order under one header, are the body of the whole: the write
+path compresses pieces of a chunk on different threads (``write.packed``) and gathers
 detector-compressed frames into multi-frame chunks without recompressing them.
+
+The block size is in each chunk's header, and the filter decodes with the header's (not the
+dataset's filter options), so chunks of one dataset may differ. bitshuffle's default is 8 KiB.
+A stream of frames that are whole 16 KiB blocks (256x256, 128x128, 1024x1024 uint16) compresses
+its frames in 16 KiB blocks unless the encoder was given a block size: ~10 % faster per core and
+~2 % smaller here (``benchmarks/bench_costs.py`` times both; see docs/performance.md).
 """
 from __future__ import annotations
 
 import struct
-from typing import Any
+from typing import Any, Optional
 
 import hdf5plugin
 import numpy as np
@@ -23,13 +29,34 @@ HEADER = struct.Struct(">QI")  # uncompressed bytes, block bytes
 class BitshuffleLZ4(ChunkEncoder):
     name, filter_id, label = "bslz4", 32008, "bitshuffle+lz4"
     BLOCK_BYTES = 8192  # bitshuffle's default block: 8 KiB per block of elements
+    WIDE_BLOCK_BYTES = 16384  # for frames of whole 16 KiB blocks (``for_frames``)
+
+    def __init__(self, block_bytes: Optional[int] = None):
+        """``block_bytes``: the LZ4 block size (a multiple of 8 elements); None: bitshuffle's
+        default, or 16 KiB for a stream of frames that are whole 16 KiB blocks."""
+        if block_bytes is not None and (not isinstance(block_bytes, int) or block_bytes < 64
+                                        or block_bytes % 64):
+            raise ValueError(f"block_bytes must be a positive multiple of 64, got {block_bytes!r}")
+        self.chosen = block_bytes
+        self.block_bytes = block_bytes or self.BLOCK_BYTES
+        self._declared = 0  # block elements in the filter's options (0: the filter's default)
+
+    def for_frames(self, frame_bytes: int, itemsize: int) -> BitshuffleLZ4:
+        """The encoder a stream of such frames uses: in 16 KiB blocks where its frames are whole
+        ones and no block size was chosen. A block size other than the default is declared in
+        the dataset's filter options too: HDF5 compresses with those where it writes a chunk
+        itself (an edge chunk when a dataset shrinks)."""
+        wide = self.chosen is None and frame_bytes and frame_bytes % self.WIDE_BLOCK_BYTES == 0
+        encoder = BitshuffleLZ4(self.WIDE_BLOCK_BYTES if wide else self.chosen)
+        if encoder.block_bytes != self.BLOCK_BYTES:
+            encoder._declared = encoder.block_elems(itemsize)
+        return encoder
 
     def dataset_options(self) -> dict[str, Any]:
-        return dict(hdf5plugin.Bitshuffle(cname="lz4"))
+        return dict(hdf5plugin.Bitshuffle(nelems=self._declared, cname="lz4"))
 
-    @staticmethod
-    def block_elems(itemsize: int) -> int:
-        return max(8, (BitshuffleLZ4.BLOCK_BYTES // itemsize) // 8 * 8)
+    def block_elems(self, itemsize: int) -> int:
+        return max(8, (self.block_bytes // itemsize) // 8 * 8)
 
     def header(self, nbytes: int, itemsize: int) -> bytes:
         """The 12-byte chunk header of ``nbytes`` uncompressed bytes of ``itemsize`` elements."""
@@ -68,10 +95,12 @@ class BitshuffleLZ4(ChunkEncoder):
         return out[:12 + self.compress_into(chunk, out, 12)]
 
     def decode_into(self, payload: Any, out: np.ndarray) -> None:
-        """Decompress a whole chunk (header and body) into C-contiguous ``out``."""
+        """Decompress a whole chunk (header and body) into C-contiguous ``out``, in the block
+        size its header names."""
         data = np.frombuffer(payload, np.uint8)
+        block = HEADER.unpack_from(data)[1] // out.itemsize
         library().decompress(data.ctypes.data + 12, out.ctypes.data, out.size, out.itemsize,
-                             self.block_elems(out.itemsize))
+                             block)
 
     def check_encoded(self, blob: Any, nbytes: int, itemsize: int,
                       gathered: bool = False) -> memoryview:
@@ -87,16 +116,24 @@ class BitshuffleLZ4(ChunkEncoder):
         if block == 0 or block % (8 * itemsize):
             raise ValueError(f"bslz4 header block size {block} bytes is not a positive multiple "
                              f"of 8 elements of {itemsize} bytes")
-        own = self.block_elems(itemsize) * itemsize
-        if gathered and block != own:  # the chunk's header names one block size for all frames
-            raise ValueError(f"bslz4 frame compressed in blocks of {block} bytes; this stream "
-                             f"gathers frames into chunks of {own}-byte blocks: compress with "
-                             f"{own // itemsize}-element blocks, or create the stream with "
+        if gathered and nbytes % block:  # a chunk's frames share its header's block size
+            raise ValueError(f"bslz4 frame compressed in blocks of {block} bytes: its "
+                             f"{nbytes} bytes are not whole blocks, so it cannot be gathered "
+                             f"with other frames into one chunk; create the stream with "
                              f"chunk_frames=1 (each frame its own chunk, any block size)")
         end = _walk_blocks(data, nbytes, itemsize, block)
         if end != data.nbytes:
             raise ValueError(f"bslz4 frame of {data.nbytes} bytes; its blocks need {end}")
         return data
+
+
+    def __repr__(self) -> str:
+        return f"BitshuffleLZ4(block_bytes={self.chosen!r})"
+
+
+def block_bytes_of(blob: memoryview) -> int:
+    """The block size a checked bslz4 frame's header names."""
+    return HEADER.unpack_from(blob)[1]
 
 
 _LENGTH = struct.Struct(">I")

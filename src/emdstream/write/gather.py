@@ -1,17 +1,23 @@
 """Detector-compressed bslz4 frames gathered into multi-frame chunks without recompressing.
 
-A bslz4 frame is a 12-byte header and a body of (4-byte length, LZ4 block) per 8 KiB block. When a
-frame's bytes are a whole number of blocks, the bodies of k frames, one after the other under one
-new header (k frames' bytes, the same block size), are the body of the k-frame chunk: each frame's
-body is copied into the chunk's reusable output buffer, and slots without a frame (dropped, or
-past the end of a scan row) get the body of a frame of fill value, compressed once.
-Thread safety: used by one producer at a time, under its stream's lock.
+A bslz4 frame is a 12-byte header and a body of (4-byte length, LZ4 block) per block (bitshuffle's
+default: 8 KiB). When a frame's bytes are a whole number of blocks, the bodies of k frames, one
+after the other under one new header (k frames' bytes, the same block size), are the body of the
+k-frame chunk: each frame's body is copied into the chunk's reusable output buffer, and slots
+without a frame (dropped, or past the end of a scan row) get the body of a frame of fill value,
+compressed once. The block size is the detector's: the first frame gathered sets it for the
+stream (``for_frames``), which may differ from the one the stream compresses raw frames with (a
+chunk's own header names its block size). Thread safety: used by one producer at a time, under
+its stream's lock.
 """
 from __future__ import annotations
+
+from typing import Optional
 
 import numpy as np
 
 from emdstream.encoders import BitshuffleLZ4
+from emdstream.encoders.bslz4 import block_bytes_of
 from emdstream.format.values import empty_rows
 
 
@@ -34,6 +40,23 @@ class Gather:
         self.first_slot = self.end_slot = 0
         self.count = 0          # positions taken (frames and gaps)
         self.cursor = 12
+
+    @staticmethod
+    def for_frames(payloads: list, gather: Optional[Gather], k: int, frame_shape: tuple,
+                   dtype: np.dtype, fillvalue) -> Gather:
+        """The stream's ``gather`` (made for the block size of the first frames if None), once
+        every checked frame of ``payloads`` is in its block size; else ValueError, nothing taken."""
+        block = gather.encoder.block_bytes if gather is not None else block_bytes_of(payloads[0])
+        for payload in payloads:
+            if block_bytes_of(payload) != block:  # a chunk's one header names one block size
+                raise ValueError(f"bslz4 frame compressed in blocks of {block_bytes_of(payload)} "
+                                 f"bytes; this stream gathers frames of {block}-byte blocks into "
+                                 f"its chunks: compress every frame in one block size, or create "
+                                 f"the stream with chunk_frames=1 (each frame its own chunk, any "
+                                 f"block size)")
+        if gather is None:
+            gather = Gather(BitshuffleLZ4(block), k, frame_shape, dtype, fillvalue)
+        return gather
 
     @staticmethod
     def refusal(encoder, k: int, frame_bytes: int, itemsize: int) -> str:

@@ -71,7 +71,8 @@ class StreamWriter:
         own_count = stream.n_frames is not None or stream.open_ended
         if stream.n_frames is not None and stream.open_ended:
             raise ValueError(f"stream {self.name!r}: n_frames and open_ended=True exclude each other")
-        self.encoder: ChunkEncoder = get_encoder(stream.compression)
+        self.encoder: ChunkEncoder = get_encoder(stream.compression).for_frames(
+            self.spec.nbytes, self.spec.dtype.itemsize)
         self.compression = self.encoder.name
         self.attrs: dict = {}  # extra attributes of the data group (a part file's layout)
         if part is not None and scan_shape and not own_count:  # the frames of this part's blocks
@@ -188,10 +189,10 @@ class StreamWriter:
         """A frame already in the stream's codec format (bslz4: the 12-byte header of HDF5
         filter 32008 and the LZ4 blocks, as Dectris detectors send it), stored without
         recompressing: as its own chunk (``chunk_frames=1``), or gathered with the next frames
-        into the stream's multi-frame chunks when its bytes are whole 8 KiB blocks (otherwise
-        ValueError naming ``chunk_frames=1``). The header and block lengths are checked
-        (ValueError) before anything is taken; the body is not decoded. Returns False if it was
-        dropped (``on_full="drop"``)."""
+        into the stream's multi-frame chunks when its bytes are whole blocks, all frames of the
+        stream in blocks of one size (otherwise ValueError naming ``chunk_frames=1``). The header
+        and block lengths are checked (ValueError) before anything is taken; the body is not
+        decoded. Returns False if it was dropped (``on_full="drop"``)."""
         return self.put_compressed_many((blob,), **values) == 1
 
     def put_compressed_many(self, blobs: Sequence[Any], **values: Any) -> int:
@@ -229,10 +230,8 @@ class StreamWriter:
     def _take_gathered(self, payloads: list, rows: np.ndarray) -> int:
         """Under the lock: frames into the chunks being gathered (``gather``); how many taken."""
         assembler, done, taken = self.assembler, 0, 0
-        if assembler.gather is None:
-            assembler.gather = Gather(self.encoder, self.geometry.k, self.spec.shape,
-                                      self.spec.dtype, self.fillvalue)
-        g = assembler.gather
+        g = assembler.gather = Gather.for_frames(payloads, assembler.gather, self.geometry.k,
+                                                 self.spec.shape, self.spec.dtype, self.fillvalue)
         while done < len(payloads):
             if not g.open:
                 if not self._room_for_encoded():
