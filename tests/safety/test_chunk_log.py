@@ -79,3 +79,40 @@ def test_another_files_log_is_never_applied(crashed, tmp_path):
     report = emdstream.recover(path)  # HDF5's own recovery: the streams of this file
     assert set(report.frames_written) == {"frames", "haadf", "spectra"}
     frames_ok(path, crashed[1])
+
+
+def test_the_chunk_crc_is_zlibs_crc32_whichever_library_computes_it(tmp_path):
+    # recover checks chunks against CRCs written by another process (maybe without ISA-L):
+    # the values must be zlib's
+    import zlib
+    rng = np.random.default_rng(7)
+    for size in (0, 1, 7, 4096, 290_001, 3 << 20):
+        data = rng.integers(0, 256, size, dtype=np.uint8)
+        assert chunklog.crc(data, size) == zlib.crc32(data.tobytes())
+        assert chunklog.crc(data.data, size // 2) == zlib.crc32(data[: size // 2].tobytes())
+    # without isal (an exotic platform) the log falls back on zlib's: a file written so is
+    # recovered by this process, which has isal
+    code = ("import sys; sys.modules['isal'] = None\n"
+            "import numpy as np, emdstream, os, time\n"
+            "from emdstream.safety import chunklog\n"
+            "assert chunklog.crc32.__module__ == 'zlib', chunklog.crc32.__module__\n"
+            "w = emdstream.EMDWriter(sys.argv[1], (64, 64), 'uint16', flush_frames=16)\n"
+            "for i in range(40): w.put(np.full((64, 64), i, np.uint16))\n"
+            "while w.frames_written < 32: time.sleep(0.01)\n"
+            "os._exit(9)\n")
+    path = str(tmp_path / "a.emd")
+    proc = subprocess.run([sys.executable, "-c", code, path], capture_output=True, text=True)
+    assert proc.returncode == 9, proc.stderr
+    log = chunklog.read(path)
+    keep = np.zeros(os.path.getsize(path), dtype=bool)  # HDF5's metadata destroyed: a salvage
+    for r in log.chunks:  # that takes each chunk only if its CRC, computed here, matches
+        keep[r.offset:r.offset + r.size] = True
+    keep[log.token_at:log.token_at + len(log.token)] = True
+    data = np.fromfile(path, dtype=np.uint8)
+    data[~keep] = 0
+    data.tofile(path)
+    report = emdstream.recover(path)
+    assert report.frames_written["dataset_1"] >= 32
+    with emdstream.open(path) as f:
+        data = f["dataset_1"].data[()]
+    assert len(data) >= 32 and all((data[i] == i).all() for i in range(len(data)))

@@ -14,9 +14,11 @@ the file, while it is written, ``<path>.emdstream-chunks`` holds:
    CRC-32 of its bytes, the slots it holds), and the streaming state (counts, dropped slots,
    value names, raw chunks, comments).
 
-A record's own CRC-32 makes a torn tail harmless (reading stops there). ``salvage`` rebuilds the
-file from the skeleton and every chunk whose bytes still match their CRC, whatever state HDF5's
-metadata is in. HDF5 in SWMR mode never frees a rewritten chunk's older copy, and the writer never
+CRC-32 is zlib's (the same values wherever it is computed); ISA-L's (``isal``, a dependency with
+wheels for every platform, ~10x zlib's speed here: 4.4 vs 40 us for a 290 KB chunk) computes it
+when installed, zlib's otherwise. A record's own CRC-32 makes a torn tail harmless (reading stops
+there). ``salvage`` rebuilds the file from the skeleton and every chunk whose bytes still match
+their CRC, whatever state HDF5's metadata is in. HDF5 in SWMR mode never frees a rewritten chunk's older copy, and the writer never
 lets a compressed chunk be rewritten in place (``place_payload``), so a chunk a record names keeps
 its bytes; raw chunks rewritten in place keep the bytes of the frames they held (checked
 ``prefix`` bytes only).
@@ -29,6 +31,11 @@ import struct
 import zlib
 from dataclasses import dataclass, field
 from typing import Any, Optional
+
+try:
+    from isal.isal_zlib import crc32
+except ImportError:  # the same CRC-32, ~10x slower
+    from zlib import crc32
 
 SUFFIX = ".emdstream-chunks"
 _FRAME = struct.Struct("<4sII")  # tag, body length, CRC-32 of the body
@@ -111,7 +118,7 @@ class ChunkLog:
             os.fsync(self._fd)
 
     def _append(self, body: bytes) -> None:
-        blob = _FRAME.pack(_TAG, len(body), zlib.crc32(body)) + body
+        blob = _FRAME.pack(_TAG, len(body), crc32(body)) + body
         done = 0
         while done < len(blob):
             done += os.write(self._fd, blob[done:])
@@ -146,7 +153,7 @@ def remove(h5_path: str | os.PathLike) -> bool:
 
 
 def crc(payload, checked: int) -> int:
-    return zlib.crc32(memoryview(payload).cast("B")[:checked])
+    return crc32(memoryview(payload).cast("B")[:checked])
 
 
 @dataclass
@@ -205,7 +212,7 @@ def _bodies(blob: bytes):
     while at + _FRAME.size <= len(blob):
         tag, length, check = _FRAME.unpack_from(blob, at)
         body = blob[at + _FRAME.size: at + _FRAME.size + length]
-        if tag != _TAG or len(body) != length or zlib.crc32(body) != check:
+        if tag != _TAG or len(body) != length or crc32(body) != check:
             return
         yield body
         at += _FRAME.size + length
@@ -227,7 +234,7 @@ def fingerprint(path: str | os.PathLike) -> str:
         size = os.fstat(fh.fileno()).st_size
         head = fh.read(1 << 16)
         fh.seek(max(0, size - (1 << 16)))
-        return f"{size}:{zlib.crc32(head)}:{zlib.crc32(fh.read())}"
+        return f"{size}:{crc32(head)}:{crc32(fh.read())}"
 
 
 def belongs_to(contents: LogContents, h5_path: str | os.PathLike) -> bool:
