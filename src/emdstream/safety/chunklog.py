@@ -18,10 +18,10 @@ CRC-32 is zlib's (the same values wherever it is computed); ISA-L's (``isal``, a
 wheels for every platform, ~10x zlib's speed here: 4.4 vs 40 us for a 290 KB chunk) computes it
 when installed, zlib's otherwise. A record's own CRC-32 makes a torn tail harmless (reading stops
 there). ``salvage`` rebuilds the file from the skeleton and every chunk whose bytes still match
-their CRC, whatever state HDF5's metadata is in. HDF5 in SWMR mode never frees a rewritten chunk's older copy, and the writer never
-lets a compressed chunk be rewritten in place (``place_payload``), so a chunk a record names keeps
-its bytes; raw chunks rewritten in place keep the bytes of the frames they held (checked
-``prefix`` bytes only).
+their CRC, whatever state HDF5's metadata is in. HDF5 in SWMR mode never frees a rewritten
+chunk's older copy, and the writer never lets a compressed chunk be rewritten in place
+(``place_payload``), so a chunk a record names keeps its bytes; raw chunks rewritten in place keep
+the bytes of the frames they held (checked ``prefix`` bytes only).
 """
 from __future__ import annotations
 
