@@ -114,16 +114,16 @@ def threads_written(job: dict, bank: np.ndarray, path: str) -> dict:
 
 def _chunk_writer(job: dict, bank: np.ndarray, path: str, encoder):
     """store(j, payload): CRC-32 of chunk j, then its direct write; store.close() closes the file."""
-    import zlib
-
     import h5py
+
+    from emdstream.safety.chunklog import crc32  # as the chunk log takes it
     k, shape = job["k"], bank.shape[1:]
     f = h5py.File(path, "w", libver="latest")
     d = f.create_dataset("d", (math.ceil(job["frames"] / k) * k,) + shape, bank.dtype,
                          chunks=(k,) + shape, **encoder.dataset_options())
 
     def store(j: int, payload) -> None:
-        zlib.crc32(payload)
+        crc32(payload)
         d.id.write_direct_chunk((j * k,) + (0,) * len(shape), payload)
     store.close = f.close
     return store
