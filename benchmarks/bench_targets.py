@@ -34,8 +34,8 @@ BSLZ4_FLOORS = ["threads_written", "hand_crc"]  # the fastest of the two designs
 # (case, frame size, compression, raw MiB, methods)
 CASES = [
     ("256x256-bslz4", 256, "bslz4", 1500,
-     ["put", "frame_buffer", "acquisition", "acquisition_narrow", "put_paced", "hand", "hand_crc"]
-     + BSLZ4 + FLOOR),
+     ["put", "frame_buffer", "acquisition", "acquisition_narrow", "put_paced", "hand",
+      "hand_stream_blocks", "hand_crc"] + BSLZ4 + FLOOR),
     ("64x64-bslz4", 64, "bslz4", 256, ["put_many", "hand", "hand_crc"] + BSLZ4 + FLOOR),
     ("1024x1024-bslz4", 1024, "bslz4", 1024, ["put", "hand", "hand_crc"] + BSLZ4 + FLOOR),
     ("256x256-detector-compressed", 256, "bslz4", 1000,
@@ -55,6 +55,7 @@ VARIANTS = {
     "put_compressed": dict(method="emd", api="put_compressed"),
     "put_compressed_many": dict(method="emd", api="put_compressed_many"),
     "hand": dict(method="hand"), "bare": dict(method="bare"), "hand_crc": dict(method="hand_crc"),
+    "hand_stream_blocks": dict(method="hand_stream_blocks"),
     "bare_checked": dict(method="bare_checked"), "gathered": dict(method="gathered"),
     "own": dict(method="own"), "threads": dict(method="threads"),
     "threads_written": dict(method="threads_written"),
@@ -159,6 +160,7 @@ def _stored(path: str) -> int:
 
 
 RUNNERS = {"emd": run_emd, "hand": loops.hand, "bare": loops.bare, "hand_crc": loops.hand_crc,
+           "hand_stream_blocks": loops.hand_stream_blocks,
            "bare_checked": loops.bare_checked, "gathered": loops.gathered,
            "own": compress_own_threads, "threads": compress_threads,
            "threads_written": threads_written}
@@ -190,6 +192,8 @@ def run_all(bench: harness.Bench) -> list[dict]:
 TARGETS = [  # (label, case, method, reference methods, threshold, floor method(s): the fastest)
     ("put 256x256 bslz4 vs ceiling", "256x256-bslz4", "put", BSLZ4, 0.9, BSLZ4_FLOORS),
     ("put 256x256 bslz4 vs hand loop", "256x256-bslz4", "put", ["hand"], 0.95, BSLZ4_FLOORS),
+    ("put 256x256 bslz4 vs hand loop in 16 KiB blocks", "256x256-bslz4", "put",
+     ["hand_stream_blocks"], 0.95, BSLZ4_FLOORS),
     ("frame_buffer 256x256 vs ceiling", "256x256-bslz4", "frame_buffer", BSLZ4, 0.9,
      BSLZ4_FLOORS),
     ("put_many 64x64 (blocks of 256) vs ceiling", "64x64-bslz4", "put_many", BSLZ4, 0.85,

@@ -5,6 +5,8 @@
   (``bitshuffle.compress_lz4(buf.reshape(-1), block)``; without the bitshuffle package, emdstream's
   own ``BitshuffleLZ4.encode``, one core), prepend the 12-byte header, ``write_direct_chunk``; all
   in the producer's thread; timed to ``File.close()``.
+  Its block size is bitshuffle's default (8 KiB), what such a loop passes; ``hand_stream_blocks``
+  is the same loop in the block size the stream uses (16 KiB for frames of whole 16 KiB blocks).
 * ``bare``: detector-compressed frames. ``dset.id.write_direct_chunk((i, 0, 0), blob)`` per frame
   into a ``chunks=(1, h, w)`` bslz4 dataset; timed to ``File.close()``.
 
@@ -17,7 +19,8 @@ Not emdstream: loops, to show what bounds a target.
   CRC-32 taken before its write.
 * ``gathered``: the bare loop's file with the stream's multi-frame chunks; each frame checked,
   its body copied into a chunk buffer under one header; each full chunk's CRC-32, then its write.
-* ``hand_crc``: the hand loop with each chunk's CRC-32 taken before its write.
+* ``hand_crc``: the hand loop in the stream's block size, each chunk's CRC-32 taken before its
+  write.
 """
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ import time
 
 import numpy as np
 from harness import cpu_seconds, distinct_chunks, peak_since_start, start_timing
+from harness.ceilings import stream_encoder
 
 from emdstream.safety.chunklog import crc32  # the CRC-32 the chunk log takes (ISA-L's or zlib's)
 
@@ -49,16 +53,18 @@ def _closed(f, d, t0: float, cpu0: float, rss0: int) -> dict:
                 peak_timed=peak_since_start(), stored=int(stored))
 
 
-def hand(job: dict, bank: np.ndarray, path: str, crc: bool = False) -> dict:
+def hand(job: dict, bank: np.ndarray, path: str, crc: bool = False,
+         stream_blocks: bool = False) -> dict:
     from emdstream.encoders import BitshuffleLZ4
     n, k, shape = job["frames"], job["k"], bank.shape[1:]
-    block = BitshuffleLZ4().block_elems(bank.itemsize)
+    encoder = stream_encoder(job, bank) if stream_blocks else BitshuffleLZ4()
+    block = encoder.block_elems(bank.itemsize)
     try:
         import bitshuffle
         compress = lambda buf: bitshuffle.compress_lz4(buf.reshape(-1), block)  # noqa: E731
         header = struct.pack(">QI", k * bank[0].nbytes, block * bank.itemsize)
     except ImportError:
-        compress, header = BitshuffleLZ4().encode, b""
+        compress, header = encoder.encode, b""
     f, d = _file(path, shape, n, k)
     buf = np.empty((k,) + shape, bank.dtype)
     b = len(bank)
@@ -75,7 +81,11 @@ def hand(job: dict, bank: np.ndarray, path: str, crc: bool = False) -> dict:
 
 
 def hand_crc(job: dict, bank: np.ndarray, path: str) -> dict:
-    return hand(job, bank, path, crc=True)
+    return hand(job, bank, path, crc=True, stream_blocks=True)
+
+
+def hand_stream_blocks(job: dict, bank: np.ndarray, path: str) -> dict:
+    return hand(job, bank, path, stream_blocks=True)
 
 
 def bare(job: dict, bank: np.ndarray, path: str, checked: bool = False) -> dict:

@@ -9,6 +9,9 @@ Issue 17's ceiling is the best of two ways, each measured in the same run as wha
 * ``compress_threads``: one plain thread per core, each compressing every n-th chunk with
   emdstream's own encoder (bslz4: ``bshuf_compress_lz4`` through ctypes into a reused buffer).
 
+Both compress the chunks as a stream of these frames does (``ChunkEncoder.for_frames``: bslz4 in
+16 KiB blocks where the frames are whole ones, e.g. 256x256 uint16).
+
 ``threads_written`` is a floor, not a ceiling: ``compress_threads`` with each chunk's CRC-32
 taken and the chunk written (``write_direct_chunk``, h5py serializing the writes) into a file, as
 a writer that keeps a chunk log must, and for codecs other than bslz4 each chunk's frames copied
@@ -32,6 +35,12 @@ from .frames import distinct_chunks
 from .measure import cpu_seconds, peak_since_start, start_timing
 
 
+def stream_encoder(job: dict, bank: np.ndarray):
+    """The encoder a stream of ``bank``'s frames uses for ``job["compression"]``."""
+    from emdstream.encoders import get_encoder
+    return get_encoder(job["compression"]).for_frames(bank[0].nbytes, bank.itemsize)
+
+
 def _sequence(job: dict, bank: np.ndarray) -> list[np.ndarray]:
     k = job["k"]
     chunks = [np.ascontiguousarray(c) for c in distinct_chunks(bank, k)]
@@ -50,8 +59,8 @@ def _timed(run) -> dict:
 def compress_threads(job: dict, bank: np.ndarray, path: str, write: bool = False) -> dict:
     """One plain thread per core (``job["threads"]``), no hand-off: thread i takes chunks i,
     i + n, ...; with ``write``, each chunk's CRC-32 taken and the chunk written into ``path``."""
-    from emdstream.encoders import BitshuffleLZ4, get_encoder
-    encoder = get_encoder(job["compression"])
+    from emdstream.encoders import BitshuffleLZ4
+    encoder = stream_encoder(job, bank)
     seq = _sequence(job, bank)
     n = job.get("threads") or os.cpu_count() or 1
     sizes = [0] * n
@@ -140,8 +149,7 @@ def compress_own_threads(job: dict, bank: np.ndarray, path: str) -> dict:
         except ImportError:
             return dict(seconds=float("inf"), cpu=0.0, rss0=0, peak_timed=0, stored=0,
                         skipped="bitshuffle not installed")
-        from emdstream.encoders import BitshuffleLZ4
-        block = BitshuffleLZ4().block_elems(seq[0].itemsize)
+        block = stream_encoder(job, bank).block_elems(seq[0].itemsize)
 
         def encode(c):
             return 12 + bitshuffle.compress_lz4(c.reshape(-1), block).nbytes
@@ -161,9 +169,8 @@ def compress_own_threads(job: dict, bank: np.ndarray, path: str) -> dict:
 
 def compress_pool(job: dict, bank: np.ndarray, path: str) -> dict:
     """The encoder on the chunks through a ``ThreadPoolExecutor`` of ``os.cpu_count()`` threads."""
-    from emdstream.encoders import get_encoder
     threads = job.get("threads") or os.cpu_count() or 1
-    encoder = get_encoder(job["compression"])
+    encoder = stream_encoder(job, bank)
     seq = _sequence(job, bank)
 
     def encode(chunk):

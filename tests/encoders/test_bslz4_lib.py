@@ -109,9 +109,12 @@ def test_encode_into_refuses_a_buffer_it_would_overrun(out):
         BitshuffleLZ4().encode_into(np.zeros(16384, np.uint32), out)
 
 
-def test_block_size_is_in_the_header():
+def test_block_size_is_in_the_header_and_wide_blocks_only_for_whole_ones():
     a = _sample((64, 64), "uint16")
     assert bytes(BitshuffleLZ4(16384).encode(a)[8:12]) == (16384).to_bytes(4, "big")
     assert bytes(BitshuffleLZ4().encode(a)[8:12]) == (8192).to_bytes(4, "big")
+    assert BitshuffleLZ4().for_frames(256 * 256 * 2, 2).block_bytes == 16384
+    assert BitshuffleLZ4().for_frames(64 * 64 * 2, 2).block_bytes == 8192  # half a wide block
+    assert BitshuffleLZ4(8192).for_frames(256 * 256 * 2, 2).block_bytes == 8192  # chosen: kept
     with pytest.raises(ValueError, match="multiple of 64"):
         BitshuffleLZ4(1000)

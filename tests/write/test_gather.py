@@ -98,10 +98,10 @@ def test_a_stream_gathers_frames_of_one_block_size_the_first_frames(tmp_path):
 
 
 def test_detector_frames_of_8k_blocks_gather_into_a_stream_that_compresses_in_16k(tmp_path):
-    frames = detector_frames(24, (128, 128), seed=3)  # 32 KiB frames, whole 8 and 16 KiB blocks
+    frames = detector_frames(24, (128, 128), seed=3)  # 32 KiB frames: the stream's own are 16 KiB
     path = str(tmp_path / "a.emd")
-    with EMDWriter(path, (128, 128), n_frames=40, chunk_frames=8,
-                   compression=BitshuffleLZ4(16384)) as w:
+    with EMDWriter(path, (128, 128), n_frames=40, chunk_frames=8) as w:
+        assert w._stream.encoder.block_bytes == 16384
         for f in frames:
             w.put(f)
         assert w.put_compressed_many(blobs_of(frames[:16])) == 16  # chunks 3 and 4

@@ -23,6 +23,11 @@ class ChunkEncoder:
         """Keywords for ``h5py.Group.create_dataset`` that declare the matching HDF5 filter."""
         return {}
 
+    def for_frames(self, frame_bytes: int, itemsize: int) -> ChunkEncoder:
+        """The encoder a stream of frames of ``frame_bytes`` bytes (elements of ``itemsize``)
+        uses (parameters that suit them, where this one leaves them open): this one."""
+        return self
+
     def encode(self, chunk: np.ndarray):
         """The bytes of ``chunk`` as stored on disk (any buffer ``write_direct_chunk`` takes)."""
         return np.ascontiguousarray(chunk).data

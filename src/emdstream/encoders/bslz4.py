@@ -7,11 +7,10 @@ path compresses pieces of a chunk on different threads (``write.packed``) and ga
 detector-compressed frames into multi-frame chunks without recompressing them.
 
 The block size is in each chunk's header, and the filter decodes with the header's (not the
-dataset's filter options), so chunks of one dataset may differ (detector frames gathered in the
-detector's block size, ``write.gather``). bitshuffle's default, and emdstream's, is 8 KiB: 16 KiB
-blocks compressed ~8 % faster in a one-thread loop here but not measurably faster in the write
-path (``put`` of 256x256 frames, seven interleaved runs each, medians 3.05 vs 3.08 GB/s), for
-files ~2 % smaller.
+dataset's filter options), so chunks of one dataset may differ. bitshuffle's default is 8 KiB.
+A stream of frames that are whole 16 KiB blocks (256x256, 128x128, 1024x1024 uint16) compresses
+its frames in 16 KiB blocks unless the encoder was given a block size: ~10 % faster per core and
+~2 % smaller here (``benchmarks/bench_costs.py`` times both; see docs/performance.md).
 """
 from __future__ import annotations
 
@@ -30,18 +29,31 @@ HEADER = struct.Struct(">QI")  # uncompressed bytes, block bytes
 class BitshuffleLZ4(ChunkEncoder):
     name, filter_id, label = "bslz4", 32008, "bitshuffle+lz4"
     BLOCK_BYTES = 8192  # bitshuffle's default block: 8 KiB per block of elements
+    WIDE_BLOCK_BYTES = 16384  # for frames of whole 16 KiB blocks (``for_frames``)
 
     def __init__(self, block_bytes: Optional[int] = None):
         """``block_bytes``: the LZ4 block size (a multiple of 8 elements); None: bitshuffle's
-        default (8 KiB). Readers take it from each chunk's header."""
+        default, or 16 KiB for a stream of frames that are whole 16 KiB blocks."""
         if block_bytes is not None and (not isinstance(block_bytes, int) or block_bytes < 64
                                         or block_bytes % 64):
             raise ValueError(f"block_bytes must be a positive multiple of 64, got {block_bytes!r}")
         self.chosen = block_bytes
         self.block_bytes = block_bytes or self.BLOCK_BYTES
+        self._declared = 0  # block elements in the filter's options (0: the filter's default)
+
+    def for_frames(self, frame_bytes: int, itemsize: int) -> BitshuffleLZ4:
+        """The encoder a stream of such frames uses: in 16 KiB blocks where its frames are whole
+        ones and no block size was chosen. A block size other than the default is declared in
+        the dataset's filter options too: HDF5 compresses with those where it writes a chunk
+        itself (an edge chunk when a dataset shrinks)."""
+        wide = self.chosen is None and frame_bytes and frame_bytes % self.WIDE_BLOCK_BYTES == 0
+        encoder = BitshuffleLZ4(self.WIDE_BLOCK_BYTES if wide else self.chosen)
+        if encoder.block_bytes != self.BLOCK_BYTES:
+            encoder._declared = encoder.block_elems(itemsize)
+        return encoder
 
     def dataset_options(self) -> dict[str, Any]:
-        return dict(hdf5plugin.Bitshuffle(cname="lz4"))
+        return dict(hdf5plugin.Bitshuffle(nelems=self._declared, cname="lz4"))
 
     def block_elems(self, itemsize: int) -> int:
         return max(8, (self.block_bytes // itemsize) // 8 * 8)

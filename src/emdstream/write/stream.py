@@ -71,7 +71,8 @@ class StreamWriter:
         own_count = stream.n_frames is not None or stream.open_ended
         if stream.n_frames is not None and stream.open_ended:
             raise ValueError(f"stream {self.name!r}: n_frames and open_ended=True exclude each other")
-        self.encoder: ChunkEncoder = get_encoder(stream.compression)
+        self.encoder: ChunkEncoder = get_encoder(stream.compression).for_frames(
+            self.spec.nbytes, self.spec.dtype.itemsize)
         self.compression = self.encoder.name
         self.attrs: dict = {}  # extra attributes of the data group (a part file's layout)
         if part is not None and scan_shape and not own_count:  # the frames of this part's blocks
@@ -101,7 +102,8 @@ class StreamWriter:
                                 session.on_full)
         self.assembler = ChunkAssembler(self.geometry, self.spec.dtype, self.fillvalue,
                                         -(-queue_frames // self.geometry.k), chunks, index, layout)
-        self._compressed_refusal = Gather.refusal(self.encoder)  # put_compressed
+        self._compressed_refusal = Gather.refusal(self.encoder, self.geometry.k, self.spec.nbytes,
+                                                  self.spec.dtype.itemsize)  # put_compressed
         self._lock = threading.Lock()  # one put (or the close) at a time: file order = call order
         self.closed = False
 
