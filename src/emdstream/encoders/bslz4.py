@@ -7,10 +7,12 @@ path compresses pieces of a chunk on different threads (``write.packed``) and ga
 detector-compressed frames into multi-frame chunks without recompressing them.
 
 The block size is in each chunk's header, and the filter decodes with the header's (not the
-dataset's filter options), so chunks of one dataset may differ. bitshuffle's default is 8 KiB.
-A stream of frames that are whole 16 KiB blocks (256x256, 128x128, 1024x1024 uint16) compresses
-its frames in 16 KiB blocks unless the encoder was given a block size: ~10 % faster per core and
-~2 % smaller here (``benchmarks/bench_costs.py`` times both; see docs/performance.md).
+dataset's filter options), so chunks of one dataset may differ (detector frames are gathered in
+the detector's block size, ``write.gather``). bitshuffle's default is 8 KiB. A stream of frames
+that are whole 16 KiB blocks (256x256, 128x128, 1024x1024 uint16) compresses them in 16 KiB blocks
+unless its encoder was given a block size: ~8 % less CPU per byte in a one-thread loop here and
+~2 % smaller files; ``put`` of 256x256 frames 3.14 vs 2.77 GB/s (medians of five interleaved runs,
+docs/performance.md).
 """
 from __future__ import annotations
 

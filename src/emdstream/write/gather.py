@@ -59,16 +59,12 @@ class Gather:
         return gather
 
     @staticmethod
-    def refusal(encoder, k: int, frame_bytes: int, itemsize: int) -> str:
-        """Why frames of this stream cannot be gathered ("" if they can)."""
+    def refusal(encoder) -> str:
+        """Why frames of this stream cannot be gathered ("" if they can; each frame's blocks are
+        checked as it comes: ``BitshuffleLZ4.check_encoded``)."""
         if type(encoder) is not BitshuffleLZ4:
             return (f"put_compressed takes bslz4 frames (HDF5 filter 32008); this stream's "
                     f"compression is {encoder.name!r}")
-        block = encoder.block_elems(itemsize) * itemsize
-        if k > 1 and frame_bytes % block:
-            return (f"a frame of {frame_bytes} bytes is not a whole number of {block}-byte bslz4 "
-                    f"blocks, so frames cannot be gathered into chunks of {k} frames without "
-                    f"recompressing them: create the stream with chunk_frames=1")
         return ""
 
     @property

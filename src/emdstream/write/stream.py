@@ -102,8 +102,7 @@ class StreamWriter:
                                 session.on_full)
         self.assembler = ChunkAssembler(self.geometry, self.spec.dtype, self.fillvalue,
                                         -(-queue_frames // self.geometry.k), chunks, index, layout)
-        self._compressed_refusal = Gather.refusal(self.encoder, self.geometry.k, self.spec.nbytes,
-                                                  self.spec.dtype.itemsize)  # put_compressed
+        self._compressed_refusal = Gather.refusal(self.encoder)  # put_compressed
         self._lock = threading.Lock()  # one put (or the close) at a time: file order = call order
         self.closed = False
 
