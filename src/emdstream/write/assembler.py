@@ -117,6 +117,10 @@ class ChunkAssembler:
     def buffers_in_use(self) -> int:
         return self._allocated - self._free.qsize()
 
+    def count_raw_done(self, n: int) -> None:
+        """The writer thread compressed ``n`` more pieces left raw (one thread adds: no lock)."""
+        self.raw_done += n
+
     def writer_backlog(self) -> int:
         """Pieces the writer thread still has to compress (read without a lock: each count has
         one writer, and a stale value only moves one piece to the other thread)."""

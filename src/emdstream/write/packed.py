@@ -29,6 +29,7 @@ from emdstream.encoders import BitshuffleLZ4, ChunkEncoder
 from emdstream.encoders.bslz4_lib import library
 
 PIECE_BYTES = 128 << 10  # ~55 µs of compression on one core: a put stays well under 1 ms
+RUN_PIECES = 4  # the writer thread compresses at most this many pieces in one call
 
 
 class PieceLayout:
@@ -162,8 +163,10 @@ class Packing:
         return int(np.count_nonzero(self.lens < 0))
 
     # --- the writer thread ---------------------------------------------------------------------
-    def finish(self) -> memoryview:
-        """Compress the pieces left raw and close the gaps: the whole chunk (header and body)."""
+    def finish(self, done=None) -> memoryview:
+        """Compress the pieces left raw and close the gaps: the whole chunk (header and body).
+        ``done(n)``: called after each call that compressed ``n`` pieces (runs of at most
+        ``RUN_PIECES``), so the producer sees the writer's backlog shrink as it goes."""
         lay, lens, pe = self.layout, self.lens, self.layout.piece_elems
         cursor, p = self.cursor, self.leading
         while p < lay.n_pieces:
@@ -176,20 +179,21 @@ class Packing:
                 p += 1
                 continue
             q = p + 1
-            while q < lay.n_pieces and lens[q] < 0:
+            while q < lay.n_pieces and lens[q] < 0 and q - p < RUN_PIECES:
                 q += 1
             cursor += lay.compress(self.flat_at + p * pe * lay.itemsize, self.out_at + cursor,
                                    (q - p) * pe, lay.itemsize, lay.block)
+            if done is not None:
+                done(q - p)
             p = q
         return memoryview(self.out)[:cursor]
 
     def chunk(self, assembler, rewrite: bool) -> Optional[memoryview]:
-        """The writer thread's part: ``finish``, counted in ``assembler.raw_done``; None if the
-        chunk is no smaller than its frames (stored raw: decoded back first). ``rewrite``: a
-        partial copy of this chunk was written, so its raw frames may be needed (decoded too)."""
-        raw = self.raw_pieces()
-        payload = self.finish()
-        assembler.raw_done += raw  # the producer compresses in put while this is behind
+        """The writer thread's part: ``finish``, counted in ``assembler.raw_done`` as it goes (the
+        producer compresses in put while the writer is behind); None if the chunk is no smaller
+        than its frames (stored raw: decoded back first). ``rewrite``: a partial copy of this
+        chunk was written, so its raw frames may be needed (decoded too)."""
+        payload = self.finish(assembler.count_raw_done)
         incompressible = payload.nbytes >= self.flat.nbytes
         if incompressible or rewrite:
             self.materialize()
