@@ -228,3 +228,18 @@ def test_non_native_byte_order_dtype_is_stored_exactly_or_refused(tmp_path, comp
     with h5py.File(path, "r") as f:
         got = f["data/dataset_1/data"][()]
     np.testing.assert_array_equal(got, frames)  # compares values, whatever the byte order
+
+
+def test_fast_deflate_decodes_to_the_same_bytes_with_hdf5_and_pickles(tmp_path):
+    import pickle
+
+    import h5py
+    rows = np.full((1024, 32), np.nan)
+    rows[:, 0] = 1.7e9 + np.arange(1024) * 1e-4
+    enc = pickle.loads(pickle.dumps(GzipShuffle(level=6, shuffle=False, fast=True)))  # dask ships it
+    with h5py.File(tmp_path / "v.h5", "w") as f:
+        d = f.create_dataset("v", rows.shape, rows.dtype, chunks=rows.shape, **enc.dataset_options())
+        d.id.write_direct_chunk((0, 0), enc.encode(rows))
+    with h5py.File(tmp_path / "v.h5", "r") as f:
+        np.testing.assert_array_equal(f["v"][()], rows)
+    assert enc.level == 1
