@@ -31,7 +31,7 @@ import numpy as np
 from harness.frames import distinct_chunks, make_bank
 import emdstream
 from emdstream import Acquisition, EMDWriter, Stream
-assert emdstream.__file__.startswith(checkout), f"measured {emdstream.__file__}, not {checkout}"
+assert emdstream.__file__.startswith(checkout + "/"), f"measured {emdstream.__file__}, not {checkout}"
 path, rates = sys.argv[2], []
 bank = make_bank("detector", (256, 256))
 n = 12000

@@ -118,3 +118,14 @@ def test_block_size_is_in_the_header_and_wide_blocks_only_for_whole_ones():
     assert BitshuffleLZ4(8192).for_frames(256 * 256 * 2, 2).block_bytes == 8192  # chosen: kept
     with pytest.raises(ValueError, match="multiple of 64"):
         BitshuffleLZ4(1000)
+    assert BitshuffleLZ4(np.int64(16384)).block_bytes == 16384
+
+
+def test_a_streams_encoder_keeps_its_class_and_settings():
+    class Mine(BitshuffleLZ4):
+        pass
+    mine = Mine()
+    wide = mine.for_frames(256 * 256 * 2, 2)
+    assert type(wide) is Mine and wide.block_bytes == 16384 and mine.block_bytes == 8192
+    assert wide.dataset_options() != mine.dataset_options()  # the block size declared
+    assert type(Mine().for_frames(64 * 64 * 2, 2)) is Mine

@@ -68,33 +68,53 @@ def test_frames_that_are_not_whole_blocks_need_chunk_frames_1(tmp_path):
         assert w.put_compressed_many([blob, blob]) == 2
 
 
-def test_a_stream_gathers_frames_of_one_block_size_the_first_frames(tmp_path):
+def test_a_gathered_chunk_holds_frames_of_one_block_size(tmp_path):
     # a gathered chunk's one header names one block size: a frame of other blocks under it made
-    # the whole chunk unreadable ("filter returned failure"), 16 frames lost. The first frames set
-    # the stream's (a detector's 4 KiB blocks here); a frame of other blocks is refused, nothing
-    # taken, or kept as its own chunk with chunk_frames=1
+    # the whole chunk unreadable ("filter returned failure"), 16 frames lost. Frames of another
+    # block size are refused while a chunk is being gathered (nothing taken), taken from the next
+    # chunk on, or kept as their own chunks with chunk_frames=1
     import struct
     bitshuffle = pytest.importorskip("bitshuffle")  # to compress in other blocks than ours
-    frames = detector_frames(6, (64, 64))
+    frames = detector_frames(8, (64, 64))
     small = [struct.pack(">QI", f.nbytes, 4096) + bitshuffle.compress_lz4(f.reshape(-1), 2048)
-             .tobytes() for f in frames]
+             .tobytes() for f in frames]  # a detector's 4 KiB blocks
     ours = blobs_of(frames)  # 8 KiB blocks
     path = str(tmp_path / "a.emd")
     with EMDWriter(path, (64, 64), chunk_frames=4) as w:
+        assert w.put_compressed_many([]) == 0
         assert w.put_compressed_many(small[:3]) == 3
-        with pytest.raises(ValueError, match="blocks of 8192 bytes.*4096-byte.*chunk_frames=1"):
+        with pytest.raises(ValueError, match="blocks of 4096 and 8192 bytes in one call"):
             w.put_compressed_many([small[3], ours[3]])
-        with pytest.raises(ValueError, match="chunk_frames=1"):
+        with pytest.raises(ValueError, match="blocks of 8192 bytes; the chunk being gathered "
+                                             "holds frames of 4096-byte.*chunk_frames=1"):
             w.put_compressed(ours[3])
         assert w.frames_put == 3
-        assert w.put_compressed_many(small[3:]) == 3
+        assert w.put_compressed(small[3]) is True  # chunk 0 complete
+        assert w.put_compressed_many(ours[4:]) == 4  # chunk 1 in 8 KiB blocks
     np.testing.assert_array_equal(read(path)[0], frames)
     with h5py.File(path, "r") as f:
-        assert f["data/dataset_1/data"].id.read_direct_chunk((0, 0, 0))[1][8:12] == \
-            (4096).to_bytes(4, "big")
+        ds = f["data/dataset_1/data"]
+        assert ds.id.read_direct_chunk((0, 0, 0))[1][8:12] == (4096).to_bytes(4, "big")
+        assert ds.id.read_direct_chunk((4, 0, 0))[1][8:12] == (8192).to_bytes(4, "big")
     with EMDWriter(str(tmp_path / "b.emd"), (64, 64), chunk_frames=1) as w:
         assert w.put_compressed_many([small[0], ours[1]]) == 2
     np.testing.assert_array_equal(read(str(tmp_path / "b.emd"))[0], frames[:2])
+
+
+def test_a_refused_call_leaves_the_block_size_free_at_the_next_chunk(tmp_path):
+    import struct
+    bitshuffle = pytest.importorskip("bitshuffle")
+    frames = detector_frames(8, (64, 64))
+    small = [struct.pack(">QI", f.nbytes, 4096) + bitshuffle.compress_lz4(f.reshape(-1), 2048)
+             .tobytes() for f in frames]
+    with EMDWriter(str(tmp_path / "a.emd"), (64, 64), chunk_frames=4) as w:
+        w.put(frames[0])
+        with pytest.raises(ValueError, match="one kind"):
+            w.put_compressed(small[1])  # refused: a chunk of raw frames is being filled
+        for f in frames[1:4]:
+            w.put(f)
+        assert w.put_compressed_many(blobs_of(frames[4:])) == 4  # 8 KiB blocks: taken
+    np.testing.assert_array_equal(read(str(tmp_path / "a.emd"))[0], frames)
 
 
 def test_detector_frames_of_8k_blocks_gather_into_a_stream_that_compresses_in_16k(tmp_path):

@@ -16,6 +16,8 @@ docs/performance.md).
 """
 from __future__ import annotations
 
+import copy
+import numbers
 import struct
 from typing import Any, Optional
 
@@ -36,26 +38,28 @@ class BitshuffleLZ4(ChunkEncoder):
     def __init__(self, block_bytes: Optional[int] = None):
         """``block_bytes``: the LZ4 block size (a multiple of 8 elements); None: bitshuffle's
         default, or 16 KiB for a stream of frames that are whole 16 KiB blocks."""
-        if block_bytes is not None and (not isinstance(block_bytes, int) or block_bytes < 64
-                                        or block_bytes % 64):
+        if block_bytes is not None and (not isinstance(block_bytes, numbers.Integral)
+                                        or block_bytes < 64 or block_bytes % 64):
             raise ValueError(f"block_bytes must be a positive multiple of 64, got {block_bytes!r}")
-        self.chosen = block_bytes
-        self.block_bytes = block_bytes or self.BLOCK_BYTES
-        self._declared = 0  # block elements in the filter's options (0: the filter's default)
+        self.chosen = None if block_bytes is None else int(block_bytes)
+        self.block_bytes = self.chosen or self.BLOCK_BYTES
+        self.declared_elems = 0  # block elements in the filter's options (0: its default)
 
     def for_frames(self, frame_bytes: int, itemsize: int) -> BitshuffleLZ4:
-        """The encoder a stream of such frames uses: in 16 KiB blocks where its frames are whole
-        ones and no block size was chosen. A block size other than the default is declared in
-        the dataset's filter options too: HDF5 compresses with those where it writes a chunk
-        itself (an edge chunk when a dataset shrinks)."""
+        """The encoder a stream of such frames uses: this one, in 16 KiB blocks where its frames
+        are whole ones and no block size was chosen (a copy: subclasses stay themselves). A
+        block size other than the default is declared in the dataset's filter options too: HDF5
+        compresses with those where it writes a chunk itself (an edge chunk when a dataset
+        shrinks)."""
         wide = self.chosen is None and frame_bytes and frame_bytes % self.WIDE_BLOCK_BYTES == 0
-        encoder = BitshuffleLZ4(self.WIDE_BLOCK_BYTES if wide else self.chosen)
+        encoder = copy.copy(self)
+        encoder.block_bytes = self.WIDE_BLOCK_BYTES if wide else self.block_bytes
         if encoder.block_bytes != self.BLOCK_BYTES:
-            encoder._declared = encoder.block_elems(itemsize)
+            encoder.declared_elems = encoder.block_elems(itemsize)
         return encoder
 
     def dataset_options(self) -> dict[str, Any]:
-        return dict(hdf5plugin.Bitshuffle(nelems=self._declared, cname="lz4"))
+        return dict(hdf5plugin.Bitshuffle(nelems=self.declared_elems, cname="lz4"))
 
     def block_elems(self, itemsize: int) -> int:
         return max(8, (self.block_bytes // itemsize) // 8 * 8)

@@ -232,7 +232,10 @@ class ChunkAssembler:
         with self.lock:
             g.add(self.slots - g.first_slot, blobs, rows)
             self.slots += len(blobs)
-        return self.slots == g.end_slot
+            full = self.slots == g.end_slot
+            if full:  # a flush's snapshot may decode the gather (``frames``) at any time
+                g.fill_rest()
+        return full
 
     def may_write_now(self) -> bool:
         """An in-order encoded chunk may be written at once (``WriterThread.write_now``): nothing

@@ -44,19 +44,26 @@ class Gather:
     @staticmethod
     def for_frames(payloads: list, gather: Optional[Gather], k: int, frame_shape: tuple,
                    dtype: np.dtype, fillvalue) -> Gather:
-        """The stream's ``gather`` (made for the block size of the first frames if None), once
-        every checked frame of ``payloads`` is in its block size; else ValueError, nothing taken."""
-        block = gather.encoder.block_bytes if gather is not None else block_bytes_of(payloads[0])
+        """The gather for checked frames ``payloads`` (at least one): the stream's ``gather`` if
+        it is in their block size, a new one if no chunk is being gathered; ValueError (nothing
+        taken) for frames of several block sizes in one call, or of another block size than the
+        chunk being gathered: a chunk's one header names one block size."""
+        block = block_bytes_of(payloads[0])
         for payload in payloads:
-            if block_bytes_of(payload) != block:  # a chunk's one header names one block size
-                raise ValueError(f"bslz4 frame compressed in blocks of {block_bytes_of(payload)} "
-                                 f"bytes; this stream gathers frames of {block}-byte blocks into "
-                                 f"its chunks: compress every frame in one block size, or create "
-                                 f"the stream with chunk_frames=1 (each frame its own chunk, any "
-                                 f"block size)")
-        if gather is None:
-            gather = Gather(BitshuffleLZ4(block), k, frame_shape, dtype, fillvalue)
-        return gather
+            if block_bytes_of(payload) != block:
+                raise ValueError(f"bslz4 frames compressed in blocks of {block} and "
+                                 f"{block_bytes_of(payload)} bytes in one call: a gathered chunk "
+                                 f"has one block size; put them in separate calls, or create the "
+                                 f"stream with chunk_frames=1 (each frame its own chunk)")
+        if gather is not None and gather.encoder.block_bytes == block:
+            return gather
+        if gather is not None and gather.open:
+            raise ValueError(f"bslz4 frame compressed in blocks of {block} bytes; the chunk being "
+                             f"gathered holds frames of {gather.encoder.block_bytes}-byte blocks "
+                             f"(one header, one block size): compress every frame in one block "
+                             f"size, or create the stream with chunk_frames=1 (each frame its own "
+                             f"chunk)")
+        return Gather(BitshuffleLZ4(block), k, frame_shape, dtype, fillvalue)
 
     @staticmethod
     def refusal(encoder) -> str:
@@ -88,6 +95,12 @@ class Gather:
         self.cursor = at
         self.values[position:position + len(blobs)] = rows
         self.count = position + len(blobs)
+
+    def fill_rest(self) -> None:
+        """The chunk's last slot is taken: positions past its end (a short chunk) get fill, so
+        that ``payload`` changes nothing (the caller holds the assembler's lock, as ``frames``
+        does)."""
+        self._fill_to(self.k)
 
     def payload(self) -> memoryview:
         """The whole chunk, positions not taken filled in."""

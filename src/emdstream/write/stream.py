@@ -205,6 +205,8 @@ class StreamWriter:
         gathered = self.geometry.k > 1
         payloads = [self.encoder.check_encoded(b, nbytes, itemsize, gathered) for b in blobs]
         n = len(payloads)
+        if not n:
+            return 0
         rows = empty_rows(n)
         rows[:, 0] = now()
         with self._lock, held_interrupts:
