@@ -5,9 +5,9 @@ default: 8 KiB). When a frame's bytes are a whole number of blocks, the bodies o
 after the other under one new header (k frames' bytes, the same block size), are the body of the
 k-frame chunk: each frame's body is copied into the chunk's reusable output buffer, and slots
 without a frame (dropped, or past the end of a scan row) get the body of a frame of fill value,
-compressed once. The block size is the detector's: the first frame gathered sets it for the
-stream (``for_frames``), which may differ from the one the stream compresses raw frames with (a
-chunk's own header names its block size). Thread safety: used by one producer at a time, under
+compressed once. The block size is the detector's, one per chunk (``for_frames``), which may
+differ from the one the stream compresses raw frames with (a chunk's own header names its block
+size). Thread safety: used by one producer at a time, under
 its stream's lock.
 """
 from __future__ import annotations

@@ -188,8 +188,8 @@ class StreamWriter:
         """A frame already in the stream's codec format (bslz4: the 12-byte header of HDF5
         filter 32008 and the LZ4 blocks, as Dectris detectors send it), stored without
         recompressing: as its own chunk (``chunk_frames=1``), or gathered with the next frames
-        into the stream's multi-frame chunks when its bytes are whole blocks, all frames of the
-        stream in blocks of one size (otherwise ValueError naming ``chunk_frames=1``). The header
+        into the stream's multi-frame chunks when its bytes are whole blocks, the frames of a
+        chunk in blocks of one size (otherwise ValueError naming ``chunk_frames=1``). The header
         and block lengths are checked (ValueError) before anything is taken; the body is not
         decoded. Returns False if it was dropped (``on_full="drop"``)."""
         return self.put_compressed_many((blob,), **values) == 1
