@@ -132,9 +132,8 @@ class BitshuffleLZ4(ChunkEncoder):
             raise ValueError(f"bslz4 frame of {data.nbytes} bytes; its blocks need {end}")
         return data
 
-
     def __repr__(self) -> str:
-        return f"BitshuffleLZ4(block_bytes={self.chosen!r})"
+        return f"{type(self).__name__}(block_bytes={self.block_bytes})"
 
 
 def block_bytes_of(blob: memoryview) -> int:

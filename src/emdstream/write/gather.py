@@ -7,8 +7,8 @@ k-frame chunk: each frame's body is copied into the chunk's reusable output buff
 without a frame (dropped, or past the end of a scan row) get the body of a frame of fill value,
 compressed once. The block size is the detector's, one per chunk (``for_frames``), which may
 differ from the one the stream compresses raw frames with (a chunk's own header names its block
-size). Thread safety: used by one producer at a time, under
-its stream's lock.
+size). Thread safety: used by one producer at a time, under its stream's lock; what a flush's
+snapshot reads (``frames``) changes only under the assembler's lock.
 """
 from __future__ import annotations
 
