@@ -104,9 +104,8 @@ class BitshuffleLZ4(ChunkEncoder):
         """Decompress a whole chunk (header and body) into C-contiguous ``out``, in the block
         size its header names."""
         data = np.frombuffer(payload, np.uint8)
-        block = HEADER.unpack_from(data)[1] // out.itemsize
         library().decompress(data.ctypes.data + 12, out.ctypes.data, out.size, out.itemsize,
-                             block)
+                             block_bytes_of(data) // out.itemsize)
 
     def check_encoded(self, blob: Any, nbytes: int, itemsize: int,
                       gathered: bool = False) -> memoryview:
