@@ -173,3 +173,25 @@ def test_a_file_system_that_refuses_writeback_advice_still_gets_every_frame(tmp_
     with emdstream.open(path) as f:
         assert f["dataset_1"].frames_written == 640
         np.testing.assert_array_equal(f["dataset_1"].data[639], frames[639 % 8])
+
+
+@pytest.mark.parametrize("chunk_frames", [1, 4])
+def test_the_writers_bookkeeping_does_not_grow_with_the_chunks_written(tmp_path, chunk_frames):
+    """A long acquisition keeps its memory: the writer remembers a chunk's (and a value block's)
+    last size only while it is partly written (a rewrite of the same size must not land in place),
+    not for every chunk ever written; a partial chunk written at each flush still reads back."""
+    path = str(tmp_path / "long.emd")
+    w = EMDWriter(path, (8, 8), "uint16", chunk_frames=chunk_frames, flush_seconds=0.02)
+    frames = np.arange(3000 * 64, dtype=np.uint16).reshape(3000, 8, 8) % 7
+    for i, frame in enumerate(frames):
+        w.put(frame, z=float(i))
+        if i in (1001, 2002):  # a partial chunk (and value block) made durable, then grown
+            deadline = time.monotonic() + 10
+            while w.frames_written <= i and time.monotonic() < deadline:
+                time.sleep(0.01)
+    w.close()
+    sink = w._thread.sinks[0]
+    assert len(sink.stored) <= 1 and len(sink.values._stored) <= 1
+    with emdstream.open(path) as f:
+        np.testing.assert_array_equal(f["dataset_1"].data[()], frames)
+        np.testing.assert_array_equal(f["dataset_1"].values["z"], np.arange(3000.0))

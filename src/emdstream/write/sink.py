@@ -44,7 +44,7 @@ class StreamSink:
         self.names_logged = False
         self.partial_written: Optional[tuple[int, int]] = None
         self.snapshot_dropped: list[int] = []
-        self.stored: dict[tuple, int] = {}  # chunk offset -> size of its last write
+        self.stored: dict[tuple, int] = {}  # partly written chunk's offset -> size of that write
 
     def frames_written(self) -> int:
         durable = self.durable
@@ -62,7 +62,7 @@ class StreamSink:
         offset = geometry.chunk_offset(chunk_id)
         if self._length is not None:
             self._length.reach(offset[0] + geometry.k, geometry.grow_frames)
-        first = geometry.chunk_slots(chunk_id)[0]
+        first, chunk_end = geometry.chunk_slots(chunk_id)
         if raw_because is None and frames is not None and self.skip_all_filters and \
                 memoryview(payload).nbytes == self.stored.get(offset):
             payload, raw_because = raw_chunk(frames, RAW_INCOMPRESSIBLE)
@@ -70,7 +70,10 @@ class StreamSink:
         self.data.id.write_direct_chunk(offset, payload, filter_mask=mask)
         if raw_because is not None:
             self.raw_written.append((raw_because, first))
-        self.stored[offset] = memoryview(payload).nbytes
+        if end < chunk_end:  # a partial chunk is written again as it grows: remember its size
+            self.stored[offset] = memoryview(payload).nbytes
+        else:  # a whole chunk is never written again: nothing to remember (memory stays bounded)
+            self.stored.pop(offset, None)
         notes.note(self, "data", offset, payload, mask, first, end)
         self.values.store(first, end, rows)
 

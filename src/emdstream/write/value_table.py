@@ -30,7 +30,7 @@ class ValueTable:
         self._grown = Growing(dataset) if self.blocks_per_row is None else None  # a stack
         self._blocks: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # block -> (rows, written)
         self._changed: set[int] = set()  # blocks filling that changed since the last flush
-        self._stored: dict[tuple, int] = {}  # chunk offset -> size of its last write
+        self._stored: dict[tuple, int] = {}  # partly written block's offset -> size of that write
         self._raw_mask = (1 << dataset.id.get_create_plist().get_nfilters()) - 1  # stored as is
         # called after each block written: (offset, payload, filter mask, first slot, end slot)
         self.on_write = None
@@ -92,7 +92,10 @@ class ValueTable:
         if len(payload) == self._stored.get(offset):
             payload, mask = block.data, self._raw_mask
         self.ds.id.write_direct_chunk(offset, payload, filter_mask=mask)
-        self._stored[offset] = memoryview(payload).nbytes
+        if valid < self._length(key):  # written again as it fills: remember its size
+            self._stored[offset] = memoryview(payload).nbytes
+        else:  # a whole block is never written again (memory stays bounded)
+            self._stored.pop(offset, None)
         if self.on_write is not None:
             first = self._first_slot(key)
             self.on_write(offset, payload, mask, first, first + valid)
