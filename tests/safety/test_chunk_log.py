@@ -1,6 +1,7 @@
 """The chunk log (``emdstream.safety.chunklog``) and ``recover``'s salvage from it: a crashed
 file's frames come back whatever state HDF5's metadata is in, never a frame whose bytes are
 damaged, and never from another file's log."""
+import json
 import os
 import shutil
 import subprocess
@@ -27,6 +28,20 @@ def copy_of(crashed, tmp_path) -> str:
     return os.path.join(folder, cc.NAME)
 
 
+def destroy_hdf5_metadata(path):
+    """Zero every byte of the file but the chunks the log names: superblock, object headers,
+    chunk indexes all gone. The token tying the log to the file, written once at creation and
+    never again, stays."""
+    log = chunklog.read(path)
+    keep = np.zeros(os.path.getsize(path), dtype=bool)
+    for r in log.chunks:
+        keep[r.offset:r.offset + r.size] = True
+    keep[log.token_at:log.token_at + len(log.token)] = True
+    data = np.fromfile(path, dtype=np.uint8)
+    data[~keep] = 0
+    data.tofile(path)
+
+
 def frames_ok(path, durable):
     with emdstream.open(path) as f:
         for name, n in durable.items():
@@ -41,15 +56,7 @@ def frames_ok(path, durable):
 
 def test_every_durable_frame_comes_back_with_all_hdf5_metadata_destroyed(crashed, tmp_path):
     path = copy_of(crashed, tmp_path)
-    log = chunklog.read(path)
-    keep = np.zeros(os.path.getsize(path), dtype=bool)
-    for r in log.chunks:
-        keep[r.offset:r.offset + r.size] = True
-    # the token tying the log to the file, written once at creation and never again, stays
-    keep[log.token_at:log.token_at + len(log.token)] = True
-    data = np.fromfile(path, dtype=np.uint8)
-    data[~keep] = 0  # superblock, object headers, chunk indexes: all gone
-    data.tofile(path)
+    destroy_hdf5_metadata(path)
     report = emdstream.recover(path)
     assert report.frames_written == crashed[1]
     frames_ok(path, crashed[1])
@@ -103,16 +110,44 @@ def test_the_chunk_crc_is_zlibs_crc32_whichever_library_computes_it(tmp_path):
     path = str(tmp_path / "a.emd")
     proc = subprocess.run([sys.executable, "-c", code, path], capture_output=True, text=True)
     assert proc.returncode == 9, proc.stderr
-    log = chunklog.read(path)
-    keep = np.zeros(os.path.getsize(path), dtype=bool)  # HDF5's metadata destroyed: a salvage
-    for r in log.chunks:  # that takes each chunk only if its CRC, computed here, matches
-        keep[r.offset:r.offset + r.size] = True
-    keep[log.token_at:log.token_at + len(log.token)] = True
-    data = np.fromfile(path, dtype=np.uint8)
-    data[~keep] = 0
-    data.tofile(path)
+    destroy_hdf5_metadata(path)  # a salvage that takes each chunk only if its CRC (here) matches
     report = emdstream.recover(path)
     assert report.frames_written["dataset_1"] >= 32
     with emdstream.open(path) as f:
         data = f["dataset_1"].data[()]
     assert len(data) >= 32 and all((data[i] == i).all() for i in range(len(data)))
+
+
+def test_frames_dropped_in_an_overrun_come_back_from_the_log(tmp_path):
+    """A writer that falls behind drops frames (``on_full="drop"``), the process is killed, and
+    HDF5's metadata is destroyed: the salvage from the log (dropped slots logged as runs) gets
+    every dropped slot and every kept frame back."""
+    code = ("import sys, os, json, time, numpy as np, emdstream\n"
+            "w = emdstream.EMDWriter(sys.argv[1], (64, 64), 'uint16', compression='gzip',\n"
+            "    workers=1, chunk_frames=1, queue_frames=2, on_full='drop', flush_seconds=0.02)\n"
+            "base = np.random.default_rng(0).integers(0, 60000, (64, 64)).astype(np.uint16)\n"
+            "kept = []\n"
+            "for i in range(3000):\n"
+            "    base[0, 0] = i\n"
+            "    if w.put(base): kept.append(i)\n"
+            "    if i % 50 == 0: time.sleep(0.002)\n"
+            "while w.frames_written < len(kept): time.sleep(0.01)\n"
+            "time.sleep(0.1)  # a flush after the last drops\n"
+            "json.dump(kept, open(sys.argv[2], 'w'))\n"
+            "os._exit(9)\n")
+    path, kept_json = str(tmp_path / "overrun.emd"), str(tmp_path / "kept.json")
+    proc = subprocess.run([sys.executable, "-c", code, path, kept_json], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 9, proc.stderr
+    kept = json.load(open(kept_json))
+    dropped = sorted(set(range(3000)) - set(kept))
+    assert len(dropped) > 100 and len(kept) > 100  # an overrun, with frames in between
+    destroy_hdf5_metadata(path)
+    report = emdstream.recover(path)
+    assert report.frames_written["dataset_1"] == len(kept)
+    with emdstream.open(path) as f:
+        ds = f["dataset_1"]
+        assert list(ds.dropped_frames) == dropped
+        data = ds.data[()]
+        assert [int(data[i, 0, 0]) for i in kept] == kept
+    assert verify(path) == []

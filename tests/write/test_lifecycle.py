@@ -195,3 +195,30 @@ def test_the_writers_bookkeeping_does_not_grow_with_the_chunks_written(tmp_path,
     with emdstream.open(path) as f:
         np.testing.assert_array_equal(f["dataset_1"].data[()], frames)
         np.testing.assert_array_equal(f["dataset_1"].values["z"], np.arange(3000.0))
+
+
+def test_value_blocks_of_an_overrun_are_let_go(tmp_path):
+    """One-frame chunks dropped in an overrun store no value rows: their rows count as written
+    (NaN), so each block of rows is written and let go instead of held until close."""
+    path = str(tmp_path / "overrun.emd")
+    w = EMDWriter(path, (64, 64), "uint16", compression="gzip", workers=1, chunk_frames=1,
+                  queue_frames=2, on_full="drop", flush_seconds=0.02)
+    base = np.random.default_rng(0).integers(0, 60000, (64, 64)).astype(np.uint16)
+    kept = []
+    for i in range(3000):
+        base[0, 0] = i
+        if w.put(base, z=float(i)):
+            kept.append(i)
+        if i % 50 == 0:
+            time.sleep(0.002)  # a few frames get through between the drops
+    deadline = time.monotonic() + 10
+    while w.frames_written < len(kept) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.1)  # a flush after the last drop
+    held = len(w._thread.sinks[0].values._blocks)
+    w.close()
+    assert 100 < len(kept) < 2900 and held <= 1  # 3,000 rows: 12 blocks of 256
+    with emdstream.open(path) as f:
+        z = f["dataset_1"].values["z"]
+        np.testing.assert_array_equal(z[kept], np.asarray(kept, float))
+        assert np.isnan(np.delete(z, kept)).all()

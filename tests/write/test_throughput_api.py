@@ -15,6 +15,7 @@ from support.frames import detector_frames
 import emdstream
 from emdstream import EMDWriter, WriterFullError
 from emdstream.encoders import BitshuffleLZ4
+from emdstream.safety import chunklog
 
 
 def read(path, name="dataset_1"):
@@ -262,6 +263,41 @@ def test_put_many_is_safe_from_several_threads(tmp_path):
         chunk = data[start:start + block]
         assert len({int(x) for x in chunk[:, 0, 0]}) == 1
         assert list(chunk[:, 0, 2]) == list(range(block))
+
+
+def _logged_drops(path, want, timeout=10.0):
+    """The dropped slots the chunk log holds, once a flush has logged ``want``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        contents = chunklog.read(path)
+        got = contents.state.get("dataset_1", {}).get("dropped") if contents else None
+        if got == want or time.monotonic() > deadline:
+            return got
+        time.sleep(0.01)
+
+
+def test_a_long_overrun_is_logged_in_runs_and_every_drop_is_recorded(tmp_path):
+    """A detector outrunning the writer drops thousands of frames in a row: the chunk log (what
+    recovery reads) gets them as a few runs, not one number each, and both the log and the file
+    hold every dropped slot, also after an earlier slot fails below them (the whole list again)."""
+    path = str(tmp_path / "overrun.emd")
+    w = EMDWriter(path, (8, 8), "uint16", chunk_frames=2, queue_frames=4, on_full="drop",
+                  flush_seconds=0.01)
+    held = w.frame_buffer()  # slot 0 open: nothing is written, the queue fills, the rest drop
+    held.__enter__()
+    taken = [w.put(np.full((8, 8), i % 500, np.uint16)) for i in range(1, 20001)]
+    drops = [i for i, ok in zip(range(1, 20001), taken) if not ok]
+    assert len(drops) > 19000
+    assert _logged_drops(path, drops) == drops
+    assert os.path.getsize(chunklog.log_path(path)) < 20_000  # 19,990+ numbers: ~120 KB as JSON
+    try:
+        raise ConnectionError("link lost")
+    except ConnectionError as exc:
+        held.__exit__(type(exc), exc, exc.__traceback__)
+    assert _logged_drops(path, [0] + drops) == [0] + drops
+    w.close()
+    with emdstream.open(path) as f:
+        assert list(f["dataset_1"].dropped_frames) == [0] + drops
 
 
 def test_a_failed_frame_buffer_below_later_drops_is_recorded(tmp_path):

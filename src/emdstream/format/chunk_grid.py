@@ -72,6 +72,27 @@ class ChunkGeometry:
         first = row * self.row_length + col * self.k
         return first, min(first + self.k, (row + 1) * self.row_length)
 
+    def chunk_bounds(self, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``chunk_slots`` of the chunk of each of ``slots`` (int64 array): (firsts, ends)."""
+        if self.row_length is None:
+            first = slots - slots % self.k
+            return first, first + self.k
+        row, inner = np.divmod(slots, self.row_length)
+        first = slots - inner % self.k
+        return first, np.minimum(first + self.k, (row + 1) * self.row_length)
+
+    def chunks_between(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+        """``chunk_slots`` of every chunk holding a slot of ``lo .. hi``: (firsts, ends)."""
+        if self.row_length is None:
+            first = np.arange(lo // self.k, hi // self.k + 1, dtype=np.int64) * self.k
+            return first, first + self.k
+        rows = np.arange(lo // self.row_length, hi // self.row_length + 1, dtype=np.int64)
+        first = (rows[:, None] * self.row_length
+                 + np.arange(self.chunks_per_row, dtype=np.int64) * self.k).reshape(-1)
+        end = np.minimum(first + self.k, (first // self.row_length + 1) * self.row_length)
+        keep = (end > lo) & (first <= hi)
+        return first[keep], end[keep]
+
     def chunk_offset(self, chunk_id: int) -> tuple[int, ...]:
         """Dataset coordinates of the chunk's first element (for ``write_direct_chunk``)."""
         zeros = (0,) * len(self.frame_shape)

@@ -4,12 +4,12 @@ Modules: ``acquisition`` (a file of several streams, its creation, close and for
 ``stream`` (``Stream``, and ``StreamWriter``, the producer's side of one stream), ``session`` (the
 narrow handle a stream has on its file), ``writer`` (``EMDWriter``: an acquisition of one stream),
 ``frames`` (frame checks), ``chunk_buffer`` and ``assembler`` (frames into chunk buffers),
-``packed`` (bslz4 chunks compressed in pieces), ``gather`` (compressed frames into chunks),
-``writer_thread`` (all HDF5 work), ``writeback`` (the disk write of new bytes started as they
-come), ``reserve`` (disk blocks allocated ahead of the file's end), ``growing`` (the lengths of the
-datasets the writer grows), ``encoder_pool`` (compression threads), ``value_table`` (the
-per-frame values as they are written), ``counted``, ``events`` and ``summed`` (counted streams:
-their puts, their events on the way to the file, the summed pattern).
+``dropped`` (the slots dropped), ``packed`` (bslz4 chunks compressed in pieces), ``gather``
+(compressed frames into chunks), ``writer_thread`` (all HDF5 work), ``writeback`` (the disk write
+of new bytes started as they come), ``reserve`` (disk blocks allocated ahead of the file's end),
+``growing`` (the lengths of the datasets the writer grows), ``encoder_pool`` (compression
+threads), ``value_table`` (the per-frame values as they are written), ``counted``, ``events`` and
+``summed`` (counted streams: their puts, their events on the way to the file, the summed pattern).
 
 May import: ``emdstream.safety``, ``emdstream.format``, ``emdstream.encoders``,
 ``emdstream.errors``; never ``emdstream.read``.

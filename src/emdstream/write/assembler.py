@@ -8,7 +8,6 @@ a snapshot of the partly filled chunk so slow streams are durable every flush in
 """
 from __future__ import annotations
 
-import bisect
 import collections
 import queue
 import threading
@@ -19,6 +18,7 @@ import numpy as np
 
 from emdstream.format.chunk_grid import ChunkGeometry
 from emdstream.write.chunk_buffer import ChunkBuffer, EncodedChunk
+from emdstream.write.dropped import DroppedChange, DroppedSeen, DroppedSlots
 from emdstream.write.gather import Gather
 from emdstream.write.packed import PieceLayout
 from emdstream.write.room import Room
@@ -35,7 +35,7 @@ class Snapshot:
 
     handed_end: int                 # every slot below this is in a chunk handed to the writer
     slots: int                      # slots assigned so far (frames put or dropped)
-    dropped: list[int]
+    dropped: DroppedChange          # the slots dropped since the writer last looked
     partial_id: Optional[int] = None
     partial_end: int = 0
     partial: Optional[np.ndarray] = None  # a copy, fill value where no frame was put
@@ -65,7 +65,7 @@ class ChunkAssembler:
         self.current: Optional[ChunkBuffer] = None
         self.handed_end = 0
         self.slots = 0
-        self.dropped: list[int] = []
+        self.dropped = DroppedSlots()
         self.buffers_high_water = 0
         self.any_order = False  # chunks came in any order (put_encoded_chunk): see writer_thread
         self._complete_chunks: collections.deque = collections.deque()  # waiting for open slots
@@ -194,7 +194,7 @@ class ChunkAssembler:
                     buffer.pack.filled_in_place(position, self.raw_handed - self.raw_done)
                 buffer.mark(position, when, columns)
             else:
-                bisect.insort(self.dropped, buffer.first_slot + position)
+                self.dropped.insert(buffer.first_slot + position)
             buffer.open.discard(position)
             self._hand_over_ready()
 
@@ -259,7 +259,7 @@ class ChunkAssembler:
 
     def dropped_below(self, slot: int) -> int:
         """How many dropped slots lie below ``slot`` (kept sorted)."""
-        return bisect.bisect_left(self.dropped, slot)
+        return self.dropped.below(slot)
 
     def finish(self) -> None:
         """No more frames: hand over the partly filled last chunk; slots still open (a
@@ -275,7 +275,7 @@ class ChunkAssembler:
                 g.count = 0
             for buffer, _ in self._complete_chunks:
                 for position in getattr(buffer, "open", ()):
-                    bisect.insort(self.dropped, buffer.first_slot + position)
+                    self.dropped.insert(buffer.first_slot + position)
                 if isinstance(buffer, ChunkBuffer):
                     buffer.open.clear()
             self._hand_over_ready()
@@ -308,9 +308,11 @@ class ChunkAssembler:
             self.handed_end = end
 
     # --- the writer's view -------------------------------------------------------------------
-    def snapshot(self) -> Snapshot:
+    def snapshot(self, seen: DroppedSeen) -> Snapshot:
+        """``seen``: the dropped slots the writer has (only newer ones are copied)."""
         with self.lock:
-            snap = Snapshot(self.handed_end, self.slots, list(self.dropped),
+            snap = Snapshot(self.handed_end, self.slots,
+                            self.dropped.since(seen, self.geometry, self.slots),
                             waiting=bool(self._complete_chunks))
             cur = self.current
             if cur is not None and cur.filled.any() and not snap.waiting:

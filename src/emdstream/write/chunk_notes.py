@@ -10,13 +10,12 @@ from typing import Optional
 import numpy as np
 
 from emdstream.format.values import MAX_VALUES
-from emdstream.safety.chunklog import ChunkLog, ChunkRecord, crc
+from emdstream.safety.chunklog import ChunkLog, ChunkRecord, crc, dropped_runs
 
 
 class ChunkNotes:
     def __init__(self, log: Optional[ChunkLog], sinks: list):
         self.log = log
-        self._dropped: dict[str, list[int]] = {}  # the dropped slots the log has, by stream
         self._fd: Optional[int] = None  # the HDF5 file's descriptor, read back to place chunks
         self._end = 0  # the file's size after the last chunk noted
         self._datasets: dict[tuple[str, str], tuple] = {}  # see _dataset
@@ -90,12 +89,8 @@ class ChunkNotes:
         state = {"committed": sink.committed, "raw": [list(r) for r in sink.raw_written],
                  "names": sink.columns.all_names if not sink.names_logged
                  and sink.columns.names is not None else None}
-        dropped, logged = sink.snapshot_dropped, self._dropped.get(sink.name, [])
-        if dropped[:len(logged)] == logged:  # the usual case: only new ones at the end
-            state["dropped_add"] = dropped[len(logged):]
-        else:  # a failed frame_buffer inserted one below: the whole list
-            state["dropped"] = list(dropped)
-        self._dropped[sink.name] = list(dropped)
+        change = sink.dropped_change  # only new ones, or all of them (see write.dropped)
+        state["dropped_runs" if change.whole else "dropped_runs_add"] = dropped_runs(change.slots)
         return state
 
     def close(self) -> None:

@@ -10,6 +10,7 @@ import numpy as np
 
 from emdstream.format import layout
 from emdstream.write.chunk_buffer import EncodedChunk
+from emdstream.write.dropped import DroppedChange, DroppedSeen
 from emdstream.write.events import EventWriter
 from emdstream.write.growing import Growing
 from emdstream.write.value_table import ValueTable
@@ -40,10 +41,10 @@ class StreamSink:
         self.durable = 0    # ... and were flushed and recorded in the file as valid
         self.in_flight = 0  # chunks handed to the encoder pool, not yet written
         self.out_of_order: dict[int, int] = {}  # first slot -> end of chunks written past committed
-        self.dropped_logged = 0
         self.names_logged = False
         self.partial_written: Optional[tuple[int, int]] = None
-        self.snapshot_dropped: list[int] = []
+        self.dropped_seen = DroppedSeen()  # the dropped slots the file's state has
+        self.dropped_change: Optional[DroppedChange] = None  # new ones, at a flush
         self.stored: dict[tuple, int] = {}  # partly written chunk's offset -> size of that write
 
     def frames_written(self) -> int:

@@ -30,6 +30,7 @@ class ValueTable:
         self._grown = Growing(dataset) if self.blocks_per_row is None else None  # a stack
         self._blocks: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # block -> (rows, written)
         self._changed: set[int] = set()  # blocks filling that changed since the last flush
+        self._with_rows: set[int] = set()  # blocks filling that hold rows stored (not only drops)
         self._stored: dict[tuple, int] = {}  # partly written block's offset -> size of that write
         self._raw_mask = (1 << dataset.id.get_create_plist().get_nfilters()) - 1  # stored as is
         # called after each block written: (offset, payload, filter mask, first slot, end slot)
@@ -38,22 +39,55 @@ class ValueTable:
     def store(self, first: int, end: int, rows: np.ndarray) -> None:
         """The value rows of slots ``first .. end - 1`` (one data chunk, or its filled part)."""
         key, at = self._locate(first)
-        if key not in self._blocks:
-            self._blocks[key] = (empty_rows(self.rows), np.zeros(self.rows, dtype=bool))
-        values, written = self._blocks[key]
+        values, written = self._block(key)
         n = end - first
         values[at:at + n] = rows[:n]
         written[at:at + n] = True
+        self._with_rows.add(key)
+        self._filled(key)
+
+    def mark_dropped(self, slots: np.ndarray) -> None:
+        """Slots of chunks dropped whole since the last call (sorted, each once): no write stores
+        their rows, which stay NaN (the table's fill value) and count as written, so a block
+        holding some completes (and is let go) and claims its rows after them. A block of such
+        rows only is never written."""
+        if not slots.size:
+            return
+        if self.blocks_per_row is None:
+            keys, at = np.divmod(slots, self.rows)
+        else:
+            row, column = np.divmod(slots, self.geometry.row_length)
+            keys, at = row * self.blocks_per_row + column // self.rows, column % self.rows
+        bounds = np.flatnonzero(np.diff(keys)) + 1  # each block's run of slots in turn
+        for start, end in zip(np.r_[0, bounds].tolist(), np.r_[bounds, keys.size].tolist()):
+            key = int(keys[start])
+            if key not in self._blocks and end - start == self._length(key):
+                continue  # every row dropped: nothing to write
+            self._block(key)[1][at[start:end]] = True
+            self._filled(key)
+
+    def _block(self, key: int) -> tuple[np.ndarray, np.ndarray]:
+        """(value rows, which are written) of a block still filling."""
+        block = self._blocks.get(key)
+        if block is None:
+            block = self._blocks[key] = (empty_rows(self.rows), np.zeros(self.rows, dtype=bool))
+        return block
+
+    def _filled(self, key: int) -> None:
+        """Rows of a block were filled: write it once all are (and let it go)."""
+        values, written = self._blocks[key]
         if written[:self._length(key)].all():
-            self._write(key, values, self._length(key))
+            if key in self._with_rows:
+                self._write(key, values, self._length(key))
             del self._blocks[key]
             self._changed.discard(key)
+            self._with_rows.discard(key)
         else:
             self._changed.add(key)
 
     def flush(self) -> None:
         """Write the blocks still filling that changed (they are written again once complete)."""
-        for key in self._changed:
+        for key in self._changed & self._with_rows:
             values, written = self._blocks[key]
             self._write(key, values, len(written) if written.all() else int(np.argmin(written)))
         self._changed.clear()

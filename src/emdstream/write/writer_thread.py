@@ -29,6 +29,7 @@ from concurrent.futures import Future
 from typing import Optional
 
 import h5py
+import numpy as np
 
 from emdstream.errors import WriterError
 from emdstream.format import layout
@@ -288,7 +289,7 @@ class WriterThread(threading.Thread):
         else:
             self._write_ready(block=False)
         for index, sink in enumerate(self.sinks):
-            snap = sink.assembler.snapshot()
+            snap = sink.assembler.snapshot(sink.dropped_seen)
             if final is not None and not sink.assembler.any_order:
                 sink.committed = max(sink.committed, final.total_slots[index])
             elif sink.assembler.any_order or snap.waiting:
@@ -303,7 +304,8 @@ class WriterThread(threading.Thread):
                                      frames=snap.partial)
                     sink.partial_written = (snap.partial_id, snap.partial_end)
                     sink.committed = max(sink.committed, snap.partial_end)
-            sink.snapshot_dropped = snap.dropped
+            sink.dropped_change = snap.dropped
+            sink.values.mark_dropped(snap.dropped.chunkless)
         for sink in self.sinks:  # after the snapshots: every counted slot's events were queued
             if sink.events is not None:
                 sink.events.flush(self._pool)
@@ -318,12 +320,13 @@ class WriterThread(threading.Thread):
 
     def _record(self, comments: list[tuple[str, str]]) -> None:
         for sink in self.sinks:
-            dropped = sink.snapshot_dropped
-            if len(dropped) != sink.dropped_logged:  # sorted; a failed frame_buffer may insert
-                ds = sink.state["dropped_frames"]  # below the end, so the list is written whole
-                ds.resize((len(dropped),))
-                ds[:] = dropped
-                sink.dropped_logged = len(dropped)
+            change = sink.dropped_change  # the new dropped slots (or all: see write.dropped)
+            if change.count != sink.dropped_seen.count or change.whole:
+                ds = sink.state["dropped_frames"]
+                ds.resize((change.count,))
+                if change.count > change.first:
+                    ds[change.first:change.count] = np.frombuffer(change.slots, np.int64)
+            sink.dropped_seen = change.seen
             if sink.raw_written:
                 layout.append_rows(sink.state["raw_chunks"], sink.raw_written)
                 sink.raw_written = []
