@@ -27,7 +27,8 @@ class OpenFile(Protocol):
 
 
 class EMDDataset:
-    """One ``/data/<name>`` group: lazy ``data`` (an h5py Dataset), ``dims`` and frame counts."""
+    """One ``/data/<name>`` group: lazy ``data`` (an h5py Dataset), ``dims`` and frame counts
+    (``dropped_frames``: the dropped slots, sorted)."""
 
     def __init__(self, group: h5py.Group, state: Optional[h5py.Group],
                  file: Optional[OpenFile] = None):
@@ -56,6 +57,12 @@ class EMDDataset:
     @property
     def frames_dropped(self) -> int:
         return int(self.dropped_frames.size)
+
+    def dropped_between(self, start: int, stop: int) -> np.ndarray:
+        """The dropped slots of ``start .. stop - 1`` (``dropped_frames`` is sorted: a look-up,
+        not a pass over millions of drops)."""
+        d = self.dropped_frames
+        return d[np.searchsorted(d, start):np.searchsorted(d, stop)]
 
     @property
     def dims(self) -> list[Dim]:

@@ -128,7 +128,7 @@ class Monitor:
             if not 0 <= index < math.prod(grid):
                 raise IndexError(f"frame slot {index} is outside {stream}'s {math.prod(grid)}")
             state = ("unwritten" if index >= ds.frame_slots else
-                     "dropped" if index in set(ds.dropped_frames.tolist()) else "written")
+                     "dropped" if ds.dropped_between(index, index + 1).size else "written")
             out: dict[str, Any] = {"stream": stream, "index": index, "state": state,
                                    "position": [int(i) for i in np.unravel_index(index, grid)]}
             if state == "written":

@@ -186,7 +186,8 @@ class IncrementalView(StreamView):
             self.reduced = np.concatenate([self.reduced, np.full(grow, np.nan)])
             self.dropped = np.concatenate([self.dropped, np.zeros(grow, dtype=bool)])
         frames = read_slots(ds.data, self.grid, self.done, stop)
-        lost = np.isin(np.arange(self.done, stop), ds.dropped_frames)
+        lost = np.zeros(stop - self.done, dtype=bool)
+        lost[ds.dropped_between(self.done, stop) - self.done] = True
         self.dropped[self.done:stop] = lost
         self.reduced[self.done:stop][~lost] = self.reduce(frames[~lost])
         self.take(ds, self.done, stop)
@@ -195,8 +196,9 @@ class IncrementalView(StreamView):
 
     def _follow_latest(self, ds: EMDDataset) -> bool:
         """Read the last written frame if it is new; True then."""
-        written = np.setdiff1d(np.arange(max(0, ds.frame_slots - 64), ds.frame_slots),
-                               ds.dropped_frames)
+        last = max(0, ds.frame_slots - 64)
+        written = np.setdiff1d(np.arange(last, ds.frame_slots),
+                               ds.dropped_between(last, ds.frame_slots))
         if not written.size or (self.latest is not None and self.latest[0] == written[-1]):
             return False
         self.latest = int(written[-1]), self.read_frame(ds, int(written[-1]))
