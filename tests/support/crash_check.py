@@ -29,7 +29,7 @@ def run_recover(path: str) -> tuple[int | None, str]:
 
 def check(path: str, kind: str, durable: dict[str, int],
           held: dict[str, int]) -> tuple[list[str], str]:
-    from crash_workload import STREAMS, expected, value
+    from crash_workload import STREAMS, dropped, expected, value
 
     any_durable = any(durable.values())
     if not os.path.exists(path):
@@ -44,11 +44,12 @@ def check(path: str, kind: str, durable: dict[str, int],
             return [f"recover failed (exit {rc}): {said[-300:]}"], said
         clean = said.count("\n") == 0 and "Traceback" not in said
         return ([] if clean else [f"recover's refusal is not one line: {said[-300:]}"]), said
-    problems = _check_recovered(path, kind, durable, STREAMS[kind], expected, value, held)
+    problems = _check_recovered(path, kind, durable, STREAMS[kind], expected, value, held,
+                                dropped)
     return problems, said
 
 
-def _check_recovered(path, kind, durable, specs, expected, value, held) -> list[str]:
+def _check_recovered(path, kind, durable, specs, expected, value, held, dropped) -> list[str]:
     import h5py
     import hdf5plugin  # noqa: F401
 
@@ -69,7 +70,17 @@ def _check_recovered(path, kind, durable, specs, expected, value, held) -> list[
                 flat = data.reshape((-1,) + shape)
                 values = group["frame_values"][()].reshape(-1, 32)
                 columns = json.loads(group["frame_values"].attrs["columns"])
-                for i in range(min(n, n_put)):
+                gone = set(np.asarray(group.attrs.get("dropped_frames", [])).tolist())
+                slots = n + len(gone)  # the slots counted: frames written and dropped
+                if gone != {s for s in dropped(kind, name) if s < slots}:
+                    problems.append(f"{name}: dropped slots {sorted(gone)} of {slots}; the "
+                                    f"producer dropped {sorted(dropped(kind, name))}")
+                for i in range(min(slots, n_put)):
+                    if i in gone:
+                        if "z" in columns and not np.isnan(values[i, columns.index("z")]):
+                            problems.append(f"{name}: dropped slot {i} has a value")
+                            break
+                        continue
                     if not np.array_equal(flat[i], expected(kind, name, i)):
                         problems.append(f"{name}: frame {i} of {n} counted is wrong")
                         break

@@ -45,6 +45,19 @@ STREAMS = {
     "counted": {"haadf": ((), 37, {"dtype": "float32"})},
 }
 SCAN = (6, 8)
+# slots dropped on purpose: each is put through frame_buffer, left with an exception (the slot
+# counts as dropped, its frame holds the fill value), so every crash state also tests the drop
+# accounting (the state's dropped slots, the chunk log's runs, salvage)
+DROPPED = {"acq": {"frames": frozenset({9, 10, 17})}}
+
+
+def dropped(kind: str, stream: str) -> frozenset[int]:
+    return DROPPED.get(kind, {}).get(stream, frozenset())
+
+
+def kept(kind: str, stream: str, slots: int) -> int:
+    """Frames written among the first ``slots`` slots."""
+    return slots - sum(1 for s in dropped(kind, stream) if s < slots)
 
 
 def expected(kind: str, stream: str, i: int) -> np.ndarray:
@@ -63,6 +76,19 @@ def _speed_up_polling() -> None:
             continue
         module._FRAME_POLL = 0.002
         return
+
+
+class _LinkLost(Exception):
+    pass
+
+
+def _drop(writer) -> None:
+    try:
+        with writer.frame_buffer() as buf:
+            buf[...] = 0  # part of a frame came, then the link broke
+            raise _LinkLost
+    except _LinkLost:
+        pass
 
 
 def main() -> None:
@@ -93,15 +119,17 @@ def main() -> None:
     total = max(n for _, n, _ in specs.values())
     for i in range(total):
         for name, (_, n, _) in specs.items():
-            if i < n:
-                data = expected(kind, name, i)
-                writers[name].put(data, z=value(name, i))
+            if i < n and i in dropped(kind, name):
+                _drop(writers[name])
+            elif i < n:
+                writers[name].put(expected(kind, name, i), z=value(name, i))
         if i % 7 == 3:
             acq.comment(f"event {i}")
         if i % FLUSH_FRAMES == FLUSH_FRAMES - 1:  # wait for the count-based flush: deterministic
             deadline = time.monotonic() + 5
             while time.monotonic() < deadline and any(
-                    w.frames_written < min(i + 1, specs[name][1]) for name, w in writers.items()):
+                    w.frames_written < kept(kind, name, min(i + 1, specs[name][1]))
+                    for name, w in writers.items()):
                 time.sleep(0.001)
         report()
     if end == "kill":

@@ -168,6 +168,31 @@ def test_on_full_raise_and_drop(tmp_path, monkeypatch):
         gate.clear()
 
 
+def test_a_drop_that_ends_a_counts_chunk_completes_it(tmp_path, monkeypatch):
+    """A frame dropped for want of event room takes its slot in the counts chunk being filled:
+    when it is that chunk's last slot, the chunk is complete and the next frame starts another."""
+    from emdstream.write.events import EventQueue
+
+    gate = threading.Event()  # the writer takes no events until it is set
+    take = EventQueue.take
+    monkeypatch.setattr(EventQueue, "take", lambda self, partials=False:
+                        take(self, partials) if gate.is_set() else ([], 0, []))
+    path = str(tmp_path / "drop.emd")
+    with Acquisition(path, [CountedStream("e", SHAPE, n_frames=6, chunk_frames=2,
+                                          queue_events=50)], on_full="drop") as acq:
+        s = acq["e"]
+        s.put_events(np.arange(40))  # slot 0
+        assert not s.put_events(np.arange(20))  # slot 1, the chunk's last: no room, dropped
+        gate.set()
+        deadline = time.monotonic() + 10
+        while s.events.pending and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert s.put_events(np.arange(3))  # slot 2: the next chunk
+    e = emdstream.open(path)["e"]
+    assert np.diff(e.csr().indptr).tolist() == [40, 0, 3]
+    assert e.frames_dropped == 1 and list(e.dropped_frames) == [1]
+
+
 def test_live_reader_sees_committed_events(tmp_path):
     path = str(tmp_path / "live.emd")
     with Acquisition(path, [CountedStream("e", SHAPE, open_ended=True)], flush_frames=10) as acq:

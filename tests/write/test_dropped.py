@@ -15,14 +15,15 @@ GEOMETRIES = {
 }
 
 
-def whole_chunks(geometry, dropped, new, assigned):
-    """By definition: every slot of each chunk holding a new drop whose slots are all assigned and
-    all dropped."""
+def whole_chunks(geometry, dropped, new, assigned, in_buffer=frozenset()):
+    """By definition: every slot of each chunk holding a new drop whose slots are all assigned
+    and all dropped, none of them inside a chunk buffer."""
     out = []
     for chunk in sorted({geometry.locate(int(s))[0] for s in new}):
         first, end = geometry.chunk_slots(chunk)
         end = min(end, geometry.capacity or end)
-        if end <= assigned and set(range(first, end)) <= dropped:
+        slots = set(range(first, end))
+        if end <= assigned and slots <= dropped and not slots & in_buffer:
             out += range(first, end)
     return out
 
@@ -46,16 +47,61 @@ def test_each_flush_takes_the_new_drops_and_the_chunks_they_complete(name, rate)
         seen, done = change.seen, assigned
 
 
-def test_a_slot_inserted_below_the_end_makes_the_next_flush_take_them_all():
+@pytest.mark.parametrize("name", GEOMETRIES)
+@pytest.mark.parametrize("seed", range(4))
+def test_drops_in_and_out_of_chunk_buffers_in_any_order(name, seed):
+    """Slots dropped with no buffer (in order) mixed with slots of buffers that fail later (at or
+    below, or above, what the last flush took): each flush takes exactly the new ones (all of
+    them when one lies at or below the last flush's highest), and the chunkless ones."""
+    geometry = ChunkGeometry((4, 4), 2, **GEOMETRIES[name])
+    rng = np.random.default_rng(seed)
+    slots, seen = DroppedSlots(), DroppedSeen()
+    dropped, in_buffer, open_slots, taken, top = set(), set(), [], [], -1
+    for assigned in range(1, 5001):
+        slot, roll = assigned - 1, rng.random()
+        if roll < 0.5:
+            slots.append(slot)
+            dropped.add(slot)
+        elif roll < 0.55:
+            open_slots.append(slot)  # a frame_buffer not left yet
+        if open_slots and rng.random() < 0.05:  # one fails, any of them
+            failed = open_slots.pop(int(rng.integers(len(open_slots))))
+            slots.insert(failed)
+            dropped.add(failed)
+            in_buffer.add(failed)
+        if rng.random() < 0.02 or assigned == 5000:  # a flush
+            change = slots.since(seen, geometry, assigned)
+            new = sorted(dropped - set(taken))
+            whole = any(s <= top for s in new)
+            assert change.whole == whole
+            assert list(change.slots) == (sorted(dropped) if whole else new)
+            assert change.chunkless.tolist() == whole_chunks(geometry, dropped, new, assigned,
+                                                             in_buffer)
+            taken, top, seen = sorted(dropped), max(dropped, default=-1), change.seen
+
+
+def test_a_chunk_dropped_whole_before_a_failed_buffer_is_chunkless():
+    """Slots 0..2 dropped and taken by a flush; then 3 dropped, 4 reserved, 5..7 put, 8 dropped,
+    and 4's buffer fails: the next flush takes 3, 4 and 8, and chunk 0..3 (no buffer) is
+    chunkless, chunk 4..7 (a buffer) is not."""
     geometry = ChunkGeometry((4, 4), 2, chunk_frames=4)
     slots = DroppedSlots()
-    for s in (4, 5, 6, 9):
+    for s in (0, 1, 2):
         slots.append(s)
-    seen = slots.since(DroppedSeen(), geometry, 10).seen
-    slots.insert(7)  # a frame_buffer left with an exception, below later drops
-    slots.append(12)
-    change = slots.since(seen, geometry, 13)
-    assert change.whole and change.first == 0 and list(change.slots) == [4, 5, 6, 7, 9, 12]
-    assert change.chunkless.tolist() == [4, 5, 6, 7]  # chunk 4..7 is now dropped whole
-    later = slots.since(change.seen, geometry, 13)
-    assert not later.whole and list(later.slots) == [] and later.chunkless.size == 0
+    seen = slots.since(DroppedSeen(), geometry, 3).seen
+    slots.append(3)
+    slots.append(8)
+    slots.insert(4)
+    change = slots.since(seen, geometry, 9)
+    assert not change.whole and list(change.slots) == [3, 4, 8]
+    assert change.chunkless.tolist() == [0, 1, 2, 3]
+
+
+def test_a_failed_frame_buffer_of_a_one_frame_chunk_is_not_chunkless():
+    """Its chunk is written (fill value, NaN values): its rows are stored by that write."""
+    geometry = ChunkGeometry((4, 4), 2, chunk_frames=1)
+    slots = DroppedSlots()
+    slots.insert(0)
+    slots.append(1)
+    change = slots.since(DroppedSeen(), geometry, 2)
+    assert list(change.slots) == [0, 1] and change.chunkless.tolist() == [1]

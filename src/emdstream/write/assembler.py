@@ -199,10 +199,15 @@ class ChunkAssembler:
             self._hand_over_ready()
 
     def drop(self) -> None:
-        """The next slot gets no frame (``on_full="drop"``)."""
+        """The next slot gets no frame (``on_full="drop"``): none has a chunk buffer for it, or
+        (a counted stream's events had no room) it is left empty in the current chunk."""
         with self.lock:
-            self.dropped.append(self.slots)
-            self.slots += 1
+            if self.current is None:
+                self.dropped.append(self.slots)
+                self.slots += 1
+            else:
+                self.dropped.insert(self.slots)
+                self._taken(1)
 
     def add_encoded(self, chunk) -> None:
         """Hand an ``EncodedChunk`` to the writer (the caller holds a place in ``encoded_room``)."""

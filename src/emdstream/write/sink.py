@@ -47,6 +47,17 @@ class StreamSink:
         self.dropped_change: Optional[DroppedChange] = None  # new ones, at a flush
         self.stored: dict[tuple, int] = {}  # partly written chunk's offset -> size of that write
 
+    def record_dropped(self) -> None:
+        """The state's ``dropped_frames`` brought up to the last flush's ``dropped_change``: the
+        new slots appended (all rewritten after one was dropped below: see ``write.dropped``)."""
+        change = self.dropped_change
+        if change.count != self.dropped_seen.count or change.whole:
+            ds = self.state["dropped_frames"]
+            ds.resize((change.count,))
+            if change.count > change.first:
+                ds[change.first:change.count] = np.frombuffer(change.slots, np.int64)
+        self.dropped_seen = change.seen
+
     def frames_written(self) -> int:
         durable = self.durable
         return durable - self.assembler.dropped_below(durable)

@@ -53,11 +53,7 @@ class ValueTable:
         rows only is never written."""
         if not slots.size:
             return
-        if self.blocks_per_row is None:
-            keys, at = np.divmod(slots, self.rows)
-        else:
-            row, column = np.divmod(slots, self.geometry.row_length)
-            keys, at = row * self.blocks_per_row + column // self.rows, column % self.rows
+        keys, at = self._locate(slots)  # arrays: one block key and row per slot
         bounds = np.flatnonzero(np.diff(keys)) + 1  # each block's run of slots in turn
         for start, end in zip(np.r_[0, bounds].tolist(), np.r_[bounds, keys.size].tolist()):
             key = int(keys[start])
@@ -92,7 +88,8 @@ class ValueTable:
             self._write(key, values, len(written) if written.all() else int(np.argmin(written)))
         self._changed.clear()
 
-    def _locate(self, slot: int) -> tuple[int, int]:
+    def _locate(self, slot):
+        """(block key, row in it) of a slot (or of each of an array of slots)."""
         if self.blocks_per_row is None:
             return divmod(slot, self.rows)
         row, column = divmod(slot, self.geometry.row_length)

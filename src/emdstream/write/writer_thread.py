@@ -29,7 +29,6 @@ from concurrent.futures import Future
 from typing import Optional
 
 import h5py
-import numpy as np
 
 from emdstream.errors import WriterError
 from emdstream.format import layout
@@ -320,13 +319,7 @@ class WriterThread(threading.Thread):
 
     def _record(self, comments: list[tuple[str, str]]) -> None:
         for sink in self.sinks:
-            change = sink.dropped_change  # the new dropped slots (or all: see write.dropped)
-            if change.count != sink.dropped_seen.count or change.whole:
-                ds = sink.state["dropped_frames"]
-                ds.resize((change.count,))
-                if change.count > change.first:
-                    ds[change.first:change.count] = np.frombuffer(change.slots, np.int64)
-            sink.dropped_seen = change.seen
+            sink.record_dropped()
             if sink.raw_written:
                 layout.append_rows(sink.state["raw_chunks"], sink.raw_written)
                 sink.raw_written = []
