@@ -7,7 +7,8 @@ rebuilt as a disk could hold them after a power cut at any operation boundary:
 * writes (and truncations) to a file before its last ``fsync`` are on disk; later ones may or may
   not be: all dropped, all kept, an in-order prefix, each single one dropped, random subsets, or the
   last one torn at 4 KiB pages;
-* names (create, rename, unlink) are on disk once their directory was fsynced; under the *ext4*
+* names (create, rename, unlink; a rename over an existing name is one atomic operation, as
+  rename(2) is) are on disk once their directory was fsynced; under the *ext4*
   model an fsync of any file also commits them (one journal transaction), under the *posix* model
   only the directory's fsync does.
 
@@ -163,9 +164,8 @@ def parse(log_path: str, folder: str) -> OpLog:
             log.ops.append(Op("truncate", fds[fd][1], size=int(plain[1])))
         elif name.startswith("rename") and len(strs) >= 2:
             src, dst = (os.path.normpath(s.decode(errors="replace")) for s in strs[:2])
-            if src in names:
-                if dst in names:
-                    log.ops.append(Op("unlink", names.pop(dst), path=dst))
+            if src in names:  # one operation, also when it replaces dst: after a power cut dst
+                names.pop(dst, None)  # names the old file or the new one, never none
                 names[dst] = names.pop(src)
                 log.ops.append(Op("rename", names[dst], path=src, dest=dst))
         elif name.startswith("unlink") and strs:
