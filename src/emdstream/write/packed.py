@@ -21,6 +21,7 @@ assembler's lock by the producer, then by the writer thread alone once the chunk
 """
 from __future__ import annotations
 
+import ctypes
 from typing import Optional
 
 import numpy as np
@@ -30,6 +31,14 @@ from emdstream.encoders.bslz4_lib import library
 
 PIECE_BYTES = 128 << 10  # ~55 µs of compression on one core: a put stays well under 1 ms
 RUN_PIECES = 4  # the writer thread compresses at most this many pieces in one call
+
+
+def address(array: np.ndarray) -> int:
+    """The address of a C-contiguous array's first element: ``array.ctypes.data`` costs ~0.9 µs
+    a call here, a writable array's buffer ~0.15 µs (about 2 % of a 256x256 ``put``)."""
+    if array.flags.writeable:
+        return ctypes.addressof(ctypes.c_char.from_buffer(array))
+    return array.ctypes.data
 
 
 class PieceLayout:
@@ -106,16 +115,17 @@ class Packing:
         lay, n = self.layout, len(frames)
         if n == 1 and lay.piece_elems == lay.frame_elems and self.left >= self.room(backlog) \
                 and frames.flags.c_contiguous and frames.dtype == self.flat.dtype:
-            self._compress(position, frames, frames.ctypes.data)  # the common put: one piece
+            self._compress(position, frames, address(frames))  # the common put: one piece
             return
         first, end = position * lay.frame_elems, (position + n) * lay.frame_elems
         src = frames.reshape(-1) if frames.flags.c_contiguous and \
             frames.dtype == self.flat.dtype else None
+        src_at = address(src) - first * lay.itemsize if src is not None else 0
         pe = lay.piece_elems
         for p in range(first // pe, (end - 1) // pe + 1):
             a, b = max(first, p * pe), min(end, (p + 1) * pe)
             if src is not None and self.left >= self.room(backlog) and b - a == pe:
-                self._compress(p, src[a - first:b - first])
+                self._compress(p, src[a - first:b - first], src_at + a * lay.itemsize)
                 continue
             np.copyto(self.flat[a:b], frames.reshape(-1)[a - first:b - first], casting="unsafe")
             self.mark_raw(p, (b - a) // lay.frame_elems or 1, backlog, b - a == pe)
@@ -136,7 +146,9 @@ class Packing:
         complete = whole or self._count(p, frames)
         if complete and self.lens[p] < 0:
             if self.left >= self.room(backlog):
-                self._compress(p, self.flat[p * lay.piece_elems:(p + 1) * lay.piece_elems])
+                pe = lay.piece_elems
+                self._compress(p, self.flat[p * pe:(p + 1) * pe],
+                               self.flat_at + p * pe * lay.itemsize)
             else:
                 self.left += 1
 
@@ -146,11 +158,11 @@ class Packing:
         self.done[p] += frames
         return self.done[p] >= per_piece
 
-    def _compress(self, p: int, src: np.ndarray, address: Optional[int] = None) -> None:
+    def _compress(self, p: int, src: np.ndarray, src_at: int) -> None:
+        """Compress piece ``p`` from ``src`` (its elements, at address ``src_at``)."""
         lay = self.layout
         at = self.cursor if p == self.leading else 12 + p * lay.bound
-        n = lay.compress(src.ctypes.data if address is None else address, self.out_at + at,
-                         lay.piece_elems, lay.itemsize, lay.block)
+        n = lay.compress(src_at, self.out_at + at, lay.piece_elems, lay.itemsize, lay.block)
         self.starts[p], self.lens[p] = at, n
         if p == self.leading:
             self.cursor, self.leading = at + n, p + 1
