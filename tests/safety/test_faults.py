@@ -134,3 +134,74 @@ def test_no_thread_left_after_a_failed_writer(tmp_path):
     with pytest.raises(emdstream.WriterError):
         w.close()
     assert not [t for t in threading.enumerate() if t.name.startswith("emdstream")]
+
+
+def _slow_abandon(monkeypatch):
+    """The writer thread takes 0.3 s to let go of the file after an error (a slow disk, a busy
+    machine): what the producer is told must wait for it."""
+    from emdstream.write import writer_thread
+
+    real = writer_thread.WriterThread._abandon
+
+    def abandon(self):
+        time.sleep(0.3)
+        real(self)
+    monkeypatch.setattr(writer_thread.WriterThread, "_abandon", abandon)
+
+
+def _assert_let_go(path):
+    """The file is free for ``emdstream recover`` the moment the producer hears of the failure."""
+    from emdstream.safety import filelock
+    from emdstream.safety.past_end import blocks_past_end_of
+
+    assert not filelock.writer_holds(path), "the producer was told before the writer let go"
+    assert blocks_past_end_of(path) == 0
+
+
+def test_a_writer_thread_error_reaches_the_producer_once_the_file_is_let_go(tmp_path, monkeypatch):
+    from emdstream.write import writer_thread
+
+    _slow_abandon(monkeypatch)
+
+    def failing_flush(self):
+        raise OSError(5, "injected: the disk failed")
+    monkeypatch.setattr(writer_thread.WriterThread, "_flush_file", failing_flush)
+    path = str(tmp_path / "failed.emd")
+    w = emdstream.EMDWriter(path, (64, 64), "uint16", flush_seconds=0.02)
+    frame = np.ones((64, 64), np.uint16)
+    deadline = time.monotonic() + 10
+    with pytest.raises(emdstream.WriterError, match="injected"):
+        while time.monotonic() < deadline:
+            w.put(frame)
+            time.sleep(0.001)
+    _assert_let_go(path)
+    with pytest.raises(emdstream.WriterError):
+        w.close()
+
+
+def test_a_producers_own_write_failing_reaches_it_once_the_file_is_let_go(tmp_path, monkeypatch):
+    """``put_compressed`` writes a ready chunk in the caller's thread while the writer thread
+    idles (``write_now``): a failure there is reported once the writer thread has let go too."""
+    import threading
+
+    from emdstream.encoders import BitshuffleLZ4
+    from emdstream.write import sink
+
+    _slow_abandon(monkeypatch)
+    real_write = sink.StreamSink.write_chunk
+
+    def write_chunk(self, *args, **kwargs):
+        if threading.current_thread() is threading.main_thread():
+            raise OSError(5, "injected: the disk failed under the producer")
+        return real_write(self, *args, **kwargs)
+    monkeypatch.setattr(sink.StreamSink, "write_chunk", write_chunk)
+    path = str(tmp_path / "failed_now.emd")
+    blob = np.asarray(BitshuffleLZ4().encode(np.ones((64, 64), np.uint16))).tobytes()
+    w = emdstream.EMDWriter(path, (64, 64), "uint16", chunk_frames=1, n_frames=2000)
+    with pytest.raises(emdstream.WriterError, match="under the producer"):
+        for _ in range(2000):
+            w.put_compressed(blob)
+            time.sleep(0.001)  # the writer thread idles: the producer writes its own chunks
+    _assert_let_go(path)
+    with pytest.raises(emdstream.WriterError):
+        w.close()

@@ -22,7 +22,6 @@ import os
 import queue
 import sys
 import threading
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Optional
 
@@ -43,7 +42,6 @@ ON_FULL = ("block", "raise", "drop", "store_raw")
 # Chunk buffers are reused, but each is first touched once: a larger default costs page faults
 # up front in short runs (benchmarks/bench_write.py) for burst absorption few setups need.
 DEFAULT_QUEUE_BYTES = 64 << 20
-_POLL = 0.005  # seconds between checks of the writer thread while close waits
 _open: set[Acquisition] = set()  # closed at interpreter exit if forgotten
 
 
@@ -233,10 +231,7 @@ class Acquisition:
                 used = [s.finish() for s in self.streams.values()]
                 self._chunks.put(Close(used, self._closing_comment(comment, used)))
                 self._close_sent = True
-        # Polled, not Event.wait(): a Ctrl-C inside it can leave the event's lock held (see
-        # ``room``; seen once in 100 runs of the Ctrl-C campaign). is_set() and sleep() take none.
-        while not self._thread.finished.is_set():  # a second close waits as long
-            time.sleep(_POLL)
+        self._thread.wait_finished()  # a second close waits as long
         _open.discard(self)
         if not _open:
             uninstall_sigint_guard()  # see held_interrupts

@@ -51,6 +51,7 @@ SMALL_CHUNK_BYTES = 16 << 10
 _FRAME_POLL = 0.05  # seconds: how often flush_frames is checked while no chunk arrives
 
 
+_FINISH_POLL = 0.002  # seconds: how often wait_finished looks
 WRITEBACK_DUE = "writeback due"  # queue message from a producer's write_now (see writeback)
 
 
@@ -90,7 +91,10 @@ class WriterThread(threading.Thread):
         # held by this thread except while it waits for work; a producer that takes it (never
         # waiting for it) may write its stream's encoded chunk itself: ``write_now``
         self.io_lock = threading.Lock()
+        # set only once this thread has let go of the file (closed it, freed the blocks reserved
+        # past its end, released its lock): a producer that sees it may run ``recover`` at once
         self.error: Optional[BaseException] = None
+        self._failing = False  # a producer's write_now failed: no other may write
         self.finished = threading.Event()
         self.final_counts: Optional[dict[str, int]] = None
 
@@ -141,8 +145,10 @@ class WriterThread(threading.Thread):
             close = self._stream()
             self._finish(close)
         except BaseException as exc:
-            self.error = exc
-            self._abandon()
+            try:
+                self._abandon()
+            finally:
+                self.error = exc
         finally:
             if self._pool is not None:
                 self._pool.shutdown()
@@ -209,7 +215,7 @@ class WriterThread(threading.Thread):
             return False
         try:
             sink = self.sinks[index]
-            if self.error is not None or not sink.assembler.may_write_now():
+            if self._failing or self.error is not None or not sink.assembler.may_write_now():
                 return False
             sink.write_chunk(self.notes, chunk.chunk_id, chunk.values, chunk.end_slot, chunk.payload)
             sink.count_written(chunk, chunk.end_slot, self.store_raw)
@@ -218,11 +224,19 @@ class WriterThread(threading.Thread):
                 self.chunks.put(WRITEBACK_DUE)
             return True
         except BaseException as exc:
-            self.error = exc
-            self.chunks.put(exc)  # this thread stops and lets go of the file
-            raise self.failure() from exc
+            self._failing = True
+            self.chunks.put(exc)  # this thread raises it, lets go of the file and sets ``error``
         finally:
             self.io_lock.release()
+        self.wait_finished()
+        raise self.failure() from self.error
+
+    def wait_finished(self) -> None:
+        """Until this thread has finished (the file closed, or let go of after an error).
+        Polled, not Event.wait(): a Ctrl-C inside that can leave the event's lock held (see
+        ``room``; seen once in 100 runs of the Ctrl-C campaign). is_set() and sleep() take none."""
+        while not self.finished.is_set():
+            time.sleep(_FINISH_POLL)
 
     def _next_deadline(self) -> Optional[float]:
         return None if self.flush_seconds is None else time.monotonic() + self.flush_seconds
