@@ -271,6 +271,7 @@ def _logged_drops(path, want, timeout=10.0):
     while True:
         contents = chunklog.read(path)
         got = contents.state.get("dataset_1", {}).get("dropped") if contents else None
+        got = None if got is None else got.tolist()
         if got == want or time.monotonic() > deadline:
             return got
         time.sleep(0.01)

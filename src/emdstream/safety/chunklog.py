@@ -204,6 +204,8 @@ def read(h5_path: str | os.PathLike) -> Optional[LogContents]:
             _merge_dropped(merged, st)
             merged.update({k: v for k, v in st.items() if v is not None and k not in _DROPPED})
         contents.comments += record.get("comments", [])
+    for merged in contents.state.values():
+        merged["dropped"] = _joined(merged["dropped"])
     return contents
 
 
@@ -223,11 +225,27 @@ def dropped_runs(slots) -> list[list[int]]:
 
 
 def _merge_dropped(merged: dict, st: dict) -> None:
+    """``merged["dropped"]``: pieces (int64 arrays) of the slots dropped so far (``_joined`` makes
+    them one sorted array); a record with the whole list replaces them."""
     if "dropped" in st or "dropped_runs" in st:
         merged["dropped"] = []
-    merged["dropped"] += st.get("dropped", []) + st.get("dropped_add", [])
-    for first, count in st.get("dropped_runs", []) + st.get("dropped_runs_add", []):
-        merged["dropped"] += range(first, first + count)
+    singles = st.get("dropped", []) + st.get("dropped_add", [])
+    if singles:
+        merged["dropped"].append(np.asarray(singles, np.int64))
+    runs = st.get("dropped_runs", []) + st.get("dropped_runs_add", [])
+    if runs:  # millions of drops in a few runs: expanded in numpy, not as Python ints
+        first, count = np.asarray(runs, np.int64).reshape(-1, 2).T
+        starts = np.repeat(first - np.cumsum(count) + count, count)
+        merged["dropped"].append(starts + np.arange(int(count.sum()), dtype=np.int64))
+
+
+def _joined(pieces: list) -> np.ndarray:
+    """The pieces as one sorted array without repeats (sorted and compared: numpy 2.4's
+    ``np.unique`` hashes first, 2.5 s for 3 million slots here against 0.1 s)."""
+    if not pieces:
+        return np.zeros(0, np.int64)
+    slots = np.sort(np.concatenate(pieces), kind="stable")
+    return slots[np.r_[True, slots[1:] != slots[:-1]]]
 
 
 def _bodies(blob: bytes):

@@ -46,7 +46,7 @@ def salvage(path: str, contents: chunklog.LogContents,
             group = f[f"data/{name}"]
             covered = [_restore(group["data"], by_dataset[(name, "data")], src),
                        _restore(group[layout.VALUES], by_dataset[(name, "values")], src)]
-            dropped = sorted(int(s) for s in state.get("dropped") or [])
+            dropped = state.get("dropped", np.zeros(0, np.int64))  # sorted
             count = _count(int(state.get("committed", 0)), dropped, covered)
             count = restore_events(group, lambda ds, key, name=name: _restore(  # a counted
                 ds, by_dataset[(name, key)], src), count,  # stream's events
@@ -87,20 +87,20 @@ def _fit(ds: h5py.Dataset, coord: tuple) -> None:
         ds.resize((need,) + ds.shape[1:])
 
 
-def _count(committed: int, dropped: list[int], covered: list[list[tuple[int, int]]]) -> int:
+def _count(committed: int, dropped: np.ndarray, covered: list[list[tuple[int, int]]]) -> int:
     """The slots below the first one that is neither dropped nor held by every dataset."""
     ok = np.ones(committed, dtype=bool)
     for ranges in covered:
         held = np.zeros(committed, dtype=bool)
         for first, end in ranges:
             held[first:min(end, committed)] = True
-        held[[s for s in dropped if s < committed]] = True
+        held[dropped[dropped < committed]] = True
         ok &= held
     missing = np.flatnonzero(~ok)
     return int(missing[0]) if missing.size else committed
 
 
-def _write_state(state: h5py.Group, count: int, dropped: list[int], logged: dict) -> None:
+def _write_state(state: h5py.Group, count: int, dropped: np.ndarray, logged: dict) -> None:
     state["committed_slots"][()] = count
     ds = state["dropped_frames"]
     ds.resize((len(dropped),))
