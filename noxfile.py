@@ -41,7 +41,7 @@ def tests(session: nox.Session) -> None:
 @nox.session(python=ONE)
 def py4dstem(session: nox.Session) -> None:
     """to_py4dstem and converted files in py4DSTEM.read (numpy < 2, apart from the main suite)."""
-    session.install("-e", ".[py4dstem]", "pytest>=7.4")
+    session.install("-e", ".[py4dstem]", "pytest>=7.4", "pytest-xdist>=3.5")
     session.run("python", "-m", "pytest", "-q", "-m", "py4dstem", "tests/interop/test_py4dstem.py",
                 *session.posargs)
 
@@ -49,7 +49,7 @@ def py4dstem(session: nox.Session) -> None:
 @nox.session(python=ONE)
 def libertem(session: nox.Session) -> None:
     """LiberTEM opening emdstream files."""
-    session.install("-e", ".[libertem]", "pytest>=7.4")
+    session.install("-e", ".[libertem]", "pytest>=7.4", "pytest-xdist>=3.5")
     session.run("python", "-m", "pytest", "-q", "-m", "libertem", "tests/interop/test_libertem.py",
                 *session.posargs)
 
