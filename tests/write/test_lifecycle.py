@@ -207,10 +207,11 @@ def test_value_blocks_of_an_overrun_are_let_go(tmp_path):
     kept = []
     for i in range(3000):
         base[0, 0] = i
+        if i % 40 == 0:  # the writer caught up: this frame is kept, however busy the machine
+            while w.frames_written < w.frames_put:
+                time.sleep(0.001)
         if w.put(base, z=float(i)):
             kept.append(i)
-        if i % 50 == 0:
-            time.sleep(0.002)  # a few frames get through between the drops
     deadline = time.monotonic() + 10
     table = w._thread.sinks[0].values
     while (w.frames_written < len(kept) or len(table._blocks) > 1) and \
@@ -218,7 +219,7 @@ def test_value_blocks_of_an_overrun_are_let_go(tmp_path):
         time.sleep(0.01)
     held = len(table._blocks)
     w.close()
-    assert 100 < len(kept) < 2900 and held <= 1  # 3,000 rows: 12 blocks of 256
+    assert 50 < len(kept) < 2900 and held <= 1  # 3,000 rows: 12 blocks of 256
     with emdstream.open(path) as f:
         z = f["dataset_1"].values["z"]
         np.testing.assert_array_equal(z[kept], np.asarray(kept, float))
