@@ -26,6 +26,7 @@ the bytes of the frames they held (checked ``prefix`` bytes only).
 from __future__ import annotations
 
 import json
+import mmap
 import os
 import struct
 import zlib
@@ -33,6 +34,8 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import numpy as np
+
+from emdstream.safety.chunk_table import ChunkRecord, ChunkTable
 
 try:
     from isal.isal_zlib import crc32
@@ -55,30 +58,6 @@ def fsync_dir(path: str | os.PathLike) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-@dataclass
-class ChunkRecord:
-    """One chunk version: ``dataset`` "data" or "values" of ``stream``, at chunk ``coord``."""
-
-    stream: str
-    dataset: str
-    coord: tuple[int, ...]
-    offset: int
-    size: int
-    mask: int
-    crc: int
-    checked: int  # bytes of the payload the CRC covers (a raw chunk: the frames it held)
-    first: int    # the slots this version holds: first .. end - 1
-    end: int
-
-    def to_list(self) -> list:
-        return [self.stream, self.dataset, list(self.coord), self.offset, self.size, self.mask,
-                self.crc, self.checked, self.first, self.end]
-
-    @classmethod
-    def from_list(cls, row: list) -> ChunkRecord:
-        return cls(row[0], row[1], tuple(row[2]), *row[3:])
 
 
 class ChunkLog:
@@ -164,7 +143,7 @@ class LogContents:
     token_at: int
     streams: list[str]
     image: bytes
-    chunks: list[ChunkRecord] = field(default_factory=list)
+    chunks: ChunkTable = field(default_factory=ChunkTable)
     state: dict[str, dict] = field(default_factory=dict)  # stream -> latest counts, names...
     comments: list[list[str]] = field(default_factory=list)
     finalized: bool = False
@@ -176,20 +155,26 @@ def read(h5_path: str | os.PathLike) -> Optional[LogContents]:
     when there is no log or its header is incomplete (the file never held a durable frame)."""
     try:
         with open(log_path(h5_path), "rb") as fh:
-            blob = fh.read()
+            size = os.fstat(fh.fileno()).st_size  # mapped, not read: a long run's log is large
+            blob = mmap.mmap(fh.fileno(), size, access=mmap.ACCESS_READ) if size else None
     except FileNotFoundError:
         return None
-    bodies = list(_bodies(blob))
-    if not bodies:
-        return None
-    head, _, image = bodies[0].partition(b"\0")
+    try:
+        return _parse(_bodies(blob)) if blob is not None else None
+    finally:
+        if blob is not None:
+            blob.close()  # now, not at garbage collection (Windows cannot delete a mapped file)
+
+
+def _parse(bodies) -> Optional[LogContents]:
+    head, _, image = next(bodies, b"").partition(b"\0")
     try:
         meta = json.loads(head)
         contents = LogContents(meta["token"], meta["token_at"], meta["streams"],
                                zlib.decompress(image))
     except (ValueError, KeyError, zlib.error):
         return None
-    for body in bodies[1:]:
+    for body in bodies:
         if body == FINALIZED:
             contents.finalized = True
             continue
@@ -197,7 +182,7 @@ def read(h5_path: str | os.PathLike) -> Optional[LogContents]:
         if "salvaged" in record:
             contents.salvaged = record["salvaged"]
             continue
-        contents.chunks += [ChunkRecord.from_list(row) for row in record["chunks"]]
+        contents.chunks.add(record["chunks"])
         for name, st in record["streams"].items():
             merged = contents.state.setdefault(name, {"raw": [], "dropped": []})
             merged["raw"] += st.get("raw", [])

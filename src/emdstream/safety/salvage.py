@@ -13,7 +13,6 @@ file and a log naming it (which ``recover`` removes).
 from __future__ import annotations
 
 import os
-from collections import defaultdict
 
 import h5py
 import numpy as np
@@ -37,20 +36,18 @@ def salvage(path: str, contents: chunklog.LogContents,
     with open(tmp, "wb") as fh:
         fh.write(contents.image)
     clear_consistency_flags(tmp)
-    by_dataset = defaultdict(list)
-    for record in contents.chunks:
-        by_dataset[(record.stream, record.dataset)].append(record)
+    table = contents.chunks
     with open(path, "rb") as src, h5py.File(tmp, "r+", libver=layout.LIBVER) as f:
         for name in contents.streams:
             state = contents.state.get(name, {})
             group = f[f"data/{name}"]
-            covered = [_restore(group["data"], by_dataset[(name, "data")], src),
-                       _restore(group[layout.VALUES], by_dataset[(name, "values")], src)]
+            covered = [_restore(group["data"], table.newest_first(name, "data"), src),
+                       _restore(group[layout.VALUES], table.newest_first(name, "values"), src)]
             dropped = state.get("dropped", np.zeros(0, np.int64))  # sorted
             count = _count(int(state.get("committed", 0)), dropped, covered)
             count = restore_events(group, lambda ds, key, name=name: _restore(  # a counted
-                ds, by_dataset[(name, key)], src), count,  # stream's events
-                lambda key, name=name: bool(by_dataset.get((name, key))))
+                ds, table.newest_first(name, key), src), count,  # stream's events
+                lambda key, name=name: table.has(name, key))
             _write_state(f[layout.state_path(name)], count, dropped, state)
         layout.append_log(f, [(k, t) for k, t in contents.comments])
     counts = journal.finalize(tmp, closing_comment)
@@ -63,20 +60,19 @@ def salvage(path: str, contents: chunklog.LogContents,
     return counts
 
 
-def _restore(ds: h5py.Dataset, records: list, src) -> list[tuple[int, int]]:
-    """Write the newest intact version of each chunk into ``ds``; the slot ranges they hold."""
-    newest: dict[tuple, list] = defaultdict(list)
-    for record in records:
-        newest[record.coord].append(record)
-    covered = []
-    for coord, versions in newest.items():
-        for record in reversed(versions):
-            payload = os.pread(src.fileno(), record.size, record.offset)
-            if len(payload) == record.size and chunklog.crc(payload, record.checked) == record.crc:
-                _fit(ds, coord)
-                ds.id.write_direct_chunk(coord, payload, filter_mask=record.mask)
-                covered.append((record.first, record.end))
-                break
+def _restore(ds: h5py.Dataset, versions, src) -> list[tuple[int, int]]:
+    """Write the newest intact version of each chunk into ``ds`` (``versions``: from
+    ``ChunkTable.newest_first``); the slot ranges they hold."""
+    covered, restored = [], None
+    for coord, offset, size, mask, crc, checked, first, end in versions:
+        if coord == restored:  # an older version of a chunk already written back
+            continue
+        payload = os.pread(src.fileno(), size, offset)
+        if len(payload) == size and chunklog.crc(payload, checked) == crc:
+            _fit(ds, coord)
+            ds.id.write_direct_chunk(coord, payload, filter_mask=mask)
+            covered.append((first, end))
+            restored = coord
     return covered
 
 
