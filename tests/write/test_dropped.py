@@ -105,3 +105,37 @@ def test_a_failed_frame_buffer_of_a_one_frame_chunk_is_not_chunkless():
     slots.append(1)
     change = slots.since(DroppedSeen(), geometry, 2)
     assert list(change.slots) == [0, 1] and change.chunkless.tolist() == [1]
+
+
+def test_a_dropping_put_never_waits_for_a_flush_to_work_out_its_drops(tmp_path, monkeypatch):
+    """A flush works out which chunks the new drops leave empty; made slow here (0.3 s each
+    time), that work must happen outside the stream's lock: a put that drops meanwhile returns at
+    once (it waited for all of it while the work was done under the lock)."""
+    import threading
+    import time
+
+    from emdstream import EMDWriter
+
+    working = threading.Event()
+    real_between, real_bounds = ChunkGeometry.chunks_between, ChunkGeometry.chunk_bounds
+
+    def slowly(real):
+        def slow(self, *args):
+            working.set()
+            time.sleep(0.3)
+            return real(self, *args)
+        return slow
+    monkeypatch.setattr(ChunkGeometry, "chunks_between", slowly(real_between))
+    monkeypatch.setattr(ChunkGeometry, "chunk_bounds", slowly(real_bounds))
+    w = EMDWriter(str(tmp_path / "overrun.emd"), (32, 32), "uint16", compression="gzip",
+                  workers=1, chunk_frames=1, queue_frames=2, on_full="drop", flush_seconds=0.05)
+    frame = np.random.default_rng(0).integers(0, 60000, (32, 32)).astype(np.uint16)
+    longest, puts_while_working, deadline = 0.0, 0, time.monotonic() + 10
+    while puts_while_working < 2000 and time.monotonic() < deadline:
+        t = time.perf_counter()
+        w.put(frame)
+        longest = max(longest, time.perf_counter() - t)
+        puts_while_working += working.is_set()
+    w.close()
+    assert puts_while_working >= 2000 and w.frames_dropped > 0
+    assert longest < 0.15, f"a put waited {longest:.3f} s for the flush's work on the drops"

@@ -35,7 +35,7 @@ class Snapshot:
 
     handed_end: int                 # every slot below this is in a chunk handed to the writer
     slots: int                      # slots assigned so far (frames put or dropped)
-    dropped: DroppedChange          # the slots dropped since the writer last looked
+    dropped: Optional[DroppedChange]  # the slots dropped since the writer last looked
     partial_id: Optional[int] = None
     partial_end: int = 0
     partial: Optional[np.ndarray] = None  # a copy, fill value where no frame was put
@@ -316,9 +316,8 @@ class ChunkAssembler:
     def snapshot(self, seen: DroppedSeen) -> Snapshot:
         """``seen``: the dropped slots the writer has (only newer ones are copied)."""
         with self.lock:
-            snap = Snapshot(self.handed_end, self.slots,
-                            self.dropped.since(seen, self.geometry, self.slots),
-                            waiting=bool(self._complete_chunks))
+            taken = self.dropped.take(seen, self.geometry, self.slots)
+            snap = Snapshot(self.handed_end, self.slots, None, waiting=bool(self._complete_chunks))
             cur = self.current
             if cur is not None and cur.filled.any() and not snap.waiting:
                 if cur.pack is not None:
@@ -332,4 +331,5 @@ class ChunkAssembler:
             if g is not None and g.open and not snap.waiting:
                 snap.partial_id, snap.partial_end = g.chunk_id, g.first_slot + g.count
                 snap.partial, snap.partial_values = g.frames(), g.values.copy()
+        snap.dropped = taken.change(self.geometry)  # the work, without the lock
         return snap

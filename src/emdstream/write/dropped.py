@@ -8,7 +8,8 @@ buffer for it (``append``: the writer is behind; it is above every slot dropped 
 a chunk buffer (``insert``: a ``frame_buffer`` left with an exception, a slot still open at close;
 rare, anywhere). A flush that finds a slot dropped at or below the highest one it took before
 takes the whole list again. Thread safety: a ``DroppedSlots`` is used under its assembler's lock,
-and read (``since``) by one reader, the writer thread.
+and read (``take``, under that lock, copies only) by one reader, the writer thread, which works
+out the change (``DroppedTake.change``) after letting go of the lock.
 """
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ class DroppedChange:
     them (``first`` 0), replacing what it has. ``chunkless``: see ``DroppedSlots.since``."""
 
     first: int
-    slots: array
+    slots: np.ndarray
     seen: DroppedSeen
     whole: bool
     chunkless: np.ndarray
@@ -72,25 +73,55 @@ class DroppedSlots:
         return len(self._slots)
 
     def since(self, seen: DroppedSeen, geometry: ChunkGeometry, assigned: int) -> DroppedChange:
-        """The slots dropped since ``seen`` (copies): only the new ones, unless one lies at or
-        below ``seen.top`` (then all of them). ``chunkless``: the slots of every chunk the new
-        drops leave entirely dropped with no chunk buffer (all its slots assigned, ``assigned``
-        so far), sorted: no chunk write will store their value rows."""
-        every = np.frombuffer(self._slots, np.int64)
-        new = every[np.searchsorted(every, seen.top, "right"):].copy()
-        below = [s for s in self._inserted if s <= seen.top]
-        self._inserted = []
-        if below:
-            new = np.sort(np.concatenate([np.asarray(below, np.int64), new]))
-        first = 0 if below else seen.count
-        top = int(every[-1]) if every.size else -1
-        return DroppedChange(first, self._slots[first:], DroppedSeen(len(every), top),
-                             bool(below), self._chunkless(every, new, geometry, assigned))
+        """``take`` and ``DroppedTake.change`` in one (for a caller that holds no lock)."""
+        return self.take(seen, geometry, assigned).change(geometry)
 
-    def _chunkless(self, every: np.ndarray, new: np.ndarray, geometry: ChunkGeometry,
-                   assigned: int) -> np.ndarray:
+    def take(self, seen: DroppedSeen, geometry: ChunkGeometry, assigned: int) -> DroppedTake:
+        """Under the lock: copies of what changed since ``seen`` (memory copies only; the work
+        is ``DroppedTake.change``, outside the lock, so a dropping ``put`` never waits for it)."""
+        below = sorted(s for s in self._inserted if s <= seen.top)
+        self._inserted = []
+        count = len(self._slots)
+        lowest = below[0] if below else self._slots[seen.count] if count > seen.count else None
+        if lowest is None:
+            return DroppedTake(seen, seen, [], array("q"), array("q"), assigned)
+        lo = 0 if below else bisect.bisect_left(
+            self._slots, geometry.chunk_slots(geometry.locate(lowest)[0])[0])
+        tail = self._slots[lo:]  # every slot of the chunks the new ones lie in (all: whole)
+        buffered = self._in_buffer[bisect.bisect_left(self._in_buffer, tail[0]):]
+        return DroppedTake(seen, DroppedSeen(count, self._slots[-1]), below, tail, buffered,
+                           assigned)
+
+
+@dataclass(frozen=True)
+class DroppedTake:
+    """What ``DroppedSlots.take`` copied: ``tail``, the dropped slots from the first chunk holding
+    a new one on (all of them if ``below``: slots dropped at or below ``seen.top`` since),
+    ``buffered``, those of them dropped inside a chunk buffer."""
+
+    seen: DroppedSeen  # what the reader had
+    now: DroppedSeen   # what it has once it takes this
+    below: list[int]
+    tail: array
+    buffered: array
+    assigned: int      # slots assigned when taken
+
+    def change(self, geometry: ChunkGeometry) -> DroppedChange:
+        """The slots dropped since ``seen``: only the new ones, unless one lies at or below
+        ``seen.top`` (then all of them). ``chunkless``: the slots of every chunk the new drops
+        leave entirely dropped with no chunk buffer (all its slots assigned), sorted: no chunk
+        write will store their value rows."""
+        tail = np.frombuffer(self.tail, np.int64)
+        above = tail[np.searchsorted(tail, self.seen.top, "right"):]
+        new = np.sort(np.r_[np.asarray(self.below, np.int64), above]) if self.below else above
+        whole = bool(self.below)
+        return DroppedChange(0 if whole else self.seen.count, tail if whole else above, self.now,
+                             whole, self._chunkless(tail, new, geometry))
+
+    def _chunkless(self, tail: np.ndarray, new: np.ndarray, geometry: ChunkGeometry) -> np.ndarray:
         """The slots of the chunks holding ``new`` slots that are all dropped, none of them
-        inside a chunk buffer (such a chunk is written, with its value rows)."""
+        inside a chunk buffer (such a chunk is written, with its value rows). ``tail`` holds every
+        dropped slot of those chunks."""
         if not new.size:
             return new
         if (new[-1] - new[0]) // geometry.k < new.size:  # dense (an overrun): chunk by chunk
@@ -101,10 +132,10 @@ class DroppedSlots:
             firsts, ends = geometry.chunk_bounds(new)
             at = np.r_[0, np.flatnonzero(np.diff(firsts)) + 1]  # new is sorted: each chunk once
             firsts, ends = firsts[at], ends[at]
-        buffered = np.frombuffer(self._in_buffer, np.int64)
-        held = np.searchsorted(every, ends) - np.searchsorted(every, firsts)
+        buffered = np.frombuffer(self.buffered, np.int64)
+        held = np.searchsorted(tail, ends) - np.searchsorted(tail, firsts)
         had_buffer = np.searchsorted(buffered, ends) - np.searchsorted(buffered, firsts) > 0
-        whole = (ends <= assigned) & (held == ends - firsts) & ~had_buffer
+        whole = (ends <= self.assigned) & (held == ends - firsts) & ~had_buffer
         firsts, lengths = firsts[whole], (ends - firsts)[whole]
         starts = np.repeat(firsts - np.cumsum(lengths) + lengths, lengths)
         return starts + np.arange(int(lengths.sum()))
