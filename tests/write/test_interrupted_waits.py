@@ -188,3 +188,38 @@ def test_a_sigint_held_in_a_put_is_not_lost_when_another_handler_raises_as_the_p
         sys.settrace(None)
         signal.signal(signal.SIGUSR1, old)
         hi._Held.caught, hi._Held.depth = False, 0
+
+
+def test_ctrl_c_reaches_a_producer_waiting_for_a_failed_writer_to_let_go(tmp_path, ctrl_c,
+                                                                        monkeypatch):
+    """A producer's own chunk write fails (``put_compressed``, ``write_now``): it waits for the
+    writer thread to let go of the file before raising. A writer thread stuck there (a dead disk:
+    ``_abandon`` made to take 2 s) must not leave the producer deaf to Ctrl-C."""
+    import threading
+
+    from emdstream.encoders import BitshuffleLZ4
+    from emdstream.write import sink, writer_thread
+
+    real_abandon, real_write = writer_thread.WriterThread._abandon, sink.StreamSink.write_chunk
+
+    def stuck_abandon(self):
+        time.sleep(2)
+        real_abandon(self)
+
+    def write_chunk(self, *args, **kwargs):
+        if threading.current_thread() is threading.main_thread():
+            threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
+            raise OSError(5, "injected: the disk failed under the producer")
+        return real_write(self, *args, **kwargs)
+    monkeypatch.setattr(writer_thread.WriterThread, "_abandon", stuck_abandon)
+    monkeypatch.setattr(sink.StreamSink, "write_chunk", write_chunk)
+    w = EMDWriter(str(tmp_path / "stuck.emd"), (64, 64), "uint16", chunk_frames=1, n_frames=500)
+    blob = np.asarray(BitshuffleLZ4().encode(np.ones((64, 64), np.uint16))).tobytes()
+    t = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        for _ in range(500):
+            w.put_compressed(blob)
+            time.sleep(0.001)  # the writer thread idles: the producer writes its own chunks
+    assert time.monotonic() - t < 1.5, "Ctrl-C waited for the stuck writer thread"
+    with pytest.raises(emdstream.WriterError, match="under the producer"):
+        w.close()

@@ -208,7 +208,9 @@ def test_value_blocks_of_an_overrun_are_let_go(tmp_path):
     for i in range(3000):
         base[0, 0] = i
         if i % 40 == 0:  # the writer caught up: this frame is kept, however busy the machine
+            caught_up = time.monotonic() + 10
             while w.frames_written < w.frames_put:
+                assert time.monotonic() < caught_up, "the writer never caught up"
                 time.sleep(0.001)
         if w.put(base, z=float(i)):
             kept.append(i)

@@ -26,7 +26,6 @@ the bytes of the frames they held (checked ``prefix`` bytes only).
 from __future__ import annotations
 
 import json
-import mmap
 import os
 import struct
 import zlib
@@ -154,16 +153,11 @@ def read(h5_path: str | os.PathLike) -> Optional[LogContents]:
     """The log of a file: the header and every complete record (a torn tail is ignored); None
     when there is no log or its header is incomplete (the file never held a durable frame)."""
     try:
-        with open(log_path(h5_path), "rb") as fh:
-            size = os.fstat(fh.fileno()).st_size  # mapped, not read: a long run's log is large
-            blob = mmap.mmap(fh.fileno(), size, access=mmap.ACCESS_READ) if size else None
+        with open(log_path(h5_path), "rb") as fh:  # read, not mapped: a log truncated meanwhile
+            blob = fh.read()  # (a new writer) must not kill the reader (SIGBUS)
     except FileNotFoundError:
         return None
-    try:
-        return _parse(_bodies(blob)) if blob is not None else None
-    finally:
-        if blob is not None:
-            blob.close()  # now, not at garbage collection (Windows cannot delete a mapped file)
+    return _parse(_bodies(blob))
 
 
 def _parse(bodies) -> Optional[LogContents]:

@@ -40,6 +40,8 @@ from emdstream.write.chunk_buffer import ChunkBuffer, EncodedChunk
 from emdstream.write.chunk_notes import ChunkNotes
 from emdstream.write.encoder_pool import EncoderPool
 from emdstream.write.events import EventsPending
+from emdstream.write.failure import describe_failure, file_identity
+from emdstream.write.held_interrupts import held_interrupts
 from emdstream.write.reserve import Reserve
 from emdstream.write.sink import RAW_INCOMPRESSIBLE, RAW_WRITER_BEHIND, StreamSink, encode_chunk, raw_chunk
 from emdstream.write.writeback import Writeback
@@ -49,7 +51,6 @@ from emdstream.write.writeback import Writeback
 # compressing it
 SMALL_CHUNK_BYTES = 16 << 10
 _FRAME_POLL = 0.05  # seconds: how often flush_frames is checked while no chunk arrives
-
 
 _FINISH_POLL = 0.002  # seconds: how often wait_finished looks
 WRITEBACK_DUE = "writeback due"  # queue message from a producer's write_now (see writeback)
@@ -81,7 +82,7 @@ class WriterThread(threading.Thread):
         self.chunk_log = chunk_log
         self.notes = ChunkNotes(chunk_log, self.sinks)
         self.pid = os.getpid()
-        self._identity = _file_identity(path)
+        self._identity = file_identity(path)
         self._lock_fd: Optional[int] = lock_fd
         self._hdf5_fd: Optional[int] = h5file.id.get_vfd_handle()  # None once the file is closed
         self._writeback = Writeback(self._hdf5_fd)
@@ -115,8 +116,8 @@ class WriterThread(threading.Thread):
         return self.sinks[index].frames_written()
 
     def failure(self) -> WriterError:
-        """The producer-side exception for ``error`` (see ``describe_failure``)."""
-        return describe_failure(self)
+        """The producer-side exception for ``error`` (see ``failure.describe_failure``)."""
+        return describe_failure(self.path, self.error, self.sinks)
 
     def detach_in_forked_child(self) -> None:
         """In a forked child: never write the parent's file (see ``acquisition``). No h5py call
@@ -232,10 +233,13 @@ class WriterThread(threading.Thread):
         raise self.failure() from self.error
 
     def wait_finished(self) -> None:
-        """Until this thread has finished (the file closed, or let go of after an error).
-        Polled, not Event.wait(): a Ctrl-C inside that can leave the event's lock held (see
-        ``room``; seen once in 100 runs of the Ctrl-C campaign). is_set() and sleep() take none."""
+        """Until this thread has finished (the file closed, or let go of after an error); a
+        Ctrl-C held back meanwhile (``held_interrupts``: a producer's ``write_now``) raises here,
+        so a thread stuck on a dead disk never leaves the producer uninterruptible. Polled, not
+        Event.wait(): a Ctrl-C inside that can leave the event's lock held (see ``room``; seen
+        once in 100 runs of the Ctrl-C campaign). is_set() and sleep() take none."""
         while not self.finished.is_set():
+            held_interrupts.raise_if_caught()
             time.sleep(_FINISH_POLL)
 
     def _next_deadline(self) -> Optional[float]:
@@ -354,7 +358,7 @@ class WriterThread(threading.Thread):
             os.fsync(self.file.id.get_vfd_handle())
 
     def _check_file_still_there(self) -> None:
-        if _file_identity(self.path) != self._identity:
+        if file_identity(self.path) != self._identity:
             raise FileNotFoundError(f"{self.path} was deleted or replaced while frames were being "
                                     f"written to it")
 
@@ -403,24 +407,3 @@ class WriterThread(threading.Thread):
         if self._lock_fd is not None:
             filelock.release(self._lock_fd)
             self._lock_fd = None
-
-
-def _file_identity(path: str) -> Optional[tuple[int, int]]:
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return None
-    return st.st_dev, st.st_ino
-
-
-def describe_failure(thread: WriterThread) -> WriterError:
-    """The producer-side exception for a writer-thread error, naming what is safe in the file."""
-    exc = thread.error
-    counts = ", ".join(f"{s.frames_written()}" + (f" of {s.name}" if len(thread.sinks) > 1 else "")
-                       for s in thread.sinks)
-    err = WriterError(
-        f"writing {thread.path} failed: {type(exc).__name__}: {exc}. "
-        f"{counts} frame(s) were safely flushed to the file before the failure; "
-        f"frames put after that are lost. Run `emdstream recover {thread.path}` to finish the file.")
-    err.__cause__ = exc
-    return err
