@@ -227,10 +227,11 @@ class WriterThread(threading.Thread):
         except BaseException as exc:
             self._failing = True
             self.chunks.put(exc)  # this thread raises it, lets go of the file and sets ``error``
+            failed = exc
         finally:
             self.io_lock.release()
         self.wait_finished()
-        raise self.failure() from self.error
+        raise describe_failure(self.path, self.error or failed, self.sinks)
 
     def wait_finished(self) -> None:
         """Until this thread has finished (the file closed, or let go of after an error); a
