@@ -119,17 +119,17 @@ def test_power_cut_without_fsync_may_cost_durable_frames_but_never_a_wrong_one(r
 @CAMPAIGN
 @pytest.mark.parametrize("fsync", [True, False], ids=["fsync", "no-fsync"])
 def test_power_cuts_at_every_operation_boundary(recorded, tmp_path, fsync):
-    """Both workloads, both models, every kind, until the budget is spent (half of it for the
+    """Every workload, both models, every kind, until the budget is spent (half of it for the
     fsync runs, a quarter for the runs without fsync, where losses are counted, not failures)."""
     seconds = cc.budget(240) * (0.3 if fsync else 0.2)
     tally, lost, total = cc.Tally(), 0, 0
-    for kind in ("writer", "acq"):
+    for kind in ("writer", "acq", "detector"):
         workload = cc.Workload(kind, fsync)
         log = recorded(workload)
         assert crashsim.self_check(log) == []
         states = interleaved_by_kind(list(crashsim.crash_states(log)), f"campaign-{kind}")
         total += len(states)
-        for state in cc.within(seconds / 2, states):
+        for state in cc.within(seconds / 3, states):
             outcome = cc.check_power_cut(log, state, workload, str(tmp_path / "w"), str(tmp_path))
             tally.add(outcome, f"{state.model}/{kind_of(state)}")
             lost += bool(outcome.verdict.get("lost"))

@@ -22,7 +22,8 @@ pytestmark = pytest.mark.skipif(NO_STRACE is not None, reason=f"{NO_STRACE}")
 CAMPAIGN = pytest.mark.skipif(not os.environ.get("EMDSTREAM_CRASH_SECONDS"),
                               reason="the full crash campaign: EMDSTREAM_CRASH_SECONDS=240 "
                                      "pytest -m campaign tests/safety")
-WORKLOADS = [cc.Workload(kind, fsync) for kind in ("writer", "acq") for fsync in (False, True)]
+WORKLOADS = [cc.Workload(kind, fsync) for kind in ("writer", "acq", "detector")
+             for fsync in (False, True)]
 
 
 def assert_all_recovered(tally: cc.Tally, total: int) -> None:
@@ -45,6 +46,17 @@ def test_kill_9_at_sampled_syscall_boundaries_recovers_every_durable_frame(tmp_p
     assert_all_recovered(tally, len(SAMPLE))
 
 
+def test_kill_9_while_the_producer_writes_compressed_frames_itself_recovers_them(tmp_path):
+    """``put_compressed`` writes a ready chunk from the producer's thread while the writer
+    thread idles (gathered chunks of 8, and a chunk per frame): kills among those writes."""
+    workload, tally = cc.Workload("detector", False), cc.Tally()
+    for syscall, n in (("pwrite64", 40), ("pwrite64", 90)):
+        outcome = cc.kill_and_check(workload, syscall, n, str(tmp_path / "w"), str(tmp_path))
+        assert outcome.killed, f"no kill at {syscall} #{n}: the sample tests nothing there"
+        tally.add(outcome, syscall)
+    assert_all_recovered(tally, 2)
+
+
 def test_recover_killed_around_replacing_the_file_then_recover_again(tmp_path):
     """recover rebuilds a file from its chunk log and renames it over the crashed one, then removes
     the log: killed before the rename (the crashed file and the log stay: rebuilt again) and
@@ -64,7 +76,8 @@ def test_recover_killed_around_replacing_the_file_then_recover_again(tmp_path):
 @pytest.mark.campaign
 @CAMPAIGN
 def test_kill_9_at_every_syscall_boundary(tmp_path):
-    """Every workload (one stream / three streams, with and without fsync) at every kill point,
+    """Every workload (one stream / three streams / compressed frames the producer writes, with
+    and without fsync) at every kill point,
     and recover killed at every one of its points, interleaved so a budget cut short still
     covers all; runs until the budget is spent."""
     scratch, keep = str(tmp_path / "w"), str(tmp_path)

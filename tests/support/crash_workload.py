@@ -1,8 +1,10 @@
 """A deterministic producer for the crash campaigns (kill at syscall boundaries, power cuts).
 
 usage: python crash_workload.py PATH KIND FSYNC [END]
-KIND: "writer" (one EMDWriter stream, a 6x8 scan) or "acq" (an Acquisition of three streams: a
-scan of frames, a per-position scalar, an open-ended stack). Flushes are count-based
+KIND: "writer" (one EMDWriter stream, a 6x8 scan), "acq" (an Acquisition of three streams: a
+scan of frames, a per-position scalar, an open-ended stack) or "detector" (two streams of frames
+that come compressed, ``put_compressed``: gathered into chunks of 8, and one chunk each, so the
+producer writes chunks itself while the writer thread idles). Flushes are count-based
 (``flush_frames``); frames carry per-frame values and the producer adds comments.
 END: "close" (default; ends with close()) or "kill" (SIGKILLs itself after the last durable
 count: a file for ``recover``).
@@ -20,6 +22,7 @@ import time
 import numpy as np
 
 import emdstream
+from emdstream.encoders import BitshuffleLZ4
 
 FLUSH_FRAMES = 3
 
@@ -40,6 +43,8 @@ STREAMS = {
     "acq": {"frames": ((16, 16), 30, {}),
             "haadf": ((), 30, {"dtype": "float32"}),
             "spectra": ((32,), 20, {"open_ended": True, "chunk_frames": 4})},
+    "detector": {"frames": ((64, 64), 30, {}),  # 8 KiB: whole bslz4 blocks, gathered
+                 "k1": ((32, 32), 20, {"chunk_frames": 1})},
     # the dense stream beside the counted one of counted_crash_workload.py (its own producer;
     # counted_crash_check.py checks the events)
     "counted": {"haadf": ((), 37, {"dtype": "float32"})},
@@ -121,6 +126,9 @@ def main() -> None:
         for name, (_, n, _) in specs.items():
             if i < n and i in dropped(kind, name):
                 _drop(writers[name])
+            elif i < n and kind == "detector":  # as a detector sends it: compressed
+                writers[name].put_compressed(BitshuffleLZ4().encode(expected(kind, name, i)),
+                                             z=value(name, i))
             elif i < n:
                 writers[name].put(expected(kind, name, i), z=value(name, i))
         if i % 7 == 3:
