@@ -134,6 +134,36 @@ def test_encode_block_output_is_codec_bytes():
     assert bytes(out[0][1]) == bytes(encoder.encode(x[2, 5:10].reshape(geometry.chunk_shape)))
 
 
+@pytest.mark.parametrize("compression", [None, "bslz4"])
+def test_big_endian_arrays_are_stored_as_their_values(tmp_path, compression):
+    """Big-endian blocks are converted to the file's native-order dtype, not stored byte-swapped."""
+    for dtype in (">u2", ">f4"):
+        x = np.arange(96).astype(dtype).reshape(2, 3, 4, 4)
+        path = str(tmp_path / f"be{dtype[1:]}.emd")
+        emdstream.write_dask(da.from_array(x, chunks=(1, 2, 4, 4)), path, chunk_frames=2,
+                             compression=compression, scheduler="sync")
+        with emdstream.open(path) as f:
+            got = f["dataset_1"].data[()]
+        assert got.dtype == np.dtype(dtype).newbyteorder("=") and np.array_equal(got, x)
+
+
+def test_block_of_a_lossy_dtype_is_refused(tmp_path):
+    """A block whose real dtype cannot be stored losslessly (the array declared another) fails."""
+    x = np.zeros((2, 3, 4, 4), np.uint16)
+    a = da.from_array(x, chunks=(1, 3, 4, 4)).map_blocks(lambda b: b + 0.5, dtype=x.dtype)
+    with pytest.raises(WriteDaskError, match="float64 cannot be stored losslessly") as info:
+        emdstream.write_dask(a, str(tmp_path / "lossy.emd"), scheduler="sync")
+    assert isinstance(info.value.__cause__, TypeError)
+
+
+def test_bad_scheduler_creates_no_file(tmp_path):
+    """A scheduler name Dask does not know is refused before the file (or its log) is created."""
+    a = da.from_array(scan_data(), chunks=(2, 5, 16, 16))
+    with pytest.raises(ValueError, match=r"'bogus'.*sync"):
+        emdstream.write_dask(a, str(tmp_path / "bad.emd"), scheduler="bogus")
+    assert os.listdir(tmp_path) == []
+
+
 def test_failing_task_local(tmp_path):
     x = scan_data()
     a = da.from_array(x, chunks=(2, 5, 16, 16)).map_blocks(boom_on((2, 1)), dtype=x.dtype)

@@ -36,6 +36,7 @@ import numpy as np
 
 from emdstream.errors import EMDStreamError, install_hint
 from emdstream.format.chunk_grid import ChunkGeometry
+from emdstream.write.frames import lossless_cast
 
 
 class WriteDaskError(EMDStreamError, RuntimeError):
@@ -109,12 +110,14 @@ def _divisors(n: int) -> list[int]:
 
 # --- the task: one block -> its encoded chunks -------------------------------------------------------
 def encode_block(block: np.ndarray, offsets: Sequence[int], lead_shape: Sequence[int],
-                 geometry: ChunkGeometry, encoder, fillvalue) -> list[tuple[int, np.ndarray]]:
+                 geometry: ChunkGeometry, encoder, fillvalue, dtype=None
+                 ) -> list[tuple[int, np.ndarray]]:
     """The file chunks of one block: ``[(chunk id, encoded bytes)]`` (runs in a Dask task).
 
     ``offsets``: the block's first index along each scan axis. A row's last chunk, when shorter
-    than ``k`` frames, is padded with the fill value as ``EMDWriter`` pads it."""
-    block = np.asarray(block)
+    than ``k`` frames, is padded with the fill value as ``EMDWriter`` pads it. ``dtype``: the
+    file's (default: the block's, in native byte order); the block is cast to it, losslessly."""
+    block = _as_file_dtype(np.asarray(block), dtype)
     lead_shape = tuple(lead_shape)
     n_lead = len(lead_shape)
     k, row = geometry.k, lead_shape[-1]
@@ -139,6 +142,19 @@ def encode_block(block: np.ndarray, offsets: Sequence[int], lead_shape: Sequence
     return out
 
 
+def _as_file_dtype(block: np.ndarray, dtype) -> np.ndarray:
+    """``block`` in the file's dtype (native byte order: the encoders take the raw bytes), or
+    TypeError when the cast would change values."""
+    dtype = (block.dtype if dtype is None else np.dtype(dtype)).newbyteorder("=")
+    if block.dtype == dtype:
+        return block
+    if not lossless_cast(block.dtype, dtype):
+        raise TypeError(f"a block of dtype {block.dtype} cannot be stored losslessly as the "
+                        f"file's dtype {dtype} (the Dask array's declared dtype); convert it "
+                        f"explicitly if that is intended")
+    return block.astype(dtype)
+
+
 _WHERE = {"distributed": "on the dask.distributed workers",
           "in-process": "in the local scheduler's threads",
           "local": "by the local scheduler's workers"}
@@ -148,7 +164,8 @@ _SINKS: dict[str, Any] = {}  # in-process sinks (threaded / synchronous schedule
 def _encode_and_put(block, offsets, lead_shape, geometry, encoder, fillvalue, token) -> int:
     """The in-process variant: encode the block's chunks and hand them to the writer at once."""
     stream = _SINKS[token]
-    chunks = encode_block(block, offsets, lead_shape, geometry, encoder, fillvalue)
+    chunks = encode_block(block, offsets, lead_shape, geometry, encoder, fillvalue,
+                          stream.spec.dtype)
     for chunk_id, payload in chunks:
         stream.put_encoded_chunk(chunk_id, payload)
     return len(chunks)
@@ -194,12 +211,12 @@ def write_dask(array, path: str | os.PathLike, dims=None, compression: Any = "bs
     if plan.rechunk:
         array = array.rechunk(plan.rechunk)
     lead = plan.lead_shape
+    mode, client, get = _scheduler(array, client, scheduler)  # a bad one: no file created
     w = EMDWriter(path, plan.frame_shape, array.dtype,
                   n_frames=lead[0] if len(lead) == 1 else None,
                   scan_shape=lead if len(lead) > 1 else None, compression=compression, dims=dims,
                   chunk_frames=plan.chunk_frames, **writer_options)
     stream = w.streams[w.name]
-    mode, client, get = _scheduler(array, client, scheduler)
     try:
         w.comment(f"emdstream: written from a Dask array {tuple(array.shape)} {array.dtype}, "
                   f"{array.npartitions} blocks"
@@ -250,7 +267,13 @@ def _scheduler(array, client, scheduler):
             client = None
     if client is not None:
         return "distributed", client, None
-    get = get_scheduler(scheduler=scheduler, collections=[array]) or dask.threaded.get
+    try:
+        get = get_scheduler(scheduler=scheduler, collections=[array]) or dask.threaded.get
+    except ValueError as exc:
+        if scheduler is None:
+            raise
+        raise ValueError(f"write_dask: unknown scheduler {scheduler!r}: {exc} (or pass a "
+                         f"dask.distributed Client, or a get function)") from None
     if get in (dask.threaded.get, dask.local.get_sync):
         return "in-process", None, get
     return "local", None, get
@@ -307,7 +330,7 @@ def _run_batches(blocks, stream, lead, fillvalue, get, batch: int) -> None:
     for i in range(0, len(blocks), batch):
         group = blocks[i:i + batch]
         tasks = [dask.delayed(encode_block, pure=True)(
-            block, offsets, lead, stream.geometry, stream.encoder, fillvalue)
+            block, offsets, lead, stream.geometry, stream.encoder, fillvalue, stream.spec.dtype)
             for _, offsets, block in group]
         try:
             results = dask.compute(*tasks, scheduler=get)
@@ -325,7 +348,7 @@ def _run_distributed(client, blocks, stream, lead, fillvalue) -> None:
     from distributed import as_completed
 
     tasks = [dask.delayed(encode_block, pure=True)(
-        block, offsets, lead, stream.geometry, stream.encoder, fillvalue)
+        block, offsets, lead, stream.geometry, stream.encoder, fillvalue, stream.spec.dtype)
         for _, offsets, block in blocks]
     futures = client.compute(tasks)
     where = {f.key: (index, offsets) for f, (index, offsets, _) in zip(futures, blocks)}
