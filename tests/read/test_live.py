@@ -84,3 +84,108 @@ def test_live_reader_in_the_writers_own_process_does_not_break_close(tmp_path):
     assert ds.complete and ds.frames_written == 10
     np.testing.assert_array_equal(ds.data[:, 0, 0], np.arange(10))
     live.close()
+
+
+def _stack_writer(path):
+    """A stack with a declared frame axis and a per-frame value, flushed often."""
+    return emdstream.EMDWriter(path, (8, 8), "uint16", flush_seconds=0.02,
+                               dims=[emdstream.Dim("time", "[s]", scale=0.5, offset=10),
+                                     emdstream.Dim("y", "[px]"), emdstream.Dim("x", "[px]")])
+
+
+def _live_after(path, w, n):
+    """A live view of ``path`` once ``w`` has ``n`` frames durable."""
+    deadline = time.monotonic() + 10
+    while w.frames_written < n:
+        assert time.monotonic() < deadline, "the writer never made its frames durable"
+        time.sleep(0.01)
+    return emdstream.open(path, live=True)
+
+
+def test_a_live_stack_shows_its_frame_axis_and_values_as_counted(tmp_path):
+    """While a stack is written its frame axis is the declared one (its vector is only written
+    at finalize), and its values match the frames the snapshot counts, even once more came."""
+    path = str(tmp_path / "stack.emd")
+    w = _stack_writer(path)
+    for i in range(5):
+        w.put(np.full((8, 8), i, np.uint16), dose=float(i))
+    live = _live_after(path, w, 5)
+    ds = live["dataset_1"]
+    for i in range(5, 12):
+        w.put(np.full((8, 8), i, np.uint16), dose=float(i))
+    _live_after(path, w, 12).close()
+    axis = ds.dims[0]
+    assert (axis.name, axis.units, axis.scale, axis.offset) == ("time", "[s]", 0.5, 10.0)
+    assert len(axis.values) == ds.frame_slots == 5
+    assert ds.values["dose"].shape == ds.frame_grid == (5,)
+    np.testing.assert_array_equal(ds.values["dose"], np.arange(5.0))
+    w.close()
+    live.close()
+
+
+def test_a_live_dataset_reads_after_its_writer_in_this_process_finalized(tmp_path):
+    """The writer closes this process's live readers to finalize (``live_registry``): a dataset
+    taken before that still reads its values and dims (from the finished file), not nothing."""
+    path = str(tmp_path / "closed.emd")
+    w = _stack_writer(path)
+    for i in range(5):
+        w.put(np.full((8, 8), i, np.uint16), dose=float(i))
+    live = _live_after(path, w, 5)
+    ds = live["dataset_1"]
+    w.close()
+    np.testing.assert_array_equal(ds.values["dose"], np.arange(5.0))
+    assert [(d.name, d.units) for d in ds.dims] == [("time", "[s]"), ("y", "[px]"), ("x", "[px]")]
+    np.testing.assert_array_equal(ds.dims[0].values, 10 + 0.5 * np.arange(5))
+    np.testing.assert_array_equal(ds.data[:, 0, 0], np.arange(5))
+    live.close()
+
+
+def test_a_live_counted_dataset_reads_events_after_its_writer_finalized(tmp_path):
+    path = str(tmp_path / "counted.emd")
+    acq = emdstream.Acquisition(path, [emdstream.CountedStream("electrons", frame_shape=(16, 16))],
+                                flush_seconds=0.02)
+    events = acq["electrons"]
+    for i in range(6):
+        assert events.put_events(np.array([i, 16 + i, 40], np.uint32))
+    deadline = time.monotonic() + 10
+    while events.frames_written < 6:
+        assert time.monotonic() < deadline, "the writer never made its events durable"
+        time.sleep(0.01)
+    live = emdstream.open(path, live=True)
+    ds = live["electrons"]
+    acq.close()
+    indptr, indices, _ = ds.rows()
+    assert list(np.diff(indptr)) == [3] * 6 and sorted(indices[:3]) == [0, 16, 40]
+    assert ds.csr().shape == (6, 256)
+    assert ds.frame(3).sum() == 3 and ds.summed_pattern.sum() == 18
+    live.close()
+
+
+def test_refresh_never_pulls_the_file_from_under_a_read_in_another_thread(tmp_path):
+    """``refresh`` closes and reopens the file under ``reopen_lock``, the lock every live read
+    takes: a viewer thread reading frames while another refreshes never meets a closed file."""
+    import threading
+
+    path = str(tmp_path / "race.emd")
+    w = emdstream.EMDWriter(path, (8, 8), "uint16", flush_seconds=0.02)
+    for i in range(10):
+        w.put(np.full((8, 8), i, np.uint16))
+    live = _live_after(path, w, 10)
+    ds, errors, stop = live["dataset_1"], [], threading.Event()
+
+    def read_frames():
+        while not stop.is_set():
+            try:
+                ds.data[0]
+            except Exception as exc:  # noqa: BLE001  (any failure is the finding)
+                errors.append(repr(exc))
+    reader = threading.Thread(target=read_frames)
+    reader.start()
+    end = time.monotonic() + 3
+    while time.monotonic() < end:
+        live.refresh()
+    stop.set()
+    reader.join()
+    w.close()
+    live.close()
+    assert not errors, errors[:3]

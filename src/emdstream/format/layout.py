@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Optional
 
 import h5py
 import numpy as np
@@ -185,18 +185,25 @@ def frame_grid(data: h5py.Dataset, committed: int) -> tuple[int, ...]:
     return (committed,) if data.maxshape[0] is None else data.shape[:n_outer]
 
 
-def value_columns(group: h5py.Group) -> dict[str, np.ndarray]:
+def value_columns(group: h5py.Group, progress: Optional[tuple[int, np.ndarray]] = None
+                  ) -> dict[str, np.ndarray]:
     """A data group's per-frame values as {name: array shaped like the frame grid}, NaN where
     no frame is counted (a finished group names its columns in an attribute, a streaming one in
-    its state)."""
+    its state). ``progress``: (committed slots, dropped slots) of a reader's snapshot, so that
+    the values match the frames it counts (default: the state's now)."""
     table = group.get(VALUES)
     if table is None:
         return {}
-    if "columns" in table.attrs:
+    finished = "columns" in table.attrs
+    if finished and progress is None:
         return {name: table[..., i] for i, name in enumerate(json.loads(table.attrs["columns"]))}
-    state = group.file[state_path(group.name.rsplit("/", 1)[-1])]
-    names = read_value_names(state)
-    committed, dropped = read_progress(state)
+    if finished:  # finished since the reader's snapshot: shown as the snapshot counted them
+        names = json.loads(table.attrs["columns"])
+    else:
+        state = group.file[state_path(group.name.rsplit("/", 1)[-1])]
+        names = read_value_names(state)
+        progress = read_progress(state) if progress is None else progress
+    committed, dropped = progress
     grid = (committed,) if table.maxshape[0] is None else table.shape[:-1]
     columns = table[:committed] if table.maxshape[0] is None else table[()]
     columns = columns[..., :len(names)].reshape(-1, len(names))

@@ -13,7 +13,7 @@ import numpy as np
 
 from emdstream.format import layout
 from emdstream.format.blocks import frame_slots
-from emdstream.format.dims import Dim
+from emdstream.format.dims import Dim, dims_from_json
 from emdstream.safety.live_registry import reopen_lock
 
 
@@ -32,7 +32,7 @@ class EMDDataset:
 
     def __init__(self, group: h5py.Group, state: Optional[h5py.Group],
                  file: Optional[OpenFile] = None):
-        self.group = group
+        self._group = group
         self.file = file  # kept alive as long as the dataset (a lazy signal over it needs it)
         self.name = group.name.rsplit("/", 1)[-1]
         self.data = LiveData(file, self.name) if file is not None and file.live else group["data"]
@@ -51,6 +51,24 @@ class EMDDataset:
             self.complete = bool(attrs.get("complete", written is None))
 
     @property
+    def group(self) -> h5py.Group:
+        """The ``/data/<name>`` group. In a live file it is taken again once the writer in this
+        process has closed the file to finalize it (``live_registry``): the finished group."""
+        group = self._group
+        if not group and self.file is not None and self.file.live:
+            with reopen_lock:
+                if not self.file.h5:
+                    self.file.reopen()
+                group = self._group = self.file.h5[f"data/{self.name}"]
+        return group
+
+    @property
+    def streaming(self) -> bool:
+        """Whether the file still holds this stream's streaming state (its writer has not
+        finalized it; a snapshot's counts are from that state)."""
+        return self._state is not None and bool(self._state)
+
+    @property
     def frames_written(self) -> int:
         return self.frame_slots - int(self.dropped_frames.size)
 
@@ -66,15 +84,27 @@ class EMDDataset:
 
     @property
     def dims(self) -> list[Dim]:
-        out = []
-        for axis in range(self.data.ndim):
-            vec = self.group.get(f"dim{axis + 1}")
-            if vec is None:
-                out.append(Dim(f"axis_{axis}", "", values=np.arange(self.data.shape[axis])))
-                continue
-            out.append(Dim(text(vec.attrs.get("name", f"axis_{axis}")),
-                           text(vec.attrs.get("units", "")), values=vec[()].reshape(-1)))
-        return out
+        with reopen_lock:
+            group, out = self.group, []
+            for axis in range(self.data.ndim):
+                if axis == 0 and self.data.maxshape[0] is None and self.streaming:
+                    out.append(self._stack_axis())  # its vector is written at finalize
+                    continue
+                vec = group.get(f"dim{axis + 1}")
+                if vec is None:
+                    out.append(Dim(f"axis_{axis}", "", values=np.arange(self.data.shape[axis])))
+                    continue
+                out.append(Dim(text(vec.attrs.get("name", f"axis_{axis}")),
+                               text(vec.attrs.get("units", "")), values=vec[()].reshape(-1)))
+            return out
+
+    def _stack_axis(self) -> Dim:
+        """The frame axis of a stack still being written, from the dims its writer declared: the
+        ``frame_slots`` this snapshot counts."""
+        declared = dims_from_json(self._state.attrs["dims"])[0]
+        values = self.values.get(declared.from_values) if declared.from_values else None
+        return Dim(declared.name, declared.units, values=values if values is not None
+                   else declared.vector(self.frame_slots))
 
     @property
     def frame_grid(self) -> tuple[int, ...]:
@@ -89,7 +119,8 @@ class EMDDataset:
     def values(self) -> dict[str, np.ndarray]:
         """Per-frame values ({"timestamp": ..., user keys}) shaped like ``frame_grid``; NaN where
         no frame was written (dropped, not yet written, or a name a put left out)."""
-        return layout.value_columns(self.group)
+        with reopen_lock:  # a live file's group: see ``group``
+            return layout.value_columns(self.group, (self.frame_slots, self.dropped_frames))
 
     def frames(self) -> np.ndarray:
         """The frames written so far, read into memory: ``(n, *frame_shape)`` for a stack;

@@ -88,9 +88,9 @@ class EMDFile(Mapping):
         if not self.live:
             return
         for attempt in range(retries):
-            self.h5.close()
             try:
-                with reopen_lock:
+                with reopen_lock:  # a LiveData read in another thread never sees it closed
+                    self.h5.close()
                     self.reopen()
                 return
             except (OSError, KeyError, ValueError):  # caught mid-finalize: try again shortly
