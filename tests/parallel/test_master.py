@@ -314,6 +314,46 @@ def test_acquisition_parts_with_several_streams(tmp_path):
     assert verify(master) == []
 
 
+
+def test_unsplit_stream_of_unfinished_part_counts_committed_frames(tmp_path):
+    """A stream only one part writes (an open-ended log), mapped while that part is written: the
+    master records the frames its part committed (not the preallocated slots), complete False,
+    and maps only those frames; rebuilt once the part is finished, it records the final counts."""
+    streams = [Stream("diffraction", (3, 3)), Stream("log", (2,), "int32", open_ended=True)]
+    parts = [str(tmp_path / f"acq.part{r}.emd") for r in range(2)]
+    with Acquisition(parts[1], streams, scan_shape=(4, 5), part=(1, 2), block_frames=3) as acq:
+        for s in Part(1, 2, 3).slots(20):
+            acq["diffraction"].put(np.full((3, 3), s, np.uint16))
+        acq["log"].put(np.array([1, 0], np.int32))
+    master = str(tmp_path / "acq.emd")
+    with Acquisition(parts[0], streams, scan_shape=(4, 5), part=(0, 2), block_frames=3,
+                     flush_seconds=0.02) as acq:
+        write_master(master, parts)  # nothing committed yet: no frame
+        with emdstream.open(master, live=True) as f:
+            assert (f["log_part0"].data.shape, f["log_part0"].frames_written) == ((0, 2), 0)
+        acq["log"].put(np.array([0, 7], np.int32))
+        deadline = time.monotonic() + 30
+        while acq["log"].frames_written < 1:  # flushed: committed in the part's state
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        write_master(master, parts, overwrite=True)
+        with emdstream.open(master, live=True) as f:
+            log = f["log_part0"]
+            assert (log.data.shape, log.frames_written, log.complete) == ((1, 2), 1, False)
+            assert np.array_equal(log.data[()], [[0, 7]])
+            assert log.dims[0].values.shape == (1,)
+        for i in (1, 2):
+            acq["log"].put(np.array([0, i], np.int32))
+        for s in Part(0, 2, 3).slots(20):
+            acq["diffraction"].put(np.full((3, 3), s, np.uint16))
+    assert any("/data/log_part0: complete is False" in p for p in verify(master))  # stale
+    write_master(master, parts, overwrite=True)
+    with emdstream.open(master) as f:
+        log = f["log_part0"]
+        assert (log.data.shape, log.frames_written, log.complete) == ((3, 2), 3, True)
+        assert np.array_equal(log.data[()], [[0, 7], [0, 1], [0, 2]])
+    assert verify(master) == []
+
 def test_parts_that_do_not_belong_together_are_refused(partset, tmp_path):
     _, master, parts, _ = partset
     other = str(tmp_path / "other.part1.emd")

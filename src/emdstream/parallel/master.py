@@ -30,10 +30,11 @@ import h5py
 import numpy as np
 
 from emdstream.format import counted, layout
-from emdstream.format.dims import Dim
+from emdstream.format.dims import Dim, dims_from_json
 from emdstream.format.layout import MASTER_ATTR
 from emdstream.format.metadata import METADATA_GROUPS, unique_key, utc_key
 from emdstream.format.parts import Part, read_part
+from emdstream.format.values import MAX_VALUES
 from emdstream.parallel import master_counted
 from emdstream.parallel.vds import Mapping, create_virtual, part_mappings, relative
 
@@ -106,12 +107,7 @@ def read_part_file(path: str | os.PathLike) -> PartFile:
             ds = EMDDataset(group, state)
             info = read_part(group.attrs)
             if info is None:
-                out.others[name] = OtherStream(
-                    name, data.shape, data.dtype, data.fillvalue,
-                    [(str(d.name), str(d.units), np.asarray(d.values)) for d in ds.dims],
-                    {k: group.attrs[k] for k in ("frames_written", "frames_dropped", "complete",
-                                                 "frame_ndim", "dropped_frames")
-                     if k in group.attrs})
+                out.others[name] = _other_stream(group, state, ds)
                 continue
             part, scan_shape, dims = info
             columns = None
@@ -132,6 +128,28 @@ def read_part_file(path: str | os.PathLike) -> PartFile:
             comments += layout.read_log(f)
         out.comments = comments
     return out
+
+
+def _other_stream(group: h5py.Group, state: Optional[h5py.Group], ds) -> OtherStream:
+    """A stream not split by block, as far as it counts now: a finished one as finalized; one being
+    written (or killed) up to its committed slots, by its state as a split stream (not its
+    preallocated stack: ``finalize`` trims it and writes the counts)."""
+    data, attrs = group["data"], group.attrs
+    counts = {k: attrs[k] for k in ("frames_written", "frames_dropped", "complete", "frame_ndim",
+                                    "dropped_frames") if k in attrs}
+    if state is None:
+        return OtherStream(ds.name, data.shape, data.dtype, data.fillvalue, [
+            (str(d.name), str(d.units), np.asarray(d.values)) for d in ds.dims], counts)
+    shape = ((ds.frame_slots,) if data.maxshape[0] is None else data.shape[:1]) + data.shape[1:]
+    counts.update(frames_written=np.int64(ds.frames_written), complete=False,
+                  frames_dropped=np.int64(ds.frames_dropped), dropped_frames=ds.dropped_frames)
+    if not ds.frames_dropped:
+        del counts["dropped_frames"]
+    values = layout.value_columns(group, (ds.frame_slots, ds.dropped_frames))  # as ds counts
+    dims = [(d.name, d.units, np.asarray(values.get(d.from_values, np.full(n, np.nan))
+                                         if d.from_values else d.vector(n)).reshape(-1)[:n])
+            for d, n in zip(dims_from_json(state.attrs["dims"]), shape)]
+    return OtherStream(ds.name, shape, data.dtype, data.fillvalue, dims, counts)
 
 
 # --- writing the master ----------------------------------------------------------------------------
@@ -309,7 +327,7 @@ def _write_stream(data: h5py.Group, name: str, t: PartStream, by_rank: list[str]
         mappings = part_mappings(part, scan_shape)
         n_local = part.slots(total).size
         sources.append((s, f"/data/{name}/data", (n_local,) + t.frame_shape, mappings))
-        value_sources.append((s, f"/data/{name}/{layout.VALUES}", (n_local, _n_values()), mappings))
+        value_sources.append((s, f"/data/{name}/{layout.VALUES}", (n_local, MAX_VALUES), mappings))
     create_virtual(group, "data", shape, t.dtype, t.fillvalue, sources)
     written = dropped = 0
     dropped_slots = []
@@ -326,7 +344,7 @@ def _write_stream(data: h5py.Group, name: str, t: PartStream, by_rank: list[str]
         vec.attrs["name"] = dim.name
         vec.attrs["units"] = dim.units
     if len(columns) == 1 and next(iter(columns)):
-        table = create_virtual(group, layout.VALUES, scan_shape + (_n_values(),), np.float64,
+        table = create_virtual(group, layout.VALUES, scan_shape + (MAX_VALUES,), np.float64,
                                 np.nan, value_sources)
         table.attrs["columns"] = json.dumps(list(next(iter(columns))))
     complete = all(p in found and found[p].streams[name].finished for p in by_rank)
@@ -348,8 +366,8 @@ def _write_stream(data: h5py.Group, name: str, t: PartStream, by_rank: list[str]
 def _write_other(data: h5py.Group, other: OtherStream, rank: int, stored: str) -> None:
     """A stream that is not split by block: one virtual dataset per part, ``<name>_part<rank>``."""
     group = data.create_group(f"{other.name}_part{rank}")
-    everything = [Mapping(tuple((0, 1, 1, n) for n in other.shape[:1]), (0, 1, 1, other.shape[0]))] \
-        if other.shape else []
+    everything = [Mapping(((0, 1, 1, other.shape[0]),), (0, 1, 1, other.shape[0]))] \
+        if other.shape and other.shape[0] else []  # none: no frame (yet)
     create_virtual(group, "data", other.shape, other.dtype, other.fillvalue,
                     [(stored, f"/data/{other.name}/data", other.shape, everything)])
     for axis, (name, units, values) in enumerate(other.dims):
@@ -381,12 +399,6 @@ def _same(a, b) -> bool:
         return bool(np.array_equal(np.asarray(a), np.asarray(b)))
     except Exception:
         return False
-
-
-def _n_values() -> int:
-    from emdstream.format.values import MAX_VALUES
-
-    return MAX_VALUES
 
 
 def _text(value):
