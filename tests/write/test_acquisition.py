@@ -148,6 +148,20 @@ def test_tilt_series_takes_its_frame_axis_from_the_values(tmp_path):
     assert read["pixelName"][0] == "tilt" and read["pixelSize"][0] == 15.0
 
 
+@pytest.mark.parametrize("n_frames", [None, 5])
+def test_a_tilt_series_stopped_before_its_first_frame_closes_cleanly(tmp_path, n_frames):
+    """An axis taken from a per-frame value that no frame carried (none was put): close used to
+    fail ('tilt' is not in list) and so did recover; the file is finished with no frame."""
+    path = str(tmp_path / "aborted.emd")
+    with EMDWriter(path, (8, 8), "float32", n_frames=n_frames,
+                   dims=[Dim("tilt", "[deg]", from_values="tilt"), Dim("y"), Dim("x")]):
+        pass
+    with emdstream.open(path) as f:
+        ds = f["dataset_1"]
+        assert ds.complete and ds.frames_written == 0 and ds.dims[0].name == "tilt"
+        assert ds.data.shape[0] == len(ds.dims[0].values) == 0
+
+
 def test_time_axis_of_a_movie_from_the_timestamps(tmp_path):
     path = str(tmp_path / "movie.emd")
     with EMDWriter(path, (4, 4), "uint16", n_frames=5,

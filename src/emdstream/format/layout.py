@@ -251,8 +251,10 @@ def _finalize_stream(f: h5py.File, name: str) -> tuple[int, int]:
     table.attrs["columns"] = json.dumps(names)
     grid = frame_grid(data, committed)
     if data.maxshape[0] is None or dims[0].from_values:
-        axis0 = dims[0].vector(grid[0]) if not dims[0].from_values else \
-            table[:, names.index(dims[0].from_values)]
+        source = dims[0].from_values
+        axis0 = dims[0].vector(grid[0]) if not source else \
+            table[:, names.index(source)] if source in names else \
+            np.full(grid[0], np.nan)  # no frame carried it: none was put
         _write_dim(group, 0, Dim(dims[0].name, dims[0].units, values=axis0), grid[0],
                    resizable=data.maxshape[0] is None)
     for reason, count in zip(RAW_REASONS, _raw_counts(data, state["raw_chunks"][()], committed)):
