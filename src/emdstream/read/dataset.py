@@ -102,9 +102,11 @@ class EMDDataset:
         """The frame axis of a stack still being written, from the dims its writer declared: the
         ``frame_slots`` this snapshot counts."""
         declared = dims_from_json(self._state.attrs["dims"])[0]
-        values = self.values.get(declared.from_values) if declared.from_values else None
+        if not declared.from_values:
+            return Dim(declared.name, declared.units, values=declared.vector(self.frame_slots))
+        values = self.values.get(declared.from_values)  # None: no frame carried it yet
         return Dim(declared.name, declared.units, values=values if values is not None
-                   else declared.vector(self.frame_slots))
+                   else np.full(self.frame_slots, np.nan))
 
     @property
     def frame_grid(self) -> tuple[int, ...]:
