@@ -164,6 +164,8 @@ class MasterReport:
 
     @property
     def complete(self) -> bool:
+        """Every part present and finished and every slot holding a frame: stricter than the
+        groups' ``complete`` attribute (finished), which a scan with dropped frames also has."""
         return not self.missing and not self.unfinished and all(
             self.frames_written[n] >= self.frames_total[n] for n in self.frames_written)
 
