@@ -10,7 +10,7 @@ import numpy as np
 
 from emdstream.format.layout import MASTER_ATTR
 from emdstream.format.parts import Part
-from emdstream.parallel.master import read_part_file
+from emdstream.parallel.part_file import read_part_file
 from emdstream.parallel.vds import resolve
 
 
