@@ -116,6 +116,27 @@ def test_non_uniform_axis_keeps_its_values(tmp_path):
     assert s.inav[2, 1].data[0] == 5
 
 
+@pytest.mark.parametrize("tilts,drop", [([0.0, 1.0, 0.5], False), ([0.0, 1.0, 2.0, 3.0], True)],
+                         ids=["unordered", "dropped"])
+def test_a_frame_axis_hyperspy_cannot_take_becomes_an_index(tmp_path, tilts, drop):
+    """A frame axis from per-frame values that are not ordered, or NaN where a frame was dropped:
+    HyperSpy refuses such an axis ('needs to be ordered'), so the export numbers the frames
+    instead (the values stay in ``ds.values``)."""
+    path = str(tmp_path / "tilts.emd")
+    with EMDWriter(path, (4, 4), "float32", n_frames=len(tilts),
+                   dims=[Dim("tilt", "[deg]", from_values="tilt"), Dim("y"), Dim("x")]) as w:
+        for i, angle in enumerate(tilts):
+            if drop and i == 2:
+                with pytest.raises(RuntimeError), w.frame_buffer(tilt=angle):
+                    raise RuntimeError("link lost")
+                continue
+            w.put(np.full((4, 4), i, np.float32), tilt=angle)
+    s = emdstream.open(path)["dataset_1"].to_hyperspy()
+    axis = s.axes_manager.navigation_axes[0]
+    assert axis.name == "tilt" and axis.is_uniform and axis.size == len(tilts)
+    np.testing.assert_array_equal(axis.axis, np.arange(len(tilts)))
+
+
 def _scalar_file(path, shape, names):
     """An EMD v0.2 file with one value per position (as a HAADF stream writes it)."""
     data = np.arange(np.prod(shape), dtype=np.float32).reshape(shape)

@@ -12,6 +12,7 @@ from support.counted import SHAPE, check_events, csr_of, events_of
 import emdstream
 from emdstream import Acquisition, CountedStream, Stream
 from emdstream.errors import QueueFullError, WriterFullError
+from emdstream.tools.verify import verify
 
 SCAN = (6, 10)
 N = SCAN[0] * SCAN[1]
@@ -145,7 +146,7 @@ def test_on_full_raise_and_drop(tmp_path, monkeypatch):
         with Acquisition(path, [CountedStream("e", SHAPE, n_frames=6, queue_events=50)],
                          on_full=on_full) as acq:
             s = acq["e"]
-            s.put_events(np.arange(40))
+            s.put_events(np.arange(40), stage=0.0)  # the names: a dropped put's are checked too
             if on_full == "raise":
                 with pytest.raises(QueueFullError):
                     s.put_events(np.arange(20))
@@ -337,3 +338,37 @@ def test_big_puts_with_counts_weight_every_chunk_while_the_writer_flushes(tmp_pa
         stored = h5["data/summed_e/data"][()]
         assert np.array_equal(h5["data/e/events/counts"][:per], counts)
     assert np.array_equal(stored, want)
+
+
+def test_a_refused_first_put_leaves_the_stream_as_it_was(tmp_path):
+    """A first put refused for a bad per-frame value does not decide whether the stream has
+    counts: the next put, with counts, is taken as a first put."""
+    path = str(tmp_path / "refused.emd")
+    with Acquisition(path, [CountedStream("e", frame_shape=(4, 4))]) as acq:
+        with pytest.raises(TypeError):
+            acq["e"].put_events([1, 2], x="not a number")
+        assert acq["e"].put_events([1, 2], counts=[3, 4], x=1.0)
+    with emdstream.open(path) as f:
+        assert f["e"].has_counts and f["e"].frame(0).reshape(-1)[[1, 2]].tolist() == [3, 4]
+
+
+def test_signed_counts_sum_to_signed_totals(tmp_path):
+    path = str(tmp_path / "signed.emd")
+    with Acquisition(path, [CountedStream("e", frame_shape=(2, 2), counts_dtype="int16")]) as acq:
+        acq["e"].put_events([0, 1], counts=[-3, 2])
+        acq["e"].put_events([0], counts=[-4])
+    with emdstream.open(path) as f:
+        assert f["e"].summed_pattern.reshape(-1).tolist() == [-7, 2, 0, 0]
+    assert verify(path) == []
+
+
+def test_dense_frames_add_up_repeated_events_beyond_the_counts_dtype(tmp_path):
+    """The events of a pixel add up in a dense frame; uint8 counts summing to 300 must not wrap."""
+    path = str(tmp_path / "sums.emd")
+    with Acquisition(path, [CountedStream("e", frame_shape=(2, 2), counts_dtype="uint8")]) as acq:
+        acq["e"].put_events([0, 0, 3], counts=[200, 100, 7])
+    with emdstream.open(path) as f:
+        e = f["e"]
+        assert e.frame(0).reshape(-1).tolist() == [300, 0, 0, 7]
+        assert e.dense[0].reshape(-1).tolist() == [300, 0, 0, 7]
+        assert e.summed_pattern.reshape(-1).tolist() == [300, 0, 0, 7]

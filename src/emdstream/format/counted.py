@@ -83,10 +83,20 @@ def create_summary(data: h5py.Group, name: str, frame_shape: tuple[int, int], dt
 
 
 def sum_dtype(counts_dtype) -> np.dtype:
-    """The summed pattern's dtype for events with counts of ``counts_dtype`` (None: no counts)."""
+    """The summed pattern's dtype for events with counts of ``counts_dtype`` (None: no counts):
+    float64 for float counts, int64 for signed ones (negative sums), else uint64."""
+    kind = "u" if counts_dtype is None else np.dtype(counts_dtype).kind
+    return np.dtype({"f": np.float64, "i": np.int64}.get(kind, np.uint64))
+
+
+def dense_dtype(counts_dtype) -> np.dtype:
+    """A dense frame's dtype for events with counts of ``counts_dtype`` (None: no counts): the
+    events of a pixel add up, so integer counts get at least 32 bits (uint8 counts of 200 and 100
+    at one pixel are 300); no counts: uint16, one per event."""
     if counts_dtype is None:
-        return np.dtype(np.uint64)
-    return np.dtype(np.float64) if np.dtype(counts_dtype).kind == "f" else np.dtype(np.uint64)
+        return np.dtype(np.uint16)
+    dtype = np.dtype(counts_dtype)
+    return dtype if dtype.kind == "f" else np.promote_types(dtype, "u4" if dtype.kind == "u" else "i4")
 
 
 def chunk_lengths(chunk_events: int) -> dict[str, int]:

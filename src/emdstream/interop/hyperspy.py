@@ -112,11 +112,20 @@ def _axis(dim, size: int) -> dict[str, Any]:
         axis["units"] = units
     values = np.asarray(dim.values if dim.values is not None else dim.vector(size))[:size]
     linear = linear_axis(values)
-    if linear is None:
-        axis["axis"] = values.astype(np.float64)
-    else:
+    if linear is not None:
         axis["offset"], axis["scale"] = linear
+    elif _ordered(values):
+        axis["axis"] = values.astype(np.float64)
+    else:  # HyperSpy needs an ordered axis: the frames numbered (the values stay in ds.values)
+        axis["offset"], axis["scale"] = 0.0, 1.0
+        axis.pop("units", None)
     return axis
+
+
+def _ordered(values: np.ndarray) -> bool:
+    """Finite and strictly monotonic (what a HyperSpy non-uniform axis accepts)."""
+    steps = np.diff(values.astype(np.float64))
+    return bool(np.isfinite(values).all() and (np.all(steps > 0) or np.all(steps < 0)))
 
 
 def _metadata(ds: EMDDataset) -> dict[str, Any]:

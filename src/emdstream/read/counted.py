@@ -90,11 +90,11 @@ class CountedDataset(EMDDataset):
 
     @property
     def frame_dtype(self) -> np.dtype:
-        """The dtype of a densified frame: the counts' dtype, else uint16."""
+        """The dtype of a densified frame (``format.counted.dense_dtype``)."""
         if self.parts is not None:
-            return self.parts.counts_dtype() or np.dtype(np.uint16)
+            return profile.dense_dtype(self.parts.counts_dtype())
         ds = self.group[profile.EVENTS].get("counts")
-        return ds.dtype if ds is not None and self.has_counts else np.dtype(np.uint16)
+        return profile.dense_dtype(ds.dtype if ds is not None and self.has_counts else None)
 
     @property
     def counts_image(self) -> np.ndarray:
@@ -182,6 +182,11 @@ def densify(indptr: np.ndarray, indices: np.ndarray, counts: Optional[np.ndarray
     n, size = indptr.size - 1, frame_shape[0] * frame_shape[1]
     rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(indptr))
     flat = np.bincount(rows * size + indices, weights=counts, minlength=n * size)
+    dtype = np.dtype(dtype)
+    if dtype.kind in "iu" and flat.size and (flat.max() > np.iinfo(dtype).max
+                                             or flat.min() < np.iinfo(dtype).min):
+        raise OverflowError(f"events of one pixel add up to {flat.max():.0f} / {flat.min():.0f}: "
+                            f"beyond the dense frames' {dtype}; read them with rows() or csr()")
     return flat.astype(dtype).reshape((n,) + tuple(frame_shape))
 
 

@@ -99,12 +99,12 @@ class CountedStreamWriter(StreamWriter):
         idx = self._checked_indices(indices)
         cnt = self._checked_counts(counts, idx.size)
         with self._order_lock, held_interrupts:  # events and slot together, or neither
+            self._value_columns(values)  # checked before anything is taken (or decided)
+            self._check_open()
             cnt = self._fix_counts(cnt, idx.size)
             if not self._room(idx.size):
                 self._drop(1)
                 return False
-            self._value_columns(values)  # checked before anything is taken
-            self._check_open()
             self._first_buffer()
             self.events.add(np.array([idx.size], np.int64), idx, cnt)  # before its slot: see events
             self._events_added = True
@@ -130,12 +130,12 @@ class CountedStreamWriter(StreamWriter):
         if n == 0:
             return 0
         with self._order_lock, held_interrupts:
+            self.columns.block_columns(values, n)  # checked before anything is taken (or decided)
+            self._check_open(n)
             cnt = self._fix_counts(cnt, idx.size)
             if not self._room(idx.size):
                 self._drop(n)
                 return 0
-            self.columns.block_columns(values, n)  # checked before anything is taken
-            self._check_open(n)
             self._first_buffer()
             self.events.add(lengths, idx, cnt)  # before their slots: see events
             self._events_added = True
