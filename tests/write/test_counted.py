@@ -372,3 +372,11 @@ def test_dense_frames_add_up_repeated_events_beyond_the_counts_dtype(tmp_path):
         assert e.frame(0).reshape(-1).tolist() == [300, 0, 0, 7]
         assert e.dense[0].reshape(-1).tolist() == [300, 0, 0, 7]
         assert e.summed_pattern.reshape(-1).tolist() == [300, 0, 0, 7]
+
+
+def test_counts_a_float_counts_dtype_cannot_hold_exactly_are_refused(tmp_path):
+    with Acquisition(str(tmp_path / "f.emd"),
+                     [CountedStream("e", frame_shape=(2, 2), counts_dtype="float32")]) as acq:
+        with pytest.raises(ValueError, match="do not fit"):
+            acq["e"].put_events([0, 1], counts=np.array([2**24 + 1, 2], np.int64))
+        assert acq["e"].put_events([0, 1], counts=np.array([2**24, 2], np.int64))

@@ -138,6 +138,8 @@ def _metadata(ds: EMDDataset) -> dict[str, Any]:
             base, unit = UNIT_SUFFIX.match(key.lower()).groups()
             for words, path, factors in rules:
                 if base in words and (unit or "") in factors:
+                    if isinstance(value, np.ndarray) and value.size == 1:  # [12.0] as 12.0
+                        value = value.reshape(()).item()
                     number = isinstance(value, (int, float)) and not isinstance(value, bool)
                     _put(md, path, value * factors[unit or ""] if number else value)
     stamps = np.asarray(getattr(ds, "values", {}).get("timestamp", []), dtype=np.float64)

@@ -221,7 +221,10 @@ class CountedStreamWriter(StreamWriter):
             target = self.counts_dtype
             exact = target.kind in "iu" and arr.dtype.kind in "iu" and \
                 np.iinfo(target).min <= int(arr.min()) and int(arr.max()) <= np.iinfo(target).max
-            if not exact and target.kind != "f":
+            if target.kind == "f":  # exact if it comes back unchanged (2**24 + 1 in float32 not)
+                exact = np.array_equal(arr.astype(target).astype(arr.dtype), arr,
+                                       equal_nan=arr.dtype.kind == "f")
+            if not exact:
                 raise ValueError(f"counts of {self.name!r} ({arr.dtype}) do not fit its "
                                  f"counts_dtype {target} exactly")
         return arr.astype(self.counts_dtype)
