@@ -93,6 +93,11 @@ def _stack_writer(path):
                                      emdstream.Dim("y", "[px]"), emdstream.Dim("x", "[px]")])
 
 
+def _puts(w, first, end):
+    for i in range(first, end):
+        w.put(np.full((8, 8), i, np.uint16), dose=float(i))
+
+
 def _live_after(path, w, n):
     """A live view of ``path`` once ``w`` has ``n`` frames durable."""
     deadline = time.monotonic() + 10
@@ -107,12 +112,10 @@ def test_a_live_stack_shows_its_frame_axis_and_values_as_counted(tmp_path):
     at finalize), and its values match the frames the snapshot counts, even once more came."""
     path = str(tmp_path / "stack.emd")
     w = _stack_writer(path)
-    for i in range(5):
-        w.put(np.full((8, 8), i, np.uint16), dose=float(i))
+    _puts(w, 0, 5)
     live = _live_after(path, w, 5)
     ds = live["dataset_1"]
-    for i in range(5, 12):
-        w.put(np.full((8, 8), i, np.uint16), dose=float(i))
+    _puts(w, 5, 12)
     _live_after(path, w, 12).close()
     axis = ds.dims[0]
     assert (axis.name, axis.units, axis.scale, axis.offset) == ("time", "[s]", 0.5, 10.0)
@@ -128,8 +131,7 @@ def test_a_live_dataset_reads_after_its_writer_in_this_process_finalized(tmp_pat
     taken before that still reads its values and dims (from the finished file), not nothing."""
     path = str(tmp_path / "closed.emd")
     w = _stack_writer(path)
-    for i in range(5):
-        w.put(np.full((8, 8), i, np.uint16), dose=float(i))
+    _puts(w, 0, 5)
     live = _live_after(path, w, 5)
     ds = live["dataset_1"]
     w.close()
