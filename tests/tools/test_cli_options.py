@@ -20,6 +20,9 @@ BAD_VALUES = [
     (("simulate", "--dtype", "uint13"), "--dtype", "not a NumPy dtype: 'uint13'"),
     (("simulate", "--dtype", "bool"), "--dtype", "expected an integer or float dtype"),
     (("info", "x.emd", "--interval", "0"), "--interval", "must be positive"),
+    (("simulate", "--fps", "inf"), "--fps", "must be between 1e-06 and 1e+09, got 'inf'"),
+    (("simulate", "--fps", "1e-300"), "--fps", "must be between"),
+    (("info", "x.emd", "--interval", "nan"), "--interval", "must be positive"),
     (("convert", "a.emd", "b.h5", "--to", "emd3"), "--to", "invalid choice: 'emd3'"),
     (("view", "x.emd", "--port", "http"), "--port", "invalid int value: 'http'"),
 ]
@@ -80,3 +83,74 @@ def test_simulate_says_what_the_file_holds_and_what_to_run_next(tmp_path):
                                   text=True)
         assert done.returncode == 0, (step, done.stderr)
     assert (tmp_path / "run 1.png").exists()
+
+
+def test_preview_never_writes_over_the_file_it_reads(tmp_path):
+    """``preview scan.png --overwrite`` of an EMD file named scan.png would replace the data by
+    its own picture; an output without extension is saved (and checked) as .png."""
+    import shutil
+
+    simulated = tmp_path / "a.emd"
+    assert emdstream_cli("simulate", simulated, "--scan", "4x4", "--frame-shape", "8x8",
+                         "--quiet").returncode == 0
+    shutil.copy(simulated, tmp_path / "scan.png")
+    result = emdstream_cli("preview", tmp_path / "scan.png", "--overwrite")
+    assert result.returncode == 2 and "is the file being read" in result.stderr
+    assert result.stderr.count("\n") == 1
+    assert emdstream_cli("verify", tmp_path / "scan.png").returncode == 0  # still the data
+    (tmp_path / "out.png").write_bytes(b"an older picture")
+    result = emdstream_cli("preview", simulated, "-o", tmp_path / "out")
+    assert result.returncode == 2 and "out.png already exists" in result.stderr
+    assert (tmp_path / "out.png").read_bytes() == b"an older picture"
+
+
+def test_simulate_overwrite_never_replaces_a_file_being_written(tmp_path):
+    from support.cli import start_simulate
+
+    path = tmp_path / "live.emd"
+    writer = start_simulate(path, "--scan", "30x30", "--frame-shape", "16x16", "--fps", "100")
+    try:
+        result = emdstream_cli("simulate", path, "--overwrite", "--quiet")
+        assert result.returncode == 2 and "is being written by a running process" in result.stderr
+        assert writer.poll() is None  # the first writer goes on, its file untouched
+    finally:
+        writer.terminate()
+        writer.communicate(timeout=60)
+
+
+def _emd_file(path, fill):
+    """A minimal EMD v0.2 file, ``fill(data_group)`` adding its members."""
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        f.attrs["version_major"], f.attrs["version_minor"] = 0, 2
+        fill(f.create_group("data"))
+
+
+def test_verify_names_a_dangling_link_instead_of_a_traceback(tmp_path):
+    import h5py
+
+    path = tmp_path / "dangling.emd"
+
+    def fill(data):
+        group = data.create_group("a")
+        group.attrs["emd_group_type"] = 1
+        group.create_dataset("data", data=[1.0, 2.0])
+        data["b"] = h5py.SoftLink("/nowhere")
+    _emd_file(path, fill)
+    result = emdstream_cli("verify", path)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "/data/b: a link to nothing (SoftLink to /nowhere)" in result.stdout + result.stderr
+
+
+def test_info_shows_a_single_value_dataset(tmp_path):
+    path = tmp_path / "scalar.emd"
+
+    def fill(data):
+        group = data.create_group("x")
+        group.attrs["emd_group_type"] = 1
+        group.create_dataset("data", data=3.5)
+    _emd_file(path, fill)
+    result = emdstream_cli("info", path)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert "() float64" in result.stdout

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import textwrap
@@ -66,12 +67,22 @@ def add_subcommand(subparsers, name: str, summary: str, description: Optional[st
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
-def check_output(path: str, overwrite: bool) -> None:
-    """FileExistsError / FileNotFoundError / IsADirectoryError unless ``path`` can be written."""
+def check_output(path: str, overwrite: bool, source: Optional[str] = None) -> None:
+    """FileExistsError / FileNotFoundError / IsADirectoryError unless ``path`` can be written;
+    never the ``source`` read to make it, nor a file a running writer holds (even with
+    ``overwrite``: its frames would be lost, and its recover hint would name the new file)."""
+    from emdstream.safety.filelock import writer_holds
+
     if os.path.isdir(path):
         raise IsADirectoryError(f"{path} is a directory; give a file name")
-    if os.path.exists(path) and not overwrite:
+    if not os.path.exists(path):
+        pass
+    elif source is not None and os.path.samefile(path, source):
+        raise ValueError(f"{path} is the file being read; give another output name")
+    elif not overwrite:
         raise FileExistsError(f"{path} already exists; use --overwrite to replace it")
+    elif writer_holds(path):
+        raise RuntimeError(f"{path} is being written by a running process; it is not replaced")
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"cannot create {path}: directory {folder} does not exist")
@@ -105,6 +116,9 @@ def _dtype(text: str) -> str:
     return dtype.name
 
 
+MIN_POSITIVE, MAX_POSITIVE = 1e-6, 1e9  # rates, intervals, counts: beyond these, a typo
+
+
 def _positive(kind):
     def parse(text: str):
         try:
@@ -113,6 +127,9 @@ def _positive(kind):
             raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
         if not value > 0:
             raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
+        if not math.isfinite(value) or not MIN_POSITIVE <= value <= MAX_POSITIVE:
+            raise argparse.ArgumentTypeError(f"must be between {MIN_POSITIVE:g} and "
+                                             f"{MAX_POSITIVE:g}, got {text!r}")
         return value
     return parse
 
@@ -258,8 +275,10 @@ def _preview(args) -> int:
     from emdstream.tools.preview import preview
 
     out = args.output or os.path.splitext(args.path)[0] + ".png"
+    if not os.path.splitext(out)[1]:
+        out += ".png"  # what the image is saved as (matplotlib adds it)
     require_emd(args.path)
-    check_output(out, args.overwrite)
+    check_output(out, args.overwrite, source=args.path)
     print(f"wrote {preview(args.path, out, args.dataset)}")
     return 0
 

@@ -107,6 +107,8 @@ def _state(d: dict[str, Any]) -> str:
 
 def _positions(ds) -> int | None:
     """The number of frame slots of a scan or a pre-allocated stack; None for a growing one."""
+    if not ds.data.ndim:  # a single value (foreign files)
+        return 1
     if ds.data.maxshape[0] is None:
         return None
     return int(np.prod(ds.frame_grid))

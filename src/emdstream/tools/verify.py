@@ -57,6 +57,9 @@ def verify_report(path: str | os.PathLike, readers: bool = False) -> tuple[list[
         problems = _check_root(f)
         shapes = {}
         for name, item in (f["data"].items() if isinstance(f.get("data"), h5py.Group) else ()):
+            if item is None:  # a soft or external link to nothing
+                problems.append(f"/data/{name}: a link to nothing ({_link(f['data'], name)})")
+                continue
             problems += _check_group(item, name in unfinished)
             if isinstance(item, h5py.Group) and isinstance(item.get("data"), h5py.Dataset):
                 shapes[name] = item["data"].shape
@@ -270,3 +273,8 @@ def summary(path: str | os.PathLike) -> str:
 
 if __name__ == "__main__" and sys.argv[1:2] == ["--read-through"]:
     _read_through(sys.argv[2], sys.argv[3:])
+
+
+def _link(group: h5py.Group, name: str) -> str:
+    link = group.get(name, getlink=True)
+    return f"{type(link).__name__} to {getattr(link, 'path', '?')}"
