@@ -347,6 +347,24 @@ def test_recover_refuses_a_hopeless_file_in_one_line_and_changes_nothing(tmp_pat
     assert hashlib.sha256(open(path, "rb").read()).hexdigest() == before
 
 
+def test_recover_refuses_a_cut_short_copy_of_a_finished_file_and_changes_nothing(tmp_path):
+    """A finished file cut short (an interrupted copy) was extended to the end its superblock
+    records and called finished; every reader then failed on it (info spun for good)."""
+    whole = str(tmp_path / "whole.emd")
+    with EMDWriter(whole, (16, 16), "uint16", n_frames=8) as w:
+        for i in range(8):
+            w.put(np.full((16, 16), i, np.uint16))
+    path = str(tmp_path / "cut.emd")
+    with open(whole, "rb") as src, open(path, "wb") as dst:
+        dst.write(src.read(3000))
+    before = hashlib.sha256(open(path, "rb").read()).hexdigest()
+    out = subprocess.run([sys.executable, "-m", "emdstream", "recover", path], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 2 and "cut short" in out.stderr, out.stdout + out.stderr
+    assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr, out.stderr
+    assert hashlib.sha256(open(path, "rb").read()).hexdigest() == before
+
+
 def test_a_writer_thread_that_fails_to_start_releases_the_file(tmp_path, monkeypatch):
     from emdstream.write import writer_thread
 

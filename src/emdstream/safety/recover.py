@@ -96,7 +96,8 @@ def _remove_leftovers(path: str) -> bool:
 def _recover_with_hdf5(path: str, changed: bool) -> RecoveryReport:
     check_path(path)
     sb = read_superblock(path)  # ValueError when damaged: nothing changed
-    if sb.flags or os.path.getsize(path) != sb.offset + sb.eof:
+    size = os.path.getsize(path)
+    if sb.flags or size != sb.offset + sb.eof:
         try:  # a finished file keeps its superblock; a killed writer's file needs it fixed
             names = probe.run("streams", path)
         except ValueError:
@@ -106,6 +107,8 @@ def _recover_with_hdf5(path: str, changed: bool) -> RecoveryReport:
             changed = clear_consistency_flags(path) or changed
     names = probe.run("streams", path)
     if not names:
+        if size < sb.offset + sb.eof:
+            _refuse_if_cut_short(path, size, sb.offset + sb.eof)
         return RecoveryReport(path, changed=changed)
     _refuse_if_held(path)
     clear_consistency_flags(path)
@@ -117,6 +120,18 @@ def _recover_with_hdf5(path: str, changed: bool) -> RecoveryReport:
                          f"be damaged") from None
     compact.compact_if_worth_it(path)
     return RecoveryReport(path, True, {name: n for name, (n, _) in counts.items()})
+
+
+def _refuse_if_cut_short(path: str, size: int, end: int) -> None:
+    """A finished file extended to the end its superblock records must read back; else it was
+    cut short (a truncated copy): given back its size, and ValueError."""
+    try:
+        probe.run("read", path)
+    except ValueError as exc:
+        os.truncate(path, size)
+        raise ValueError(f"{path} has {size} of the {end} bytes its superblock records and does "
+                         f"not read ({exc}): cut short, e.g. an interrupted copy; the missing "
+                         f"bytes cannot be recovered") from None
 
 
 def _refuse_if_held(path: str) -> None:
