@@ -154,3 +154,17 @@ def test_info_shows_a_single_value_dataset(tmp_path):
     result = emdstream_cli("info", path)
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
     assert "() float64" in result.stdout
+
+
+def test_info_counts_the_raw_bytes_of_the_frames_written_only(tmp_path):
+    """A scan stopped early: its compression ratio is of the frames written, not of the whole
+    scan's slots (unwritten slots store nothing; counting them inflated the ratio)."""
+    import json
+
+    path = tmp_path / "early.emd"
+    assert emdstream_cli("simulate", path, "--scan", "8x8", "--frame-shape", "16x16",
+                         "--frames", "4", "--quiet").returncode == 0
+    result = emdstream_cli("info", path, "--json")
+    assert result.returncode == 0, result.stderr
+    ds = json.loads(result.stdout)["datasets"]["diffraction"]
+    assert ds["frames_written"] == 4 and ds["raw_bytes"] == 4 * 16 * 16 * 2

@@ -23,6 +23,8 @@ def describe(f: EMDFile) -> dict[str, Any]:
         data = ds.data
         stored = data.id.get_storage_size()
         raw = data.size * data.dtype.itemsize
+        if data.ndim:  # the slots written so far, not those of a scan stopped early
+            raw = ds.frame_slots * data.dtype.itemsize * int(np.prod(data.shape[len(ds.frame_grid):]))
         datasets[name] = {
             "shape": list(data.shape), "dtype": str(data.dtype),
             "chunks": list(data.chunks) if data.chunks else None,

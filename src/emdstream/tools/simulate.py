@@ -105,7 +105,8 @@ class SimulationReport:
         path = shlex.quote(self.path)
         return "\n".join([
             f"wrote {self.path}: {self.file_bytes / 1e6:.1f} MB on disk "
-            f"({self.bytes_raw / 1e6:.1f} MB of frames, {ratio:.1f}x smaller)",
+            f"({self.bytes_raw / 1e6:.1f} MB of frames, "
+            f"{f'{ratio:.1f}x smaller' if ratio >= 1 else f'{1 / ratio:.1f}x larger'})",
             *(f"  {line}" for line in self.holds),
             f"  {self.frames_written} frames in {self.seconds:.2f} s{paced}: "
             f"{self.writer_seconds:.2f} s of it in put() and close(), the rest making "
