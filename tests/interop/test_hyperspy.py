@@ -137,11 +137,13 @@ def test_a_frame_axis_hyperspy_cannot_take_becomes_an_index(tmp_path, tilts, dro
     np.testing.assert_array_equal(axis.axis, np.arange(len(tilts)))
 
 
-def test_a_one_element_array_in_the_metadata_is_converted_as_its_number(tmp_path):
-    """Metadata written by other tools often holds [12.0] for 12.0: the units still apply."""
+@pytest.mark.parametrize("length", [np.array([12.0]), 12], ids=["one-element array", "int"])
+def test_a_one_element_array_in_the_metadata_is_converted_as_its_number(tmp_path, length):
+    """Metadata written by other tools often holds [12.0] for 12.0, and an int attribute reads
+    back as numpy's int64: the units apply to both."""
     path = str(tmp_path / "one.emd")
     with EMDWriter(path, (4, 4), "uint16", n_frames=1,
-                   microscope={"camera_length_cm": np.array([12.0])}) as w:
+                   microscope={"camera_length_cm": length}) as w:
         w.put(np.zeros((4, 4), np.uint16))
     tem = emdstream.open(path)["dataset_1"].to_hyperspy().metadata.Acquisition_instrument.TEM
     assert tem.camera_length == pytest.approx(120.0)

@@ -140,7 +140,8 @@ def _metadata(ds: EMDDataset) -> dict[str, Any]:
                 if base in words and (unit or "") in factors:
                     if isinstance(value, np.ndarray) and value.size == 1:  # [12.0] as 12.0
                         value = value.reshape(()).item()
-                    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+                    number = isinstance(value, (int, float, np.integer, np.floating)) and \
+                        not isinstance(value, (bool, np.bool_))  # h5py gives np.int64
                     _put(md, path, value * factors[unit or ""] if number else value)
     stamps = np.asarray(getattr(ds, "values", {}).get("timestamp", []), dtype=np.float64)
     stamps = stamps[np.isfinite(stamps)]

@@ -20,6 +20,10 @@ from typing import Any
 TIMEOUT = 120.0  # seconds: far beyond any healthy file of a crashed writer's size
 
 
+class NoAnswer(ValueError):
+    """The child hung or crashed: it says nothing about the file, only that HDF5 gave no answer."""
+
+
 def run(command: str, path: str, *args: str, timeout: float = TIMEOUT) -> Any:
     """Run a step in a child process; its result, or ValueError with one line saying why not."""
     argv = [sys.executable, "-m", __name__, command, path, *args]
@@ -29,11 +33,11 @@ def run(command: str, path: str, *args: str, timeout: float = TIMEOUT) -> Any:
     try:
         out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
-        raise ValueError(f"HDF5 hung reading {path} (no answer in {timeout:.0f} s); "
+        raise NoAnswer(f"HDF5 hung reading {path} (no answer in {timeout:.0f} s); "
                          f"nothing more was changed") from None
     lines = out.stdout.strip().splitlines()
     if out.returncode != 0 or not lines:
-        raise ValueError(f"HDF5 crashed reading {path} (exit status {out.returncode}); nothing "
+        raise NoAnswer(f"HDF5 crashed reading {path} (exit status {out.returncode}); nothing "
                          f"more was changed")
     answer = json.loads(lines[-1])
     if "error" in answer:

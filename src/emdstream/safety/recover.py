@@ -107,7 +107,7 @@ def _recover_with_hdf5(path: str, changed: bool) -> RecoveryReport:
             changed = clear_consistency_flags(path) or changed
     names = probe.run("streams", path)
     if not names:
-        if size < sb.offset + sb.eof:
+        if size < sb.offset + sb.eof and not sb.flags:  # a finished file, not a killed writer's
             _refuse_if_cut_short(path, size, sb.offset + sb.eof)
         return RecoveryReport(path, changed=changed)
     _refuse_if_held(path)
@@ -127,8 +127,11 @@ def _refuse_if_cut_short(path: str, size: int, end: int) -> None:
     cut short (a truncated copy): given back its size, and ValueError."""
     try:
         probe.run("read", path)
+    except probe.NoAnswer:  # hung or crashed: no verdict on its bytes; finished as before
+        return
     except ValueError as exc:
-        os.truncate(path, size)
+        if os.path.getsize(path) == end:  # else something (a copy still running) writes to it
+            os.truncate(path, size)
         raise ValueError(f"{path} has {size} of the {end} bytes its superblock records and does "
                          f"not read ({exc}): cut short, e.g. an interrupted copy; the missing "
                          f"bytes cannot be recovered") from None
