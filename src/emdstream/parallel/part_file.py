@@ -12,7 +12,7 @@ import h5py
 import numpy as np
 
 from emdstream.format import layout
-from emdstream.format.dims import Dim, dims_from_json
+from emdstream.format.dims import Dim
 from emdstream.format.metadata import METADATA_GROUPS
 from emdstream.format.parts import Part, read_part
 
@@ -112,18 +112,15 @@ def _other_stream(group: h5py.Group, state: Optional[h5py.Group], ds) -> OtherSt
     data, attrs = group["data"], group.attrs
     counts = {k: attrs[k] for k in ("frames_written", "frames_dropped", "complete", "frame_ndim",
                                     "dropped_frames") if k in attrs}
-    if state is None:
-        return OtherStream(ds.name, data.shape, data.dtype, data.fillvalue, [
-            (str(d.name), str(d.units), np.asarray(d.values)) for d in ds.dims], counts)
-    shape = ((ds.frame_slots,) if data.maxshape[0] is None else data.shape[:1]) + data.shape[1:]
-    counts.update(frames_written=np.int64(ds.frames_written), complete=False,
-                  frames_dropped=np.int64(ds.frames_dropped), dropped_frames=ds.dropped_frames)
-    if not ds.frames_dropped:
-        del counts["dropped_frames"]
-    values = layout.value_columns(group, (ds.frame_slots, ds.dropped_frames))  # as ds counts
-    dims = [(d.name, d.units, np.asarray(values.get(d.from_values, np.full(n, np.nan))
-                                         if d.from_values else d.vector(n)).reshape(-1)[:n])
-            for d, n in zip(dims_from_json(state.attrs["dims"]), shape)]
+    shape = data.shape
+    if state is not None:
+        shape = ((ds.frame_slots,) if data.maxshape[0] is None else data.shape[:1]) + data.shape[1:]
+        counts.update(frames_written=np.int64(ds.frames_written), complete=False,
+                      frames_dropped=np.int64(ds.frames_dropped), dropped_frames=ds.dropped_frames)
+        if not ds.frames_dropped:
+            del counts["dropped_frames"]
+    dims = [(str(d.name), str(d.units), np.asarray(d.values).reshape(-1)[:n])  # a stack's frame
+            for d, n in zip(ds.dims, shape)]  # axis as the snapshot counts it (EMDDataset.dims)
     return OtherStream(ds.name, shape, data.dtype, data.fillvalue, dims, counts)
 
 
